@@ -1,0 +1,180 @@
+"""`robustft` command line: every Snakemake rule calls one of these subcommands, and so can a person."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("robustft")
+
+
+def _json_arg(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err}): {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from robustft.train.config import RunSpec, TrainConfig
+
+    train_settings = dict(args.train_config or {})
+    unknown = sorted(set(train_settings) - set(TrainConfig.__dataclass_fields__))
+    if unknown:
+        raise SystemExit(f"error: --train-config has unknown key(s) {unknown}")
+    for flag in ("max_train_samples", "max_eval_samples", "epochs"):
+        if getattr(args, flag) is not None:
+            train_settings[flag] = getattr(args, flag)
+    spec = RunSpec(
+        model=args.model,
+        task=args.task,
+        method=args.method,
+        seed=args.seed,
+        train=TrainConfig(**train_settings),
+        components=args.method_components,
+        data_dir=args.data_dir,
+        cache_dir=args.cache_dir,
+    )
+    spec.validate()  # names and settings fail here, before torch is even imported
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from robustft.train.classification import train_run
+
+    result = train_run(spec, args.out)
+    print(json.dumps({k: result[k] for k in ("status", "primary_metric", "metrics")}, indent=2))
+    return 0 if result["status"] in ("ok", "diverged") else 1
+
+
+def cmd_aggregate(args: argparse.Namespace) -> int:
+    from robustft import tables
+
+    expected = [_run_key(Path(p)) for p in args.metrics] if args.metrics else None
+    runs = tables.collect_runs(Path(args.runs), expected=expected)
+    summary = tables.summarize(runs)
+    comparisons = tables.compare(runs, baseline=args.baseline)
+    tables.write_tables(runs, summary, comparisons, Path(args.out))
+    print(f"{len(runs)} runs -> {args.out}/runs.csv, summary.csv, comparisons.csv (+ .tex)")
+    return 0
+
+
+def _run_key(metrics_path: Path) -> tuple[str, str, str, int]:
+    """results/runs/<model>/<task>/<method>/seed<S>/metrics.json -> (model, task, method, S)."""
+    seed_dir, method_dir, task_dir, model_dir = list(metrics_path.parents)[:4]
+    return model_dir.name, task_dir.name, method_dir.name, int(seed_dir.name.removeprefix("seed"))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from robustft.provenance import summarize_runs
+    from robustft.report import ReportSpec, build_report
+
+    spec_dict = dict(args.spec)
+    spec_dict["provenance"] = summarize_runs(Path(args.tables), args.config_hash)
+    build_report(
+        Path(args.tables), Path(args.out), ReportSpec.from_dict(spec_dict), figures_dir=Path(args.figures)
+    )
+    print(f"report -> {args.out}")
+    return 0
+
+
+def cmd_prefetch(args: argparse.Namespace) -> int:
+    from robustft.prefetch import prefetch
+
+    prefetch(args.models, args.tasks, data_dir=args.data_dir, cache_dir=args.cache_dir, marker=args.marker)
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from robustft.workflow_config import load_config
+
+    config = load_config(Path(args.config))
+    print(json.dumps(config, indent=2, sort_keys=True))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="robustft", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="fine-tune one model on one task with one method and seed")
+    train.add_argument("--model", required=True, help="registry name, e.g. minilm-l6, bert-base")
+    train.add_argument("--task", required=True, help="task key, e.g. rte, mrpc, stsb")
+    train.add_argument("--method", required=True, help="method name: finetune, noisytune, or a+b")
+    train.add_argument("--seed", required=True, type=int)
+    train.add_argument("--out", required=True, type=Path, help="run directory to write")
+    train.add_argument("--data-dir", default="resources/data")
+    train.add_argument("--cache-dir", default=None, help="Hugging Face cache (models and Hub datasets)")
+    train.add_argument("--max-train-samples", type=_positive_int)
+    train.add_argument("--max-eval-samples", type=_positive_int)
+    train.add_argument("--epochs", type=float)
+    train.add_argument("--train-config", type=_json_arg, help="JSON object of train settings")
+    train.add_argument(
+        "--method-components", type=_json_arg, help='JSON, e.g. {"noisytune": {"noise_lambda": 0.1}}'
+    )
+    train.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    train.set_defaults(func=cmd_train)
+
+    aggregate = commands.add_parser("aggregate", help="collect runs into CSV/LaTeX tables with statistics")
+    aggregate.add_argument("--runs", default="results/runs")
+    aggregate.add_argument("--out", default="results/tables")
+    aggregate.add_argument("--baseline", default="finetune")
+    aggregate.add_argument("metrics", nargs="*", help="metrics.json files to include (default: all found)")
+    aggregate.set_defaults(func=cmd_aggregate)
+
+    report = commands.add_parser("report", help="write the PDF report from the tables")
+    report.add_argument("--tables", default="results/tables")
+    report.add_argument(
+        "--spec", type=_json_arg, required=True, help="JSON report spec (config's report block)"
+    )
+    report.add_argument("--config-hash", default="unknown")
+    report.add_argument("--figures", default="figures")
+    report.add_argument("--out", required=True)
+    report.set_defaults(func=cmd_report)
+
+    prefetch = commands.add_parser("prefetch", help="download models and Hub datasets for offline nodes")
+    prefetch.add_argument("--models", nargs="*", default=[])
+    prefetch.add_argument("--tasks", nargs="*", default=[])
+    prefetch.add_argument("--data-dir", default="resources/data")
+    prefetch.add_argument("--cache-dir", default="resources/hf")
+    prefetch.add_argument("--marker", default=None, help="JSON file listing what was fetched")
+    prefetch.set_defaults(func=cmd_prefetch)
+
+    check = commands.add_parser("check-config", help="validate a workflow config and print it with defaults")
+    check.add_argument("config")
+    check.set_defaults(func=cmd_check_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    from robustft.data import DataFormatError, DataNotFoundError
+    from robustft.methods import MethodConfigError
+    from robustft.train.config import RunError
+    from robustft.workflow_config import ConfigError
+
+    try:
+        return args.func(args)
+    except (KeyError, DataFormatError, DataNotFoundError, MethodConfigError, RunError, ConfigError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"robustft {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Evaluation: task metrics (and, later, generation, judges and lm-eval)."""

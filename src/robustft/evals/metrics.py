@@ -1,0 +1,44 @@
+"""Task metrics by name, computed with scikit-learn and scipy (the `evaluate` package needs the Hub)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+MetricFn = Callable[[np.ndarray, np.ndarray], float]
+
+
+def _correlation(fn: Callable) -> MetricFn:
+    def metric(predictions: np.ndarray, references: np.ndarray) -> float:
+        # A constant prediction has no defined correlation; report 0 rather than NaN so a collapsed
+        # regressor scores as "no signal" instead of poisoning averages.
+        if np.std(predictions) == 0 or np.std(references) == 0:
+            return 0.0
+        return float(fn(predictions, references)[0])
+
+    return metric
+
+
+METRICS: dict[str, MetricFn] = {
+    "accuracy": lambda p, r: float(accuracy_score(r, p)),
+    "f1": lambda p, r: float(f1_score(r, p, average="binary", pos_label=1, zero_division=0)),
+    "mcc": lambda p, r: float(matthews_corrcoef(r, p)),
+    "pearson": _correlation(pearsonr),
+    "spearman": _correlation(spearmanr),
+}
+
+
+def compute_metrics(
+    names: tuple[str, ...], predictions: np.ndarray, references: np.ndarray
+) -> dict[str, float]:
+    unknown = [name for name in names if name not in METRICS]
+    if unknown:
+        raise KeyError(f"unknown metric(s) {unknown}; known: {sorted(METRICS)}")
+    return {name: METRICS[name](predictions, references) for name in names}
+
+
+def predictions_from_logits(logits: np.ndarray, regression: bool) -> np.ndarray:
+    return logits.reshape(-1) if regression else logits.argmax(axis=-1)

@@ -1,0 +1,48 @@
+"""Download what compute nodes need into the local cache, on a machine that reaches the Hub.
+
+Compute nodes then run with HF_HUB_OFFLINE=1 / HF_DATASETS_OFFLINE=1 and read from the same cache.
+Tasks whose local files exist are skipped: the local copy wins at run time anyway.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tqdm import tqdm
+
+from robustft.data import get_task
+from robustft.data.glue import load_split
+from robustft.io import write_json_atomic
+from robustft.models import get_model_spec
+
+# Weights as safetensors only (no pickled .bin), plus configs and tokenizer files.
+MODEL_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"]
+
+
+def prefetch(
+    models: list[str], tasks: list[str], data_dir: str, cache_dir: str, marker: str | None = None
+) -> dict[str, list[str]]:
+    from huggingface_hub import snapshot_download
+
+    fetched: dict[str, list[str]] = {"models": [], "datasets": [], "local": []}
+    for name in tqdm(models, desc="models", unit="model"):
+        spec = get_model_spec(name)
+        if spec.is_hub:
+            snapshot_download(spec.location(), cache_dir=cache_dir, allow_patterns=MODEL_FILES)
+            fetched["models"].append(spec.location())
+        else:
+            fetched["local"].append(f"model {name}: {spec.location()}")
+    for key in tqdm(tasks, desc="datasets", unit="task"):
+        task = get_task(key)
+        for split in ("train", *task.eval_splits):
+            path = task.local_path(data_dir, split)
+            if path.exists():
+                fetched["local"].append(str(path))
+                continue
+            data = load_split(key, split, data_dir, cache_dir)  # goes to the Hub and fills the cache
+            fetched["datasets"].append(data.source)
+    if marker:
+        write_json_atomic(Path(marker), fetched)
+    print(json.dumps(fetched, indent=2))
+    return fetched

@@ -1,0 +1,112 @@
+"""Where a number came from: code version, package versions, hardware, config hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PACKAGES = (
+    "robustft",
+    "torch",
+    "transformers",
+    "datasets",
+    "accelerate",
+    "numpy",
+    "scipy",
+    "pandas",
+    "snakemake",
+)
+
+
+def config_hash(payload: Any) -> str:
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def git_commit(cwd: str | Path | None = None) -> str:
+    """HEAD commit, suffixed with '-dirty' when tracked files differ; 'unknown' outside a checkout."""
+    cwd = cwd or Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{commit}-dirty" if dirty else commit
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def hardware() -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info
+
+
+def slurm_job_id() -> str | None:
+    job = os.environ.get("SLURM_JOB_ID")
+    array = os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{job}_{array}" if job and array else job
+
+
+def summarize_runs(tables_dir: Path, workflow_config_hash: str) -> dict[str, str]:
+    """Provenance for a report: what the runs in tables_dir/runs.csv were made with (read from run.json)."""
+    import pandas as pd
+
+    runs = pd.read_csv(Path(tables_dir) / "runs.csv")
+    records = []
+    for run_dir in runs["run_dir"].dropna():
+        path = Path(run_dir) / "run.json"
+        if path.exists():
+            records.append(json.loads(path.read_text()))
+
+    def distinct(values: list[Any]) -> str:
+        unique = sorted({json.dumps(v, sort_keys=True) if isinstance(v, dict) else str(v) for v in values})
+        return "; ".join(unique) if unique else "unknown"
+
+    versions = distinct([r.get("versions", {}) for r in records]).replace('"', "")
+    gpus = [", ".join(r["hardware"].get("gpus", [])) or "CPU only" for r in records if "hardware" in r]
+    wall = sum(float(r.get("wall_time_s", 0.0)) for r in records)
+    return {
+        "report generated with commit": git_commit(),
+        "runs' git commits": distinct([r.get("git_commit", "unknown") for r in records]),
+        "workflow config hash": workflow_config_hash,
+        "runs' config hashes": f"{runs['config_hash'].nunique()} distinct (one per run spec; see runs.csv)",
+        "package versions": versions,
+        "hardware": distinct([r["hardware"].get("processor", "?") for r in records if "hardware" in r])
+        + f" ({distinct([r['hardware'].get('cpu_count') for r in records if 'hardware' in r])} CPUs); "
+        + distinct(gpus),
+        "compute time": f"{wall / 3600:.2f} h wall time over {len(records)} runs ({wall:.0f} s)",
+        "SLURM job ids": distinct([r.get("slurm_job_id") for r in records if r.get("slurm_job_id")]),
+    }

@@ -1,0 +1,755 @@
+"""Assemble the reproduction report: our numbers beside the paper's, as a PDF typeset with typst.
+
+Inputs are the CSVs written by `tables.py` (runs.csv, summary.csv, comparisons.csv; scores in points).
+Nothing is computed here except formatting, the paper's Δ (from `reference`) and the verdict, so
+every number in the PDF can be traced to one row of those tables or of `paper_results.csv`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import pandas as pd
+import typst
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from robustft.reference import (
+    GLUE_AVG,
+    GLUE_SPLIT_SIZES,
+    GLUE_TABLE_ORDER,
+    PaperNumber,
+    load_paper_results,
+    paper_lookup,
+    paper_task_name,
+)
+
+OK_STATUS = "ok"
+CI_LABEL = "95% CI"
+
+REPRODUCED = "reproduced"
+CONTRADICTED = "contradicted"
+WITHIN_NOISE = "within noise"
+NOT_RUN = "not run"
+NO_PAPER_VALUE = "no paper value"
+
+_RUNS_COLUMNS = {
+    "model",
+    "task",
+    "method",
+    "seed",
+    "status",
+    "n_train",
+    "n_eval",
+    "wall_time_s",
+    "git_commit",
+}
+_SUMMARY_COLUMNS = {"model", "task", "method", "metric", "n", "n_diverged", "n_failed", "mean", "std"}
+_COMPARISON_COLUMNS = {
+    "model",
+    "task",
+    "method",
+    "baseline",
+    "metric",
+    "n_pairs",
+    "delta",
+    "ci_low",
+    "ci_high",
+    "p_ttest",
+    "p_wilcoxon",
+    "p_holm",
+    "min_seeds_for_significance",
+}
+
+
+@dataclass
+class ReportSpec:
+    """What to report and how our names map to the paper's; the workflow's `report:` block."""
+
+    title: str
+    paper: str
+    artifact: str
+    baseline: str = "finetune"
+    # Methods to show, baseline included or not; empty means every method in summary.csv.
+    methods: list[str] = field(default_factory=list)
+    # Our model name -> the paper's model name. A different name marks our model as a proxy.
+    paper_model: dict[str, str] = field(default_factory=dict)
+    # Our method name -> the paper's method name; missing entries map to themselves.
+    paper_method: dict[str, str] = field(default_factory=dict)
+    choices: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    provenance: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> ReportSpec:
+        """Build from plain data (YAML/JSON); unknown keys are an error so a typo cannot pass silently."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"unknown report spec keys {unknown}; known keys: {sorted(known)}")
+        missing = sorted({"title", "paper", "artifact"} - set(raw))
+        if missing:
+            raise ValueError(f"report spec lacks required keys {missing}")
+        values = dict(raw)
+        for key in ("methods", "choices", "notes"):
+            values[key] = [str(item) for item in values.get(key) or []]
+        for key in ("paper_model", "paper_method", "provenance"):
+            values[key] = {str(k): str(v) for k, v in (values.get(key) or {}).items()}
+        return cls(**values)
+
+    def paper_method_name(self, method: str) -> str:
+        return self.paper_method.get(method, method)
+
+    def is_proxy(self, model: str) -> bool:
+        return model in self.paper_model and self.paper_model[model] != model
+
+
+@dataclass(frozen=True)
+class ReportTables:
+    runs: pd.DataFrame
+    summary: pd.DataFrame
+    comparisons: pd.DataFrame
+
+
+def load_tables(tables_dir: Path) -> ReportTables:
+    """Read the three CSVs; check their columns and that summary counts match the ok runs."""
+    tables = ReportTables(
+        runs=_read_csv(Path(tables_dir) / "runs.csv", _RUNS_COLUMNS),
+        summary=_read_csv(Path(tables_dir) / "summary.csv", _SUMMARY_COLUMNS),
+        comparisons=_read_csv(Path(tables_dir) / "comparisons.csv", _COMPARISON_COLUMNS),
+    )
+    _check_counts(tables)
+    return tables
+
+
+def _read_csv(path: Path, required: set[str]) -> pd.DataFrame:
+    # Only empty fields are missing values: a model or task called "NA" stays a name.
+    frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    for column in ("model", "task", "method", "baseline", "status", "metric"):
+        if column in frame:
+            frame[column] = frame[column].astype(str)
+    absent = sorted(required - set(frame.columns))
+    if absent:
+        raise ValueError(f"{path} lacks columns {absent}")
+    return frame
+
+
+def _check_counts(tables: ReportTables) -> None:
+    """A diverged or failed run must never be averaged in: each cell's n must equal its ok runs."""
+    ok = tables.runs[tables.runs["status"] == OK_STATUS]
+    ok_counts = ok.groupby(["model", "task", "method"]).size()
+    per_task = tables.summary[tables.summary["task"] != GLUE_AVG]
+    for row in per_task.itertuples():
+        expected = int(ok_counts.get((row.model, row.task, row.method), 0))
+        if int(row.n) != expected:
+            raise ValueError(
+                f"summary.csv says n={row.n} for {row.model}/{row.task}/{row.method} but runs.csv has "
+                f"{expected} runs with status {OK_STATUS!r}"
+            )
+
+
+def verdict(paper_delta: float | None, ci_low: float, ci_high: float, n_pairs: float) -> str:
+    """Compare the sign of our effect's CI with the sign of the paper's effect.
+
+    "not run": no seed pairs. "within noise": the CI includes 0, or there is no CI (too few pairs
+    to say anything). "reproduced": CI entirely on the paper's side of 0. "contradicted": CI entirely
+    on the other side, or away from 0 when the paper reports exactly no change. "no paper value":
+    a clear effect but nothing in the paper to compare it with.
+    """
+    if _missing(n_pairs) or n_pairs <= 0:
+        return NOT_RUN
+    if _missing(ci_low) or _missing(ci_high) or ci_low <= 0 <= ci_high:
+        return WITHIN_NOISE
+    if _missing(paper_delta):
+        return NO_PAPER_VALUE
+    ours_positive = ci_low > 0
+    if paper_delta != 0 and ours_positive == (paper_delta > 0):
+        return REPRODUCED
+    return CONTRADICTED
+
+
+def _missing(value: float | None) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def fmt_points(value: float | None, decimals: int) -> str:
+    if _missing(value):
+        return "–"
+    # round() + 0.0 turns -0.0 into 0.0, so a tiny negative never prints as "−0.0".
+    return f"{round(value, decimals) + 0.0:.{decimals}f}".replace("-", "−")
+
+
+def fmt_signed(value: float | None, decimals: int) -> str:
+    if _missing(value):
+        return "–"
+    return f"{round(value, decimals) + 0.0:+.{decimals}f}".replace("-", "−")
+
+
+def fmt_p(p: float | None) -> str:
+    if _missing(p):
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:#.3g}"
+
+
+def typst_string(text: str) -> str:
+    """`text` as a typst string literal: shown verbatim, whatever markup characters it holds."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return '"' + "".join(c if c.isprintable() else f"\\u{{{ord(c):x}}}" for c in escaped) + '"'
+
+
+def _t(text: str) -> str:
+    """Plain text inside markup; the trailing ';' ends the expression so following '.' is text."""
+    return f"#{typst_string(text)};"
+
+
+def _lines(main: str, sub: str | None = None) -> str:
+    """A table cell: `main`, and under it `sub` in the paper's grey."""
+    if sub is None:
+        return f"[{_t(main)}]"
+    return f"[{_t(main)} \\ #paper-num({typst_string(sub)})]"
+
+
+def _table(
+    columns: int,
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    align: str,
+    group_starts: Sequence[int] = (),
+) -> str:
+    """A booktabs-style table; `header` entries are plain strings, `rows` entries typst cells.
+
+    A thin rule is drawn above each row index in `group_starts` (e.g. where a new model begins).
+    """
+    head = ", ".join(f"strong({typst_string(h)})" for h in header)
+    lines = []
+    for i, row in enumerate(rows):
+        if i in group_starts and i > 0:
+            lines.append("table.hline(stroke: 0.3pt + luma(170))")
+        lines.append(", ".join(row))
+    body = ",\n  ".join(lines)
+    return (
+        f"#table(\n  columns: {columns}, align: {align},\n  table.hline(),\n  table.header({head}),\n"
+        f"  table.hline(stroke: 0.5pt),\n  {body},\n  table.hline(),\n)\n"
+    )
+
+
+def _bullets(items: Sequence[str]) -> str:
+    return "".join(f"- {_t(item)}\n" for item in items)
+
+
+# ---------------------------------------------------------------- ordering and lookups
+
+
+def _task_key(task: str) -> tuple[int, str]:
+    name = paper_task_name(task)
+    if name in GLUE_TABLE_ORDER:
+        return (GLUE_TABLE_ORDER.index(name), name)
+    if task == GLUE_AVG:
+        return (len(GLUE_TABLE_ORDER) + 1, name)
+    return (len(GLUE_TABLE_ORDER), name)
+
+
+def _tasks(summary: pd.DataFrame) -> list[str]:
+    return sorted(summary["task"].unique(), key=_task_key)
+
+
+def _models(summary: pd.DataFrame, spec: ReportSpec) -> list[str]:
+    present = set(summary["model"])
+    return [m for m in spec.paper_model if m in present] + sorted(present - set(spec.paper_model))
+
+
+def _methods(summary: pd.DataFrame, spec: ReportSpec) -> list[str]:
+    shown = spec.methods or sorted(summary["method"].unique())
+    return [spec.baseline] + [m for m in shown if m != spec.baseline]
+
+
+def _paper_number(spec: ReportSpec, model: str, task: str, method: str) -> PaperNumber | None:
+    if model not in spec.paper_model:
+        return None
+    return paper_lookup(
+        spec.paper,
+        spec.artifact,
+        spec.paper_model[model],
+        paper_task_name(task),
+        spec.paper_method_name(method),
+    )
+
+
+def _paper_delta(spec: ReportSpec, model: str, task: str, method: str) -> float | None:
+    ours = _paper_number(spec, model, task, method)
+    base = _paper_number(spec, model, task, spec.baseline)
+    return None if ours is None or base is None else ours.value - base.value
+
+
+# ---------------------------------------------------------------- sections
+
+
+def _summary_section(tables: ReportTables, spec: ReportSpec, models: list[str], tasks: list[str]) -> str:
+    runs = tables.runs
+    ok = runs[runs["status"] == OK_STATUS]
+    seeds = ok.groupby(["model", "task", "method"])["seed"].nunique()
+    if seeds.empty:
+        seeds_text = "no seeds per cell"
+    elif seeds.min() == seeds.max():
+        seeds_text = f"{seeds.min()} seeds per cell"
+    else:
+        seeds_text = f"{seeds.min()} to {seeds.max()} seeds per cell"
+    task_names = [paper_task_name(t) for t in tasks if t != GLUE_AVG]
+    timed = runs["wall_time_s"].dropna()
+    hours = (
+        f"{timed.sum() / 3600:.1f} h over the {len(timed)} runs that recorded it"
+        if len(timed)
+        else "not recorded"
+    )
+    text = (
+        f"We compare our runs with {spec.paper} {spec.artifact}. "
+        f"Models: {', '.join(models)}. Tasks: {', '.join(task_names)}. "
+        f"Methods: {', '.join(_methods(tables.summary, spec))} (baseline: {spec.baseline}). "
+        f"{_runs(len(runs))}, {seeds_text} among the {_runs(len(ok))} that finished ok; "
+        f"{_runs(len(runs) - len(ok))} diverged or failed and are excluded from every number. "
+        f"Wall time: {hours}."
+    )
+    return f"{_t(text)}\n\n" + _model_sentences(spec, models) + _data_budget(runs, tasks)
+
+
+def _runs(count: int) -> str:
+    return f"{count} run" if count == 1 else f"{count} runs"
+
+
+def _model_sentences(spec: ReportSpec, models: list[str]) -> str:
+    lines = []
+    for model in models:
+        if spec.is_proxy(model):
+            lines.append(
+                f"Proxy: paper column is {spec.paper_model[model]}; our runs use {model}: "
+                "compare the direction of the effect, not the level."
+            )
+        elif model in spec.paper_model:
+            lines.append(f"{model}: the same model as the paper's column.")
+        else:
+            lines.append(f"{model}: no paper counterpart; no paper values are shown for it.")
+    return f"#callout[\n{_bullets(lines)}]\n\n"
+
+
+def _data_budget(runs: pd.DataFrame, tasks: list[str]) -> str:
+    def used(values: pd.Series, full: int | None) -> str:
+        values = values.dropna()
+        if values.empty:
+            return "–"
+        low, high = int(values.min()), int(values.max())
+        amount = f"{low}" if low == high else f"{low}–{high}"
+        if full is None:
+            return amount
+        return f"{amount} of {full}" + (" (subset)" if high < full else "")
+
+    rows = []
+    for task in (t for t in tasks if t != GLUE_AVG):
+        in_task = runs[runs["task"] == task]
+        full_train, full_eval = GLUE_SPLIT_SIZES.get(task, (None, None))
+        rows.append(
+            [
+                _lines(paper_task_name(task)),
+                _lines(used(in_task["n_train"], full_train)),
+                _lines(used(in_task["n_eval"], full_eval)),
+            ]
+        )
+    return (
+        "*Data budget.* Examples per run, against the full GLUE split (validation matched for MNLI).\n\n"
+        + _table(3, ["Task", "Train examples", "Eval examples"], rows, "(left, right, right)")
+    )
+
+
+def _method_section(spec: ReportSpec, rows: pd.DataFrame) -> str:
+    items = [
+        "Each cell of the main table: mean over the n seeds that finished ok, ± standard deviation "
+        "(ddof=1); the paper's number is printed in grey below it.",
+        f"Δ: mean over seeds of the paired difference method − {spec.baseline} (same seed, same data); "
+        f"{CI_LABEL}: bootstrap over seed pairs.",
+        "p: two-sided paired t-test and exact Wilcoxon signed-rank test over seed pairs; Holm: the t-test "
+        "p adjusted over the tasks of one model and method (the average row is a separate claim and is "
+        "not adjusted). The CI is not adjusted for multiplicity.",
+        f"Paper Δ: the paper's {spec.paper} {spec.artifact} value for the method minus its value for "
+        f"{spec.paper_method_name(spec.baseline)}, for the paper model our model is mapped to.",
+        "Verdict: reproduced = our CI lies entirely on the side of 0 of the paper's Δ; contradicted = "
+        "entirely on the other side; within noise = the CI includes 0; not run = no seed pairs; "
+        "no paper value = a clear effect with no paper number to compare.",
+        "Seeds needed: seed pairs a two-sided paired t-test (α = 0.05) would need for 80% power to "
+        "detect our observed Δ at our observed spread of the per-seed differences.",
+    ]
+    run = rows.loc[rows["n_pairs"] > 0, "n_pairs"]
+    if not run.empty and run.min() < 6:
+        # 2 / 2**5 = 0.0625: with 5 pairs even a perfectly consistent sign gives p > 0.05.
+        items.append(
+            "With fewer than 6 seed pairs an exact two-sided Wilcoxon test cannot reach p < 0.05 "
+            "(its smallest p is 0.0625 at 5 pairs), whatever the effect."
+        )
+    return "= How the numbers were obtained\n" + _bullets(items)
+
+
+def _main_table(tables: ReportTables, spec: ReportSpec, models: list[str], tasks: list[str]) -> str:
+    summary = tables.summary.set_index(["model", "task", "method"])
+    methods = _methods(tables.summary, spec)
+    n_max = int(summary["n"].max())
+    rows, mismatches = [], set()
+    for model in models:
+        for i, method in enumerate(methods):
+            row = []
+            if i == 0:
+                sub = f"proxy for {spec.paper_model[model]}" if spec.is_proxy(model) else None
+                row.append(f"table.cell(rowspan: {len(methods)}, {_lines(model, sub)})")
+            paper_name = spec.paper_method_name(method)
+            row.append(_lines(method, f"paper: {paper_name}" if paper_name != method else None))
+            for task in tasks:
+                row.append(_main_cell(summary, spec, model, task, method, n_max, mismatches))
+            rows.append(row)
+    header = ["Model", "Method"] + [_task_header(tables.summary, t) for t in tasks]
+    text = (
+        f"= Main table (layout of {_t(f'{spec.paper} {spec.artifact}')})\n"
+        + _t(
+            "Ours: mean ± std over seeds, in points. Grey: the paper's value for the mapped paper model "
+            "(– where the paper has none)."
+        )
+        + "\n\n"
+        + _table(
+            len(header),
+            header,
+            rows,
+            "(left, left" + ", center" * len(tasks) + ")",
+            group_starts=range(0, len(rows), len(methods)),
+        )
+    )
+    notes = [
+        f"{task}: our metric is {ours}, the paper's is {paper}." for task, ours, paper in sorted(mismatches)
+    ]
+    task_set = {t for t in tasks if t != GLUE_AVG}
+    if GLUE_AVG in tasks and {paper_task_name(t) for t in task_set} != set(GLUE_TABLE_ORDER):
+        notes.append(
+            f"Our Avg is over the {len(task_set)} tasks we ran; the paper's Avg is over all "
+            f"{len(GLUE_TABLE_ORDER)} GLUE tasks, so the two Avg levels are not comparable."
+        )
+    return text + ("\n" + _bullets(notes) if notes else "")
+
+
+def _task_header(summary: pd.DataFrame, task: str) -> str:
+    metrics = "/".join(sorted(summary.loc[summary["task"] == task, "metric"].unique()))
+    return f"{'Avg' if task == GLUE_AVG else paper_task_name(task)} ({metrics})"
+
+
+def _main_cell(
+    summary: pd.DataFrame,
+    spec: ReportSpec,
+    model: str,
+    task: str,
+    method: str,
+    n_max: int,
+    mismatches: set[tuple[str, str, str]],
+) -> str:
+    paper = _paper_number(spec, model, task, method)
+    if (model, task, method) not in summary.index:
+        ours, metric = "not run", None
+    else:
+        cell = summary.loc[(model, task, method)]
+        ours, metric = f"{fmt_points(cell['mean'], 1)} ± {fmt_points(cell['std'], 1)}", cell["metric"]
+        if int(cell["n"]) != n_max:
+            ours += f" (n={int(cell['n'])})"
+    if paper is not None and metric is not None and metric != paper.metric:
+        mismatches.add((paper_task_name(task), metric, paper.metric))
+    return _lines(ours, fmt_points(None if paper is None else paper.value, 1))
+
+
+def _comparison_rows(
+    tables: ReportTables, spec: ReportSpec, models: list[str], tasks: list[str]
+) -> pd.DataFrame:
+    """One row per (model, task, method ≠ baseline); cells with no comparison row count as not run."""
+    methods = _methods(tables.summary, spec)[1:]
+    comparisons = tables.comparisons[tables.comparisons["baseline"] == spec.baseline]
+    grid = pd.DataFrame(
+        [(m, t, me) for m in models for t in tasks for me in methods], columns=["model", "task", "method"]
+    )
+    rows = grid.merge(comparisons, on=["model", "task", "method"], how="left")
+    rows["n_pairs"] = rows["n_pairs"].fillna(0)
+    rows["paper_delta"] = [_paper_delta(spec, r.model, r.task, r.method) for r in rows.itertuples()]
+    rows["verdict"] = [
+        verdict(r.paper_delta, r.ci_low, r.ci_high, r.n_pairs) for r in rows.itertuples(index=False)
+    ]
+    return rows
+
+
+def _comparison_section(rows: pd.DataFrame) -> str:
+    cells, group_starts = [], []
+    for i, r in enumerate(rows.itertuples(index=False)):
+        if i == 0 or r.model != rows["model"].iloc[i - 1]:
+            group_starts.append(i)
+        effect = "–"
+        if not _missing(r.delta):
+            effect = f"{fmt_signed(r.delta, 2)} [{fmt_signed(r.ci_low, 2)}, {fmt_signed(r.ci_high, 2)}]"
+        cells.append(
+            [
+                _lines(r.model),
+                _lines(paper_task_name(r.task)),
+                _lines(r.method),
+                _lines(str(int(r.n_pairs))),
+                _lines(effect),
+                _lines(fmt_p(r.p_ttest)),
+                _lines(fmt_p(r.p_wilcoxon)),
+                _lines(fmt_p(r.p_holm)),
+                # The paper prints one decimal, so its Δ has no second one.
+                _lines(fmt_signed(r.paper_delta, 1)),
+                f"verdict({typst_string(r.verdict)})",
+                _lines(_fmt_seeds(r.min_seeds_for_significance)),
+            ]
+        )
+    header = ["Model", "Task", "Method", "Pairs", f"Δ ours [{CI_LABEL}]", "p (t-test)", "p (Wilcoxon)"]
+    header += ["p (Holm)", "Paper Δ", "Verdict", "Seeds needed"]
+    align = "(left, left, left, right, right, right, right, right, right, left, right)"
+    return (
+        "= Effect of each method against the baseline\n"
+        + _table(len(header), header, cells, align, group_starts)
+        + _underpowered(rows)
+    )
+
+
+def _fmt_seeds(value: float) -> str:
+    return "–" if _missing(value) or math.isinf(value) else str(math.ceil(value))
+
+
+def _underpowered(rows: pd.DataFrame) -> str:
+    """Say plainly where the number of seeds we ran cannot support a claim either way."""
+    need = rows["min_seeds_for_significance"]
+    weak = rows[
+        (rows["verdict"] == WITHIN_NOISE) & (rows["n_pairs"] > 0) & (need.isna() | (need > rows["n_pairs"]))
+    ]
+    if weak.empty:
+        return ""
+    items = []
+    for r in weak.itertuples(index=False):
+        seeds = _fmt_seeds(r.min_seeds_for_significance)
+        need_text = (
+            f"about {seeds} would be needed"
+            if seeds != "–"
+            else "no estimate (zero effect, or no spread to estimate from)"
+        )
+        items.append(
+            f"{r.model} {paper_task_name(r.task)} {r.method}: {int(r.n_pairs)} seed pairs; {need_text}."
+        )
+    intro = (
+        "The protocol cannot support a claim either way about these effects: the CI includes 0, and at "
+        "the observed variance a paired t-test would need more seed pairs than we ran."
+    )
+    return f"\n{_t(intro)}\n" + _bullets(items)
+
+
+def _failed_section(runs: pd.DataFrame) -> str:
+    bad = runs[runs["status"] != OK_STATUS].sort_values(["model", "task", "method", "seed"])
+    text = "= Diverged or failed runs\n"
+    if bad.empty:
+        return text + _t("None: every run finished with status ok.") + "\n"
+    rows = [
+        [
+            _lines(r.model),
+            _lines(paper_task_name(r.task)),
+            _lines(r.method),
+            _lines(str(r.seed)),
+            _lines(r.status),
+        ]
+        for r in bad.itertuples(index=False)
+    ]
+    return (
+        text
+        + _t("These runs are listed here and left out of every mean, std, Δ and test above.")
+        + "\n\n"
+        + _table(5, ["Model", "Task", "Method", "Seed", "Status"], rows, "left")
+    )
+
+
+def _provenance_section(tables: ReportTables, spec: ReportSpec) -> str:
+    entries = dict(spec.provenance)
+    for column, label in (("git_commit", "git commits"), ("config_hash", "config hashes")):
+        if column in tables.runs:
+            # More than one value here means the runs were not all produced by the same code or config.
+            values = sorted(tables.runs[column].dropna().astype(str).unique())
+            entries[f"{label} in runs.csv"] = ", ".join(values) or "not recorded"
+    entries["paper numbers"] = f"{spec.paper} {spec.artifact}, robustft/reference/paper_results.csv"
+    paper_rows = load_paper_results()
+    used = paper_rows[
+        (paper_rows["paper"] == spec.paper)
+        & (paper_rows["artifact"] == spec.artifact)
+        & paper_rows["model"].isin(spec.paper_model.values())
+    ]
+    entries["paper numbers: source"] = " | ".join(dict.fromkeys(used["source"])) or "none used"
+    entries["paper numbers: confidence"] = ", ".join(dict.fromkeys(used["confidence"])) or "none used"
+    rows = [[_lines(k), _lines(v)] for k, v in entries.items()]
+    return (
+        "= Provenance\n"
+        + _table(2, ["Key", "Value"], rows, "left")
+        + _t("Per-run directories and Slurm job ids are in runs.csv.")
+        + "\n"
+    )
+
+
+def _figures_section(figures: Sequence[str]) -> str:
+    captions = [
+        "Our mean ± std per task and method (points); hollow diamonds: the paper's value for the mapped "
+        "paper model (a proxy where the panel title says so: compare directions, not levels).",
+        f"Δ against the baseline with our {CI_LABEL}; crosses: the paper's Δ.",
+    ]
+    parts = ["= Figures\n"]
+    for path, caption in zip(figures, captions, strict=False):
+        parts.append(f"#figure(fitted-image({typst_string(path)}), caption: [{_t(caption)}])\n")
+    return "".join(parts)
+
+
+def _text_list_section(title: str, items: Sequence[str]) -> str:
+    return f"= {title}\n" + (_bullets(items) if items else _t("None recorded.") + "\n")
+
+
+def render_typst_source(tables_dir: Path, spec: ReportSpec, figures: Sequence[str] = ()) -> str:
+    """The full typst source of the report; `figures` are image paths relative to the typst root."""
+    return _render(load_tables(tables_dir), spec, figures)
+
+
+def _render(tables: ReportTables, spec: ReportSpec, figures: Sequence[str]) -> str:
+    template = resources.files("robustft").joinpath("report_templates", "report.typ").read_text("utf-8")
+    models, tasks = _models(tables.summary, spec), _tasks(tables.summary)
+    rows = _comparison_rows(tables, spec, models, tasks)
+    return "\n".join(
+        [
+            template,
+            f"#set document(title: {typst_string(spec.title)}, date: none)",
+            f'#align(center, text(size: 16pt, weight: "bold", {typst_string(spec.title)}))\n',
+            _summary_section(tables, spec, models, tasks),
+            _method_section(spec, rows),
+            _main_table(tables, spec, models, tasks),
+            _comparison_section(rows),
+            _figures_section(figures) if figures else "",
+            _failed_section(tables.runs),
+            _text_list_section("Choices where the paper is silent", spec.choices),
+            _text_list_section("Notes", spec.notes),
+            _provenance_section(tables, spec),
+        ]
+    )
+
+
+# ---------------------------------------------------------------- figures
+
+
+def make_figures(tables: ReportTables, spec: ReportSpec, figures_dir: Path, stem: str) -> list[Path]:
+    """Write the levels and effects figures as SVG; byte-identical for identical inputs."""
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    models, tasks = _models(tables.summary, spec), _tasks(tables.summary)
+    rows = _comparison_rows(tables, spec, models, tasks)
+    # Fixed hash salt and no date: the SVG ids and metadata do not change between renders.
+    # parse_math off: a "$" in a model name is text, not the start of a formula.
+    style = {"svg.hashsalt": "robustft", "svg.fonttype": "path", "text.parse_math": False, "font.size": 7}
+    levels, effects = figures_dir / f"{stem}_levels.svg", figures_dir / f"{stem}_effects.svg"
+    with matplotlib.rc_context(style):
+        _levels_figure(tables, spec, models, tasks).savefig(levels, **_SVG_OPTIONS)
+        _effects_figure(rows, spec).savefig(effects, **_SVG_OPTIONS)
+    return [levels, effects]
+
+
+_SVG_OPTIONS: dict[str, Any] = {"format": "svg", "metadata": {"Date": None}, "bbox_inches": "tight"}
+
+
+def _model_title(spec: ReportSpec, model: str) -> str:
+    if spec.is_proxy(model):
+        return f"{model} (paper: {spec.paper_model[model]}, proxy)"
+    return model
+
+
+def _levels_figure(tables: ReportTables, spec: ReportSpec, models: list[str], tasks: list[str]) -> Figure:
+    summary = tables.summary.set_index(["model", "task", "method"])
+    methods = _methods(tables.summary, spec)
+    figure = Figure(figsize=(1.25 * len(tasks) + 0.5, 1.7 * len(models) + 0.4), layout="constrained")
+    axes = figure.subplots(len(models), len(tasks), squeeze=False)
+    for i, model in enumerate(models):
+        for j, task in enumerate(tasks):
+            ax = axes[i][j]
+            for k, method in enumerate(methods):
+                if (model, task, method) in summary.index:
+                    cell = summary.loc[(model, task, method)]
+                    ax.errorbar(k, cell["mean"], yerr=cell["std"], fmt="o", color=f"C{k}", capsize=2, ms=4)
+                paper = _paper_number(spec, model, task, method)
+                if paper is not None:
+                    ax.plot(k + 0.3, paper.value, "D", mfc="none", color="black", ms=4)
+            ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
+            ax.set_xlim(-0.5, len(methods) - 0.2)
+            ax.set_title(
+                f"{_model_title(spec, model)}\n{paper_task_name(task)}" if j == 0 else paper_task_name(task)
+            )
+    handles = [
+        Line2D([], [], marker="o", ls="", color=f"C{k}", label=f"ours: {m}") for k, m in enumerate(methods)
+    ]
+    handles.append(Line2D([], [], marker="D", ls="", mfc="none", color="black", label="paper"))
+    figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    return figure
+
+
+def _effects_figure(rows: pd.DataFrame, spec: ReportSpec) -> Figure:
+    models = list(dict.fromkeys(rows["model"]))
+    methods = list(dict.fromkeys(rows["method"]))
+    figure = Figure(figsize=(8, 1.9 * len(models) + 0.4), layout="constrained")
+    axes = figure.subplots(len(models), 1, squeeze=False)
+    width = 0.8 / max(len(methods), 1)
+    for ax, model in zip(axes[:, 0], models, strict=True):
+        in_model = rows[rows["model"] == model]
+        tasks = list(dict.fromkeys(in_model["task"]))
+        for k, method in enumerate(methods):
+            part = in_model[in_model["method"] == method].set_index("task").reindex(tasks)
+            x = [t + (k - (len(methods) - 1) / 2) * width for t in range(len(tasks))]
+            low = (part["delta"] - part["ci_low"]).to_numpy()
+            high = (part["ci_high"] - part["delta"]).to_numpy()
+            ax.errorbar(
+                x,
+                part["delta"],
+                yerr=[low, high],
+                fmt="o",
+                color=f"C{k + 1}",
+                capsize=2,
+                ms=4,
+                label=f"ours: {method} − {spec.baseline}",
+            )
+            ax.plot(
+                x,
+                part["paper_delta"].astype(float),
+                "x",
+                color="black",
+                ms=5,
+                label="paper Δ" if k == 0 else None,
+            )
+        ax.axhline(0, color="grey", lw=0.6)
+        ax.set_xticks(range(len(tasks)), [paper_task_name(t) for t in tasks])
+        ax.set_ylabel("Δ (points)")
+        ax.set_title(_model_title(spec, model))
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=len(handles), frameon=False)
+    return figure
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def build_report(tables_dir: Path, out_pdf: Path, spec: ReportSpec, figures_dir: Path | None = None) -> None:
+    """Write the report PDF to `out_pdf` and its figures (SVG) to `figures_dir` (default: next to it)."""
+    out_pdf = Path(out_pdf)
+    figures_dir = Path(figures_dir) if figures_dir is not None else out_pdf.parent
+    tables = load_tables(Path(tables_dir))
+    paths = make_figures(tables, spec, figures_dir, out_pdf.stem)
+    # The figures directory is the typst root, so images are addressed by name from the root.
+    source = _render(tables, spec, ["/" + path.name for path in paths])
+    out_pdf.parent.mkdir(parents=True, exist_ok=True)
+    # No system fonts, no date: the same inputs give the same bytes on any machine.
+    pdf = typst.compile(
+        source.encode("utf-8"), root=str(figures_dir.resolve()), ignore_system_fonts=True, timestamp=0
+    )
+    out_pdf.write_bytes(pdf)

@@ -1,0 +1,125 @@
+"""Paired statistics for comparing a method against a baseline over the same seeds.
+
+Every function takes two equal-length arrays `a` (method) and `b` (baseline) whose i-th entries come
+from the same seed, so the unit of analysis is the per-seed difference `a - b`. With the 3-10 seeds
+that fine-tuning papers use, most tests are at the edge of being computable, so each function returns
+NaN (or None) instead of a number that would look meaningful but is not; the rules are in the docstrings.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
+
+# Scores are fractions x 100, so two runs that tie exactly can differ in the 14th decimal after the
+# subtraction. Rounding the differences keeps such float noise from breaking ties in the rank test or
+# from turning a zero-variance sample into a huge t statistic (scipy's wilcoxon docs warn about this).
+_DIFF_DECIMALS = 9
+
+
+def paired_differences(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """Per-seed differences a - b, rounded to 1e-9 (see above).
+
+    Refuses NaN: a missing or diverged run must be dropped from both sides, not paired.
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ValueError(f"paired samples must be 1-D and the same length, got {a.shape} and {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("paired samples contain NaN or inf; drop unpaired or failed seeds first")
+    return np.round(a - b, _DIFF_DECIMALS)
+
+
+def paired_ttest(a: ArrayLike, b: ArrayLike) -> float:
+    """Two-sided p-value of the paired t-test.
+
+    NaN when there are fewer than 2 pairs or all differences are equal: the t statistic divides by the
+    standard deviation of the differences, so a constant nonzero difference would give t=inf and p=0,
+    which is an artefact of too few seeds rather than evidence.
+    """
+    d = paired_differences(a, b)
+    if d.size < 2 or np.ptp(d) == 0:
+        return math.nan
+    return float(stats.ttest_1samp(d, 0.0).pvalue)
+
+
+def wilcoxon_p(a: ArrayLike, b: ArrayLike) -> float:
+    """Two-sided p-value of the exact Wilcoxon signed-rank test (zero differences discarded).
+
+    NaN when there are fewer than 2 pairs or every difference is zero (no ranks to test). scipy's
+    method="auto" (scipy >= 1.15) uses the exact null distribution for n <= 50 without ties, and
+    enumerates all sign flips for n <= 13 when there are ties or zeros, so with seed counts it is exact.
+    The test has a floor: with 5 pairs the smallest attainable p-value is 2 / 2**5 = 0.0625.
+    """
+    d = paired_differences(a, b)
+    if d.size < 2 or not d.any():
+        return math.nan
+    return float(stats.wilcoxon(d, zero_method="wilcox", method="auto").pvalue)
+
+
+def paired_bootstrap_ci(
+    a: ArrayLike, b: ArrayLike, n_boot: int = 10000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean paired difference, resampling whole seeds.
+
+    Resampling the differences is the same as resampling (a, b) pairs together. The percentile method is
+    used because BCa needs a jackknife that is degenerate with a handful of seeds. (nan, nan) for fewer
+    than 2 pairs, where there is nothing to resample.
+    """
+    d = paired_differences(a, b)
+    if d.size < 2:
+        return math.nan, math.nan
+    result = stats.bootstrap(
+        (d,),
+        np.mean,
+        n_resamples=n_boot,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def holm(pvalues: ArrayLike) -> np.ndarray:
+    """Holm-adjusted p-values; NaN entries stay NaN and do not count towards the family size."""
+    p = np.asarray(pvalues, dtype=float)
+    adjusted = np.full(p.shape, np.nan)
+    tested = ~np.isnan(p)
+    if tested.any():
+        adjusted[tested] = multipletests(p[tested], method="holm")[1]
+    return adjusted
+
+
+def seeds_needed(delta: float, sd_diff: float, alpha: float = 0.05, power: float = 0.8) -> int | None:
+    """Smallest number of paired seeds for a two-sided paired t-test to detect `delta` with `power`.
+
+    The effect size is |delta| / sd_diff (Cohen's d_z). None when delta is 0 or NaN, or sd_diff is NaN
+    or 0 (no variance estimate, e.g. from a single pair). statsmodels' solve_power fails to converge for
+    large effects, where the answer is 2 or 3, so the integer answer is found by searching n directly on
+    the statsmodels power function, which is monotone in n.
+    """
+    if not (math.isfinite(delta) and math.isfinite(sd_diff)) or delta == 0 or sd_diff <= 0:
+        return None
+    effect = abs(delta) / sd_diff
+
+    def enough(n: int) -> bool:
+        achieved = TTestPower().power(effect_size=effect, nobs=n, alpha=alpha, alternative="two-sided")
+        if math.isnan(achieved):
+            # scipy's noncentral t cdf returns NaN far in the wrong-sign tail for large effects; that tail
+            # is ~0 there, so the upper rejection region alone (the same critical value) is the power.
+            achieved = TTestPower().power(effect_size=effect, nobs=n, alpha=alpha / 2, alternative="larger")
+        return bool(achieved >= power)
+
+    # A paired t-test needs 2 pairs; double until powered, then bisect between the last two sizes.
+    low, high = 1, 2
+    while not enough(high):
+        low, high = high, high * 2
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if enough(mid) else (mid, high)
+    return high

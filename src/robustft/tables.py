@@ -1,0 +1,289 @@
+"""Turn finished run directories into the three tables the report cites: runs, summary, comparisons.
+
+A run counts only once its metrics.json exists (the trainer writes it last, atomically). Scores are in
+points (primary metric x 100) as in the papers. Diverged and failed runs are counted, never averaged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from robustft.io import write_text_atomic
+from robustft.stats import (
+    holm,
+    paired_bootstrap_ci,
+    paired_differences,
+    paired_ttest,
+    seeds_needed,
+    wilcoxon_p,
+)
+
+CELL = ["model", "task", "method"]
+STATUSES = ("ok", "diverged", "failed")
+REQUIRED_KEYS = ("status", "model", "task", "method", "seed", "primary_metric")
+
+RUN_FRONT = ["model", "task", "method", "seed", "status", "metric", "score"]  # then one m_<name> per metric
+RECORD_FIELDS = ["n_train", "n_eval", "epoch", "train_runtime_s", "train_samples_per_second"]  # metrics.json
+RUN_INFO_FIELDS = ["wall_time_s", "git_commit", "config_hash", "slurm_job_id"]  # run.json, if present
+RUN_BACK = [*RECORD_FIELDS, *RUN_INFO_FIELDS, "run_dir"]
+SUMMARY_COLUMNS = [*CELL, "metric", "n", "n_diverged", "n_failed", "mean", "std"]
+COMPARISON_COLUMNS = [
+    *CELL,
+    "baseline",
+    "metric",
+    "n_pairs",
+    "mean_method",
+    "mean_baseline",
+    "delta",
+    "sd_diff",
+    "ci_low",
+    "ci_high",
+    "p_ttest",
+    "p_wilcoxon",
+    "p_holm",
+    "min_seeds_for_significance",
+]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(payload, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(payload).__name__}")
+    return payload
+
+
+def _points(name: str, value: float | None) -> float:
+    """Metrics are stored as fractions; tables use points like the papers. Losses are not fractions."""
+    if value is None:
+        return math.nan
+    return float(value) if "loss" in name else 100.0 * float(value)
+
+
+def _run_row(metrics_path: Path, identity: tuple[str, str, str, int]) -> dict[str, Any]:
+    record = _read_json(metrics_path)
+    missing = [key for key in REQUIRED_KEYS if key not in record]
+    if record.get("status") == "ok" and "metrics" not in record:
+        missing.append("metrics")
+    if missing:
+        raise ValueError(f"{metrics_path}: missing required keys {missing}")
+    status, metric, metrics = record["status"], record["primary_metric"], record.get("metrics") or {}
+    if status not in STATUSES:
+        raise ValueError(f"{metrics_path}: status {status!r} is not one of {STATUSES}")
+    if status == "ok" and metric not in metrics:
+        raise ValueError(f"{metrics_path}: primary metric {metric!r} is not in metrics {sorted(metrics)}")
+    score = _points(metric, metrics[metric]) if status == "ok" else math.nan
+    if status == "ok" and not math.isfinite(score):
+        # The contract marks a non-finite result as diverged; an "ok" NaN would silently break pairing.
+        raise ValueError(f"{metrics_path}: status is 'ok' but {metric} is {metrics[metric]!r}")
+    # A file copied into the wrong directory would otherwise be counted under the wrong grid cell.
+    recorded = (record["model"], record["task"], record["method"], record["seed"])
+    if recorded != identity:
+        raise ValueError(f"{metrics_path}: records {recorded} but its directory says {identity}")
+
+    run_path = metrics_path.with_name("run.json")
+    run_info = _read_json(run_path) if run_path.exists() else {}
+    model, task, method, seed = identity
+    return {
+        "model": model,
+        "task": task,
+        "method": method,
+        "seed": seed,
+        "status": status,
+        "metric": metric,
+        "score": score,
+        **{f"m_{name}": _points(name, value) for name, value in metrics.items()},
+        **{key: record.get(key) for key in RECORD_FIELDS},
+        **{key: run_info.get(key) for key in RUN_INFO_FIELDS},
+        "run_dir": str(metrics_path.parent),
+    }
+
+
+def collect_runs(
+    runs_root: Path, expected: Iterable[tuple[str, str, str, int]] | None = None
+) -> pd.DataFrame:
+    """One row per finished run under runs_root/<model>/<task>/<method>/seed<S>/metrics.json.
+
+    `expected` restricts the table to the configured grid, so stale runs outside it are neither read
+    nor counted. Runs in the grid that have not finished are simply absent.
+    """
+    wanted = None if expected is None else {(m, t, me, int(s)) for m, t, me, s in expected}
+    rows = []
+    for metrics_path in sorted(Path(runs_root).glob("*/*/*/seed*/metrics.json")):
+        model, task, method, seed_dir = metrics_path.parent.parts[-4:]
+        seed = re.fullmatch(r"seed(\d+)", seed_dir)
+        if seed is None:
+            raise ValueError(f"{metrics_path}: run directory {seed_dir!r} is not named seed<integer>")
+        identity = (model, task, method, int(seed.group(1)))
+        if wanted is None or identity in wanted:
+            rows.append(_run_row(metrics_path, identity))
+    metric_columns = sorted({key for row in rows for key in row if key.startswith("m_")})
+    runs = pd.DataFrame(rows, columns=[*RUN_FRONT, *metric_columns, *RUN_BACK])
+    return runs.sort_values(["model", "task", "method", "seed"], ignore_index=True)
+
+
+def _metric_of(cell: pd.DataFrame) -> str:
+    """The primary metric shared by all runs of a cell; a mix would make the mean meaningless."""
+    metrics = cell["metric"].unique()
+    if len(metrics) != 1:
+        model, task = cell["model"].iloc[0], cell["task"].iloc[0]
+        raise ValueError(f"{model}/{task}: runs disagree on the primary metric: {sorted(metrics)}")
+    return str(metrics[0])
+
+
+def _ok_scores(cell: pd.DataFrame) -> pd.Series:
+    """Scores of the successful runs, indexed by seed (the pairing key)."""
+    return cell.loc[cell["status"] == "ok"].set_index("seed")["score"]
+
+
+def _seed_average(runs: pd.DataFrame, tasks: list[str]) -> pd.Series:
+    """Per-seed mean score over `tasks`, for the seeds with a successful run on every one of them.
+
+    Averaging a seed with a missing task would mix task difficulty into the average, so it is dropped.
+    """
+    ok = runs.loc[runs["status"] == "ok"]
+    per_task = ok.pivot(index="seed", columns="task", values="score").reindex(columns=tasks)
+    return per_task.dropna().mean(axis=1)
+
+
+def _describe(scores: pd.Series) -> dict[str, Any]:
+    return {"n": len(scores), "mean": scores.mean(), "std": scores.std(ddof=1)}
+
+
+def summarize(runs: pd.DataFrame, avg_name: str = "GLUE-avg") -> pd.DataFrame:
+    """Mean and std (ddof=1) of the score per (model, task, method), plus a per-seed task average.
+
+    The average row (task=avg_name, metric="average") exists for each model x method with at least two
+    tasks; its n counts seeds that succeeded on every task, and its n_diverged / n_failed count runs
+    over all of its tasks.
+    """
+    rows = []
+    for (model, task, method), cell in runs.groupby(CELL):
+        rows.append(
+            {
+                "model": model,
+                "task": task,
+                "method": method,
+                "metric": _metric_of(cell),
+                **_describe(_ok_scores(cell)),
+                "n_diverged": int((cell["status"] == "diverged").sum()),
+                "n_failed": int((cell["status"] == "failed").sum()),
+            }
+        )
+    for (model, method), group in runs.groupby(["model", "method"]):
+        tasks = sorted(group["task"].unique())
+        if len(tasks) < 2:
+            continue
+        rows.append(
+            {
+                "model": model,
+                "task": avg_name,
+                "method": method,
+                "metric": "average",
+                **_describe(_seed_average(group, tasks)),
+                "n_diverged": int((group["status"] == "diverged").sum()),
+                "n_failed": int((group["status"] == "failed").sum()),
+            }
+        )
+    # Stable sort on model keeps each model's task rows first and its average rows last.
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS).sort_values("model", kind="stable", ignore_index=True)
+
+
+def _paired_comparison(method_scores: pd.Series, base_scores: pd.Series, n_boot: int, seed: int) -> dict:
+    """Statistics of method - baseline over the seeds where both succeeded."""
+    seeds = method_scores.index.intersection(base_scores.index).sort_values()
+    a, b = method_scores.loc[seeds].to_numpy(), base_scores.loc[seeds].to_numpy()
+    d = paired_differences(a, b)
+    delta = float(d.mean()) if d.size else math.nan
+    sd_diff = float(d.std(ddof=1)) if d.size >= 2 else math.nan
+    ci_low, ci_high = paired_bootstrap_ci(a, b, n_boot=n_boot, seed=seed)
+    return {
+        "n_pairs": len(seeds),
+        "mean_method": float(a.mean()) if a.size else math.nan,
+        "mean_baseline": float(b.mean()) if b.size else math.nan,
+        "delta": delta,
+        "sd_diff": sd_diff,
+        "ci_low": ci_low,
+        "ci_high": ci_high,
+        "p_ttest": paired_ttest(a, b),
+        "p_wilcoxon": wilcoxon_p(a, b),
+        "p_holm": math.nan,
+        "min_seeds_for_significance": seeds_needed(delta, sd_diff),
+    }
+
+
+def compare(
+    runs: pd.DataFrame,
+    baseline: str = "finetune",
+    avg_name: str = "GLUE-avg",
+    n_boot: int = 10000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Paired comparison of every method against `baseline` on each task both were run on.
+
+    Seeds are paired only where both runs succeeded, and mean_method / mean_baseline are over those
+    paired seeds, so delta = mean_method - mean_baseline exactly (they can differ from the summary
+    means when a seed is missing on one side). p_wilcoxon is NaN with fewer than 2 pairs or when every
+    difference is zero. p_holm adjusts p_ttest over the tasks of one (model, method), the family of
+    claims "method beats baseline on task X"; the average row is a separate claim and keeps NaN there.
+    The average row uses the tasks both method and baseline were run on, so the two sides average the
+    same tasks; it needs at least two of them.
+    """
+    rows = []
+    for model, model_runs in runs.groupby("model"):
+        base = model_runs.loc[model_runs["method"] == baseline]
+        others = model_runs.loc[model_runs["method"] != baseline]
+        for method, method_runs in others.groupby("method"):
+            tasks = sorted(set(method_runs["task"]) & set(base["task"]))
+            family = []
+            for task in tasks:
+                mine, theirs = method_runs.loc[method_runs["task"] == task], base.loc[base["task"] == task]
+                paired = _paired_comparison(_ok_scores(mine), _ok_scores(theirs), n_boot, seed)
+                family.append({"task": task, "metric": _metric_of(pd.concat([mine, theirs])), **paired})
+            for row, p_holm in zip(family, holm([row["p_ttest"] for row in family]), strict=True):
+                row["p_holm"] = p_holm
+            if len(tasks) >= 2:
+                paired = _paired_comparison(
+                    _seed_average(method_runs, tasks), _seed_average(base, tasks), n_boot, seed
+                )
+                family.append({"task": avg_name, "metric": "average", **paired})
+            rows += [{"model": model, "method": method, "baseline": baseline, **row} for row in family]
+    comparisons = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    return comparisons.astype({"n_pairs": "int64", "min_seeds_for_significance": "Int64"})
+
+
+def _latex(table: pd.DataFrame, points: list[str], pvalues: list[str]) -> str:
+    """Booktabs table: 2 decimals for points, 3 significant digits for p-values, '--' for missing."""
+    styler = table.style.hide(axis="index")
+    styler.format(escape="latex", na_rep="--")
+    styler.format("{:.2f}", subset=points, na_rep="--")
+    styler.format("{:.3g}", subset=pvalues, na_rep="--")
+    styler.format_index(escape="latex", axis="columns")
+    align = "".join("r" if pd.api.types.is_numeric_dtype(table[col]) else "l" for col in table.columns)
+    return styler.to_latex(hrules=True, column_format=align)
+
+
+def write_tables(runs: pd.DataFrame, summary: pd.DataFrame, comparisons: pd.DataFrame, out_dir: Path) -> None:
+    """Write CSVs at full float precision (the citable data) and formatted LaTeX, each atomically."""
+    out_dir = Path(out_dir)
+    for name, table in {"runs": runs, "summary": summary, "comparisons": comparisons}.items():
+        write_text_atomic(out_dir / f"{name}.csv", table.to_csv(index=False))
+    write_text_atomic(out_dir / "summary.tex", _latex(summary, points=["mean", "std"], pvalues=[]))
+    tex_columns = [*CELL, "n_pairs", "delta", "ci_low", "ci_high", "p_ttest", "p_wilcoxon", "p_holm"]
+    write_text_atomic(
+        out_dir / "comparisons.tex",
+        _latex(
+            comparisons[[*tex_columns, "min_seeds_for_significance"]],
+            points=["delta", "ci_low", "ci_high"],
+            pvalues=["p_ttest", "p_wilcoxon", "p_holm"],
+        ),
+    )

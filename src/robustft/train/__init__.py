@@ -1,0 +1,1 @@
+"""Training: Trainer wiring, callbacks and the run directory contract."""

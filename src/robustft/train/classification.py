@@ -1,0 +1,211 @@
+"""Fine-tune a sequence classifier on one task with one method and one seed: the unit of the DAG.
+
+The run directory follows the run contract (DESIGN.md): history.jsonl and norms.jsonl grow during
+training, run.json records provenance, and metrics.json is written last and atomically, so a run
+without metrics.json is never counted as done.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robustft import provenance
+from robustft.data import get_task
+from robustft.data.glue import SplitData, load_split
+from robustft.evals.metrics import compute_metrics, predictions_from_logits
+from robustft.io import write_json_atomic
+from robustft.methods import RunContext
+from robustft.train.config import RunError, RunSpec, TrainConfig
+
+logger = logging.getLogger(__name__)
+
+RUN_FILES = ("metrics.json", "history.jsonl", "norms.jsonl", "run.json")
+
+
+def _subsample(split: SplitData, limit: int | None, seed: int) -> SplitData:
+    if limit is None or limit >= len(split):
+        return split
+    keep = np.sort(np.random.default_rng(seed).choice(len(split), size=limit, replace=False))
+    return SplitData(
+        texts=[[column[i] for i in keep] for column in split.texts],
+        labels=[split.labels[i] for i in keep],
+        source=f"{split.source} (random {limit} of {len(split)}, data_seed={seed})",
+    )
+
+
+def _tokenize(split: SplitData, tokenizer, config: TrainConfig, regression: bool):
+    import datasets
+
+    padding = "max_length" if config.pad_to_max_length else False
+    encoded = tokenizer(*split.texts, truncation=True, max_length=config.max_seq_length, padding=padding)
+    columns = dict(encoded)
+    columns["labels"] = [float(v) for v in split.labels] if regression else list(split.labels)
+    return datasets.Dataset.from_dict(columns)
+
+
+def prepare_run_dir(out_dir: Path) -> None:
+    """Check we can write there; clear files of an earlier attempt so none is mistaken for ours."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise RunError(f"results directory {out_dir} is not writable: {err}") from err
+    for name in RUN_FILES:
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def _final_eval(log_history: list[dict[str, Any]], primary_key: str, report_epoch: str) -> dict[str, Any]:
+    evals = [entry for entry in log_history if primary_key in entry]
+    if not evals:
+        return {}
+    if report_epoch == "best":
+        return max(evals, key=lambda e: e[primary_key] if math.isfinite(e[primary_key]) else -math.inf)
+    return evals[-1]
+
+
+def train_run(spec: RunSpec, out_dir: str | Path) -> dict[str, Any]:
+    """Run one fine-tuning job end to end and write the run contract into `out_dir`."""
+    import torch
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+
+    from robustft.models import load_sequence_classifier_with_info, load_tokenizer
+    from robustft.train.callbacks import DivergenceCallback, HistoryCallback, NormCallback
+
+    started = time.time()
+    method = spec.validate()
+    out_dir = Path(out_dir)
+    prepare_run_dir(out_dir)
+    task = get_task(spec.task)
+    config = spec.train
+
+    train_split = _subsample(
+        load_split(spec.task, "train", spec.data_dir, spec.cache_dir),
+        config.max_train_samples,
+        config.data_seed,
+    )
+    eval_splits = {
+        name: _subsample(
+            load_split(spec.task, name, spec.data_dir, spec.cache_dir),
+            config.max_eval_samples,
+            config.data_seed,
+        )
+        for name in task.eval_splits
+    }
+
+    set_seed(spec.seed)
+    tokenizer = load_tokenizer(spec.model, cache_dir=spec.cache_dir)
+    model, new_parameters = load_sequence_classifier_with_info(
+        spec.model, task.num_labels, cache_dir=spec.cache_dir
+    )
+    context = RunContext(seed=spec.seed, new_parameter_names=frozenset(new_parameters))
+    method.prepare_model(model, context)
+
+    train_dataset = _tokenize(train_split, tokenizer, config, task.is_regression)
+    eval_datasets = {
+        name: _tokenize(s, tokenizer, config, task.is_regression) for name, s in eval_splits.items()
+    }
+
+    def metrics_fn(prediction) -> dict[str, float]:
+        predictions = predictions_from_logits(np.asarray(prediction.predictions), task.is_regression)
+        return compute_metrics(task.metrics, predictions, np.asarray(prediction.label_ids))
+
+    run_record: dict[str, Any] = {
+        "spec": {**asdict(spec), "train": asdict(config)},
+        "method": method.describe(),
+        "data": {"train": train_split.source, **{k: v.source for k, v in eval_splits.items()}},
+        "git_commit": provenance.git_commit(),
+        "versions": provenance.package_versions(),
+        "hardware": provenance.hardware(),
+        "slurm_job_id": provenance.slurm_job_id(),
+    }
+    run_record["config_hash"] = provenance.config_hash(run_record["spec"])
+    write_json_atomic(out_dir / "run.json", {**run_record, "status": "running"})
+
+    args = TrainingArguments(
+        output_dir=str(out_dir / "checkpoints"),
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        eval_strategy="epoch",
+        save_strategy="no",
+        logging_strategy="steps",
+        logging_steps=config.logging_steps,
+        logging_first_step=True,
+        report_to="none",
+        seed=spec.seed,
+        data_seed=spec.seed,
+        bf16=config.precision == "bf16",
+        fp16=config.precision == "fp16",
+        dataloader_num_workers=0,
+    )
+    divergence = DivergenceCallback()
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_datasets,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=metrics_fn,
+        callbacks=[
+            HistoryCallback(out_dir / "history.jsonl"),
+            NormCallback(out_dir / "norms.jsonl", exclude=context.new_parameter_names),
+            divergence,
+        ],
+    )
+    try:
+        train_output = trainer.train()
+    except torch.OutOfMemoryError as err:
+        raise RunError(
+            f"CUDA out of memory in run {out_dir} at batch size {config.batch_size}: lower train.batch_size "
+            f"or train.max_seq_length ({err})"
+        ) from err
+
+    primary_key = f"eval_dev_{task.primary_metric}"
+    final = _final_eval(trainer.state.log_history, primary_key, config.report_epoch)
+    metrics: dict[str, float] = {}
+    for split in task.eval_splits:
+        suffix = "" if split == "dev" else "_" + split.removeprefix("dev_")
+        for name in (*task.metrics, "loss"):
+            value = final.get(f"eval_{split}_{name}")
+            if value is not None:
+                metrics[("eval_loss" if name == "loss" else name) + suffix] = float(value)
+
+    diverged = divergence.diverged_at is not None or not all(math.isfinite(v) for v in metrics.values())
+    status = "diverged" if diverged else ("ok" if metrics else "failed")
+    result = {
+        "status": status,
+        "model": spec.model,
+        "task": spec.task,
+        "method": spec.method,
+        "seed": spec.seed,
+        "primary_metric": task.primary_metric,
+        "metrics": metrics,
+        "epoch": final.get("epoch"),
+        "diverged_at_step": divergence.diverged_at,
+        "n_train": len(train_split),
+        "n_eval": len(eval_splits["dev"]),
+        "train_runtime_s": train_output.metrics.get("train_runtime"),
+        "train_samples_per_second": train_output.metrics.get("train_samples_per_second"),
+    }
+    run_record.update(
+        status=status,
+        method_log=context.log,
+        wall_time_s=time.time() - started,
+        train_metrics=train_output.metrics,
+    )
+    write_json_atomic(out_dir / "run.json", run_record)
+    write_json_atomic(out_dir / "metrics.json", result)  # last: its presence means "done"
+    return result

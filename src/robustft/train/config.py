@@ -1,0 +1,56 @@
+"""What one run is: the run spec and its training hyperparameters (light imports only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from robustft.data import get_task
+from robustft.methods import Method, build_method
+from robustft.models import get_model_spec
+
+
+class RunError(RuntimeError):
+    """A run cannot start or finish; the message says which input is at fault."""
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of one fine-tuning run (the config's `train:` block)."""
+
+    learning_rate: float = 2e-5
+    epochs: float = 3.0
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_seq_length: int = 128
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    data_seed: int = 0  # the same subsample for every seed and method, so comparisons are paired
+    logging_steps: int = 10
+    report_epoch: str = "last"  # "last" or "best" (best dev epoch is optimistic; the papers do not say)
+    precision: str = "fp32"  # "fp32" | "bf16" | "fp16"
+    pad_to_max_length: bool = False  # True mimics run_glue.py's default (benchmarks only)
+
+
+@dataclass
+class RunSpec:
+    model: str
+    task: str
+    method: str
+    seed: int
+    train: TrainConfig = field(default_factory=TrainConfig)
+    components: dict[str, dict[str, Any] | None] | None = None  # None: derive from the method name
+    data_dir: str = "resources/data"
+    cache_dir: str | None = None
+
+    def validate(self) -> Method:
+        """Fail before any heavy work on a bad name or setting."""
+        get_model_spec(self.model)
+        get_task(self.task)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise RunError(f"seed must be an integer, got {self.seed!r}")
+        if self.train.report_epoch not in ("last", "best"):
+            raise RunError(f"train.report_epoch must be 'last' or 'best', got {self.train.report_epoch!r}")
+        return build_method(self.method, self.components)

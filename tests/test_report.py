@@ -1,0 +1,248 @@
+"""Report assembly: verdicts, escaping, proxy wording, and a reproducible, valid PDF."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import typst
+
+from robustft.report import (
+    CONTRADICTED,
+    NO_PAPER_VALUE,
+    NOT_RUN,
+    REPRODUCED,
+    WITHIN_NOISE,
+    ReportSpec,
+    build_report,
+    fmt_p,
+    fmt_points,
+    fmt_signed,
+    render_typst_source,
+    typst_string,
+    verdict,
+)
+
+NASTY = 'a_b#c$*"x"\\ [y] <z> @w //c /*d*/ `e` ~f = - +'
+SEEDS = [1, 2, 3, 4, 5]
+TASK_METRIC = {"rte": "accuracy", "mrpc": "accuracy", "cola": "mcc", "stsb": "pearson"}
+# Per task: (baseline mean, method shift, CI) chosen to hit each verdict for the default model.
+TASK_EFFECT = {
+    "rte": (62.0, 1.5, (0.6, 2.4)),  # paper Δ > 0, CI > 0: reproduced
+    "mrpc": (80.0, 0.2, (-0.5, 0.9)),  # CI includes 0: within noise
+    "cola": (30.0, -2.0, (-3.1, -0.9)),  # paper Δ > 0, CI < 0: contradicted
+    "stsb": (85.0, 0.0, (math.nan, math.nan)),  # no comparison row: not run
+}
+
+
+def _write_tables(tables_dir: Path, models: list[str]) -> None:
+    """runs/summary/comparisons as tables.py would write them, for a tiny fake experiment."""
+    runs = []
+    for model in models:
+        for task, (base, shift, _) in TASK_EFFECT.items():
+            for method in ("finetune", "noisytune"):
+                for seed in SEEDS:
+                    score = base + (shift if method == "noisytune" else 0.0) + 0.3 * (seed - 3)
+                    status = "diverged" if (task, method, seed) == ("rte", "noisytune", 5) else "ok"
+                    runs.append(
+                        {
+                            "model": model,
+                            "task": task,
+                            "method": method,
+                            "seed": seed,
+                            "status": status,
+                            "metric": TASK_METRIC[task],
+                            "score": score if status == "ok" else math.nan,
+                            f"m_{TASK_METRIC[task]}": score,
+                            "n_train": 1000 if task != "rte" else 2490,
+                            "n_eval": 277 if task == "rte" else 200,
+                            "train_runtime_s": 100.0,
+                            "train_samples_per_second": 10.0,
+                            "wall_time_s": 120.0,
+                            "git_commit": "abc1234",
+                            "config_hash": "cfg_9f",
+                            "slurm_job_id": 42,
+                            "run_dir": f"results/runs/{model}/{task}/{method}/{seed}",
+                        }
+                    )
+    runs_df = pd.DataFrame(runs)
+    ok = runs_df[runs_df["status"] == "ok"]
+    summary = (
+        ok.groupby(["model", "task", "method", "metric"])["score"]
+        .agg(n="count", mean="mean", std="std")
+        .reset_index()
+    )
+    per_seed_avg = ok.groupby(["model", "method", "seed"])["score"].mean().reset_index()
+    avg = (
+        per_seed_avg.groupby(["model", "method"])["score"]
+        .agg(n="count", mean="mean", std="std")
+        .reset_index()
+    )
+    avg["task"], avg["metric"] = "GLUE-avg", "average"
+    summary = pd.concat([summary, avg], ignore_index=True)
+    summary["n_diverged"] = [
+        int((m, t, me) == (m, "rte", "noisytune"))
+        for m, t, me in summary[["model", "task", "method"]].itertuples(index=False)
+    ]
+    summary["n_failed"] = 0
+
+    comparisons = []
+    for model in models:
+        for task, (base, shift, (low, high)) in TASK_EFFECT.items():
+            if task == "stsb":
+                continue
+            comparisons.append(
+                {
+                    "model": model,
+                    "task": task,
+                    "method": "noisytune",
+                    "baseline": "finetune",
+                    "metric": TASK_METRIC[task],
+                    "n_pairs": 4 if task == "rte" else 5,
+                    "mean_method": base + shift,
+                    "mean_baseline": base,
+                    "delta": shift,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "p_ttest": 0.0004 if task == "rte" else 0.4567,
+                    "p_wilcoxon": 0.0625,
+                    "p_holm": 0.0012 if task == "rte" else 0.9,
+                    "min_seeds_for_significance": 3 if task == "rte" else 23,
+                }
+            )
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    runs_df.to_csv(tables_dir / "runs.csv", index=False)
+    summary.to_csv(tables_dir / "summary.csv", index=False)
+    pd.DataFrame(comparisons).to_csv(tables_dir / "comparisons.csv", index=False)
+
+
+def _spec(**overrides: object) -> ReportSpec:
+    raw = {
+        "title": "NoisyTune Table 2 on GLUE subsets",
+        "paper": "NoisyTune",
+        "artifact": "Table 2",
+        "methods": ["finetune", "noisytune"],
+        "paper_model": {"minilm-l6": "bert-base"},
+        "choices": ["lambda = 0.15 for every task (the paper gives one value)"],
+        "notes": ["Smoke-test fixture."],
+        "provenance": {"commit": "abc1234", "hardware": "1x H100", "compute time": "0.3 GPU-h"},
+    }
+    raw.update(overrides)
+    return ReportSpec.from_dict(raw)
+
+
+@pytest.fixture
+def tables_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "tables"
+    _write_tables(path, ["minilm-l6"])
+    return path
+
+
+@pytest.mark.parametrize(
+    ("paper_delta", "low", "high", "n_pairs", "expected"),
+    [
+        (0.9, 0.2, 1.5, 5, REPRODUCED),
+        (-0.4, -1.0, -0.1, 5, REPRODUCED),
+        (0.9, -1.5, -0.2, 5, CONTRADICTED),
+        (-0.4, 0.1, 0.8, 5, CONTRADICTED),
+        (0.0, 0.1, 0.8, 5, CONTRADICTED),
+        (0.9, -0.3, 0.6, 5, WITHIN_NOISE),
+        (0.9, 0.0, 0.6, 5, WITHIN_NOISE),
+        (0.9, math.nan, math.nan, 1, WITHIN_NOISE),
+        (0.9, math.nan, math.nan, 0, NOT_RUN),
+        (None, 0.2, 0.6, 5, NO_PAPER_VALUE),
+    ],
+)
+def test_verdict(paper_delta: float | None, low: float, high: float, n_pairs: int, expected: str) -> None:
+    assert verdict(paper_delta, low, high, n_pairs) == expected
+
+
+def test_number_formats() -> None:
+    assert fmt_points(84.44, 1) == "84.4"
+    assert fmt_points(-0.04, 1) == "0.0"
+    assert fmt_points(math.nan, 1) == "–"
+    assert fmt_signed(0.456, 2) == "+0.46"
+    assert fmt_signed(-1.2, 2) == "−1.20"
+    assert fmt_p(0.0004) == "<0.001"
+    assert fmt_p(0.04567) == "0.0457"
+    assert fmt_p(0.5) == "0.500"
+    assert fmt_p(math.nan) == "–"
+
+
+def test_typst_string_round_trips_nasty_text() -> None:
+    for text in [NASTY, "line\nbreak\ttab", "ünïcode Δ ±", "\\u{41}"]:
+        assert json.loads(typst.eval(b"", typst_string(text), format="json")) == text
+
+
+def test_spec_from_dict_defaults_and_typos() -> None:
+    spec = ReportSpec.from_dict({"title": "t", "paper": "NoisyTune", "artifact": "Table 2"})
+    assert spec.baseline == "finetune"
+    assert spec.paper_method_name("noisytune") == "noisytune"
+    with pytest.raises(ValueError, match="paper_modle"):
+        ReportSpec.from_dict({"title": "t", "paper": "p", "artifact": "a", "paper_modle": {}})
+    with pytest.raises(ValueError, match="artifact"):
+        ReportSpec.from_dict({"title": "t", "paper": "p"})
+
+
+def test_source_states_proxy_verdicts_and_failures(tables_dir: Path) -> None:
+    source = render_typst_source(tables_dir, _spec())
+    proxy = (
+        "paper column is bert-base; our runs use minilm-l6: "
+        "compare the direction of the effect, not the level"
+    )
+    assert proxy in source
+    for word in (REPRODUCED, CONTRADICTED, WITHIN_NOISE, NOT_RUN):
+        assert f'verdict("{word}")' in source
+    assert "84.4" not in source  # MNLI was not run, so its paper value must not appear
+    assert '"67.7"' in source and '"68.8"' in source  # RTE paper values for bert-base
+    assert "diverged" in source and "about 23 would be needed" in source
+    assert "not comparable" in source  # our Avg covers 4 tasks, the paper's all nine
+    assert "lambda = 0.15" in source and '"0.3 GPU-h"' in source
+
+
+def test_same_model_is_not_called_a_proxy(tmp_path: Path) -> None:
+    _write_tables(tmp_path, ["bert-base"])
+    source = render_typst_source(tmp_path, _spec(paper_model={"bert-base": "bert-base"}))
+    assert "compare the direction" not in source
+    assert "the same model as the paper" in source
+
+
+def test_summary_that_averages_a_diverged_run_is_rejected(tables_dir: Path) -> None:
+    summary = pd.read_csv(tables_dir / "summary.csv")
+    summary.loc[(summary["task"] == "rte") & (summary["method"] == "noisytune"), "n"] = 5
+    summary.to_csv(tables_dir / "summary.csv", index=False)
+    with pytest.raises(ValueError, match="status 'ok'"):
+        render_typst_source(tables_dir, _spec())
+
+
+def test_pdf_is_valid_and_reproducible(tables_dir: Path, tmp_path: Path) -> None:
+    first, second = tmp_path / "a" / "report.pdf", tmp_path / "b" / "report.pdf"
+    build_report(tables_dir, first, _spec())
+    build_report(tables_dir, second, _spec(), figures_dir=tmp_path / "b" / "figs")
+    assert first.read_bytes().startswith(b"%PDF")
+    assert first.read_bytes() == second.read_bytes()
+    assert (tmp_path / "a" / "report_levels.svg").read_bytes() == (
+        tmp_path / "b" / "figs" / "report_levels.svg"
+    ).read_bytes()
+
+
+def test_nasty_names_compile(tmp_path: Path) -> None:
+    _write_tables(tmp_path / "tables", [NASTY])
+    spec = _spec(
+        title=f"Title {NASTY}",
+        paper_model={NASTY: "bert-base"},
+        choices=[NASTY],
+        notes=[f"note {NASTY}"],
+        provenance={NASTY: NASTY},
+    )
+    out = tmp_path / "out" / "report.pdf"
+    build_report(tmp_path / "tables", out, spec)
+    assert out.read_bytes().startswith(b"%PDF")
+    if shutil.which("pdftotext"):
+        text = subprocess.run(["pdftotext", str(out), "-"], capture_output=True, text=True, check=True).stdout
+        assert "a_b#c$*" in text

@@ -1,0 +1,18 @@
+# Fill resources/ from the Hugging Face Hub on a machine that reaches it (a login node), so compute
+# nodes can run offline. Run it explicitly: `snakemake prefetch` (never a dependency of training,
+# because local data needs no download).
+
+
+rule prefetch:
+    output:
+        "resources/prefetch.json",
+    log:
+        "logs/prefetch.log",
+    params:
+        models=" ".join(config["models"]),
+        tasks=" ".join(config["tasks"]),
+    conda:
+        ENV
+    shell:
+        "python -m robustft prefetch --models {params.models} --tasks {params.tasks}"
+        " --data-dir {config[data_dir]} --cache-dir {config[cache_dir]} --marker {output} > {log} 2>&1"

@@ -1,0 +1,20 @@
+# One fine-tuning run per (model, task, method, seed). metrics.json is written last and atomically by
+# the CLI, so a killed job leaves no output and is redone on the next invocation.
+
+
+rule train:
+    output:
+        metrics=f"{RUNS}/{{model}}/{{task}}/{{method}}/seed{{seed}}/metrics.json",
+    log:
+        "logs/train/{model}/{task}/{method}/seed{seed}.log",
+    params:
+        out=run_dir,
+        method_args=method_arguments,
+    threads: config["threads"]
+    conda:
+        ENV
+    shell:
+        "python -m robustft train --model {wildcards.model} --task {wildcards.task}"
+        " --method {wildcards.method} --seed {wildcards.seed} --out {params.out}"
+        " --data-dir {config[data_dir]} --cache-dir {config[cache_dir]} --threads {threads}"
+        " {params.method_args} > {log} 2>&1"
