@@ -1,14 +1,33 @@
 # robustft: seeds x models x methods x tasks -> runs -> tables -> PDF report.
 # Thin rules; the logic lives in the `robustft` package (src/robustft), which every rule calls.
+import sys
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.19")
+
+# Run the package from this checkout, so the commit recorded in run.json is the code that ran: the
+# Snakefile imports it from src/, and every job's shell puts src/ first on PYTHONPATH.
+SRC = Path(workflow.basedir) / "src"
+sys.path.insert(0, str(SRC))
+# Snakemake formats the prefix as well, so the shell's own braces are doubled twice.
+shell.prefix(f'export PYTHONPATH="{SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
 
 configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    model=r"[A-Za-z0-9_.-]+",
+    task=r"[A-Za-z0-9_.-]+",
+    method=r"[A-Za-z0-9_.+-]+",
+    seed=r"\d+",
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/aggregate.smk"

@@ -14,9 +14,11 @@ rule aggregate:
     log:
         "logs/aggregate.log",
     params:
+        runs=runs_root,
+        tables=tables_dir,
         baseline=config["report"]["baseline"],
     conda:
         ENV
     shell:
-        "python -m robustft aggregate --runs {RUNS} --out {TABLES} --baseline {params.baseline}"
-        " {input} > {log} 2>&1"
+        "python -m robustft aggregate --runs {params.runs} --out {params.tables}"
+        " --baseline {params.baseline} {input} > {log} 2>&1"

@@ -1,16 +1,9 @@
-# Config validation and the path helpers every rule file uses. Keep this cheap: on a cluster the
+# Config validation and path helpers shared by the workflow files. Keep this cheap: on a cluster the
 # Snakefile is parsed again for every job.
 import json
-import os
-import sys
 from pathlib import Path
 
 from snakemake.utils import validate
-
-# Run the package from this checkout, so the commit recorded in run.json is the code that ran.
-SRC = str(Path(workflow.basedir) / "src")
-sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
 
 from robustft.provenance import config_hash
 from robustft.workflow_config import check_config, train_arguments
@@ -21,13 +14,6 @@ check_config(config)
 ENV = "../../envs/robustft.yaml"
 RUNS = "results/runs"
 TABLES = "results/tables"
-
-
-wildcard_constraints:
-    model=r"[A-Za-z0-9_.-]+",
-    task=r"[A-Za-z0-9_.-]+",
-    method=r"[A-Za-z0-9_.+-]+",
-    seed=r"\d+",
 
 
 def run_metrics(model, task, method, seed):
@@ -46,6 +32,19 @@ def all_run_metrics():
 
 def run_dir(wildcards, output):
     return str(Path(output.metrics).parent)
+
+
+def runs_root(wildcards, input):
+    """results/runs, derived from the first run's path .../<model>/<task>/<method>/seed<S>/metrics.json."""
+    return str(Path(input[0]).parents[4])
+
+
+def tables_dir(wildcards, output):
+    return str(Path(output[0]).parent)
+
+
+def tables_dir_of_input(wildcards, input):
+    return str(Path(input[0]).parent)
 
 
 def method_arguments(wildcards):

