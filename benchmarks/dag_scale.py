@@ -1,12 +1,12 @@
-"""Snakemake dry-run time of a >=5,000-job grid, against a tiny grid timed in the same run.
+"""Snakemake dry-run time of a >=5,000-job grid, against references timed in the same run.
 
-    python benchmarks/dag_scale.py [--target 10] [--reps 3]
+    python benchmarks/dag_scale.py [--target 10] [--reps 3] [--no-bare]
 
 The target is about parsing the Snakefile, validating the config and building the DAG, so no data,
 model or results need to exist: a dry run only compares paths. Two references are timed in the same
 run, interleaved with it: the tiny grid (8 training jobs) separates the fixed cost (interpreter and
-Snakemake start-up) from what grows per job, and a bare two-rule Snakefile with as many jobs shows
-how much of the total is Snakemake's own per-job cost, which no change to our rules can remove.
+Snakemake start-up) from what grows per job, and a bare two-rule Snakefile with as many jobs shows how
+much of the total is Snakemake's own per-job cost, which no change to our rules can remove.
 Exit status: 0 when the large grid's median is within the target, 1 when over, 2 when Snakemake fails.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import shutil
 import statistics
@@ -32,7 +33,7 @@ LARGE_GRID: dict[str, Any] = {
     "models": ["minilm-l6", "bert-base", "xlnet-base", "roberta-base", "electra-base"],
     "tasks": ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"],
     "seeds": [1, 2, 3, 4, 5],
-    # A lambda sweep is the realistic way a grid gets this wide; every preset is built by check_config.
+    # A lambda sweep is the realistic way a grid gets this wide; check_config builds every preset.
     "methods": {
         "finetune": {},
         **{f"noisytune_l{k / 100:.2f}": {"noisytune": {"noise_lambda": k / 100}} for k in range(1, 23)},
@@ -45,12 +46,10 @@ SMALL_GRID: dict[str, Any] = {
     "seeds": [1, 2],
     "methods": {"finetune": {}, "noisytune": {"noisytune": {"noise_lambda": 0.15}}},
 }
+GRID_KEYS = ("models", "tasks", "methods", "seeds")
 
-
-def snakemake_command() -> list[str]:
-    # The venv's own entry point when there is one, so the benchmark times the Snakemake the project pins.
-    exe = Path(sys.executable).with_name("snakemake")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "snakemake"]
+# One dry run: (Snakefile, config file or None, working directory).
+Setup = tuple[Path, Path | None, Path]
 
 
 def bare_snakefile(n_train: int) -> str:
@@ -65,6 +64,12 @@ rule train:
 """
 
 
+def snakemake_command() -> list[str]:
+    # The venv's own entry point when there is one, so we time the Snakemake the project pins.
+    exe = Path(sys.executable).with_name("snakemake")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "snakemake"]
+
+
 def dry_run(snakefile: Path, configfile: Path | None, workdir: Path) -> tuple[float, str]:
     """One `snakemake -n`; returns wall-clock seconds and the combined output."""
     command = [*snakemake_command(), "-n", "--quiet", "rules", "--snakefile", str(snakefile)]
@@ -76,7 +81,8 @@ def dry_run(snakefile: Path, configfile: Path | None, workdir: Path) -> tuple[fl
     seconds = time.perf_counter() - start
     output = done.stdout + done.stderr
     if done.returncode != 0:
-        sys.stderr.write(f"snakemake failed (exit {done.returncode}): {' '.join(command)}\n{output[-3000:]}\n")
+        sys.stderr.write(f"snakemake failed (exit {done.returncode}): {' '.join(command)}\n")
+        sys.stderr.write(output[-3000:] + "\n")
         sys.exit(2)
     return seconds, output
 
@@ -91,32 +97,36 @@ def job_counts(output: str) -> tuple[int, int]:
     return int(train.group(1)), int(total.group(1))
 
 
+def make_setups(tmp: Path, bare: bool) -> dict[str, Setup]:
+    setups: dict[str, Setup] = {}
+    for name, grid in (("baseline", SMALL_GRID), ("large", LARGE_GRID)):
+        configfile = tmp / f"{name}.yaml"
+        configfile.write_text(yaml.safe_dump(grid, sort_keys=False))
+        setups[name] = (REPO / "Snakefile", configfile, tmp / f"work-{name}")
+    if bare:
+        snakefile = tmp / "bare" / "Snakefile"
+        snakefile.parent.mkdir()
+        snakefile.write_text(bare_snakefile(math.prod(len(LARGE_GRID[key]) for key in GRID_KEYS)))
+        setups["bare"] = (snakefile, None, snakefile.parent)
+    return setups
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--target", type=float, default=10.0, help="max median seconds for the large grid")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--target", type=float, default=10.0, help="max median seconds, large grid")
     parser.add_argument("--reps", type=int, default=3, help="timed repetitions per grid")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare-Snakemake reference")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="robustft-dag-"))
     try:
-        setups: dict[str, tuple[Path, Path | None, Path]] = {}
-        for name, grid in (("baseline", SMALL_GRID), ("large", LARGE_GRID)):
-            configfile = tmp / f"{name}.yaml"
-            configfile.write_text(yaml.safe_dump(grid, sort_keys=False))
-            setups[name] = (REPO / "Snakefile", configfile, tmp / f"work-{name}")
-        if not args.no_bare:
-            n_train = 1
-            for key in ("models", "tasks", "methods", "seeds"):
-                n_train *= len(LARGE_GRID[key])
-            snakefile = tmp / "bare" / "Snakefile"
-            snakefile.parent.mkdir()
-            snakefile.write_text(bare_snakefile(n_train))
-            setups["bare"] = (snakefile, None, snakefile.parent)
+        setups = make_setups(tmp, bare=not args.no_bare)
         # One untimed run each: pays for .pyc compilation and a cold file cache, which a user pays once.
         counts = {name: job_counts(dry_run(*setup)[1]) for name, setup in setups.items()}
         times: dict[str, list[float]] = {name: [] for name in setups}
-        for _ in range(args.reps):  # interleaved, so a load spike on the machine hits both grids
+        for _ in range(args.reps):  # interleaved, so a load spike on a shared machine hits every grid
             for name, setup in setups.items():
                 times[name].append(dry_run(*setup)[0])
     finally:
@@ -126,32 +136,27 @@ def main() -> None:
     print(f"{'grid':<9} {'train jobs':>10} {'all jobs':>9} {'median s':>9} {'min s':>7} {'ms/job':>8}")
     for name in setups:
         train, total = counts[name]
-        per_job_ms = 1000 * median[name] / total
-        print(
-            f"{name:<9} {train:>10} {total:>9} {median[name]:>9.2f} {min(times[name]):>7.2f} {per_job_ms:>8.2f}"
-        )
+        row = f"{name:<9} {train:>10} {total:>9} {median[name]:>9.2f} {min(times[name]):>7.2f}"
+        print(f"{row} {1000 * median[name] / total:>8.2f}")
     # Marginal cost: what each extra job adds once the fixed start-up (the baseline) is taken out.
-    extra_jobs = counts["large"][1] - counts["baseline"][1]
-    marginal_ms = 1000 * (median["large"] - median["baseline"]) / extra_jobs
+    jobs, base_jobs = counts["large"][1], counts["baseline"][1]
+    marginal_ms = 1000 * (median["large"] - median["baseline"]) / (jobs - base_jobs)
     ratio = median["large"] / median["baseline"]
-    print(
-        f"large/baseline: {ratio:.2f}x the time for {counts['large'][1] / counts['baseline'][1]:.0f}x the jobs;"
-        f" marginal cost {marginal_ms:.3f} ms per extra job"
-    )
+    print(f"large/baseline: {ratio:.2f}x the time for {jobs / base_jobs:.0f}x the jobs;", end=" ")
+    print(f"marginal cost {marginal_ms:.3f} ms per extra job")
     if "bare" in median:
-        print(
-            f"large/bare: {median['large'] / median['bare']:.2f}x (our rules vs. Snakemake alone;"
-            f" {1000 * median['bare'] / counts['bare'][1]:.2f} ms/job is Snakemake's own)"
-        )
+        bare_ms = 1000 * median["bare"] / counts["bare"][1]
+        print(f"large/bare: {median['large'] / median['bare']:.2f}x (Snakemake alone: {bare_ms:.2f} ms/job)")
     passed = median["large"] <= args.target
     result = {
-        "jobs": counts["large"][1],
+        "jobs": jobs,
         "train_jobs": counts["large"][0],
         "median_s": round(median["large"], 3),
-        "baseline_jobs": counts["baseline"][1],
+        "per_job_ms": round(1000 * median["large"] / jobs, 3),
+        "baseline_jobs": base_jobs,
         "baseline_median_s": round(median["baseline"], 3),
         "ratio": round(ratio, 3),
-        "marginal_ms_per_job": round(marginal_ms, 4),
+        "marginal_ms_per_job": round(marginal_ms, 3),
         "bare_median_s": round(median["bare"], 3) if "bare" in median else None,
         "target_s": args.target,
         "pass": passed,

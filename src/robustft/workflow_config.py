@@ -39,21 +39,24 @@ def check_config(config: dict[str, Any]) -> None:
             build_method(name, components or {})
         except (MethodConfigError, TypeError) as err:
             raise ConfigError(f"config key 'methods.{name}': {err}") from err
+    unknown_tasks = sorted(set(config["train_by_task"]) - set(config["tasks"]))
+    if unknown_tasks:
+        raise ConfigError(f"config key 'train_by_task': task(s) {unknown_tasks} are not in 'tasks'")
     baseline = config["report"]["baseline"]
     if baseline not in config["methods"]:
         raise ConfigError(f"config key 'report.baseline': {baseline!r} is not one of the configured methods")
 
 
-def train_arguments(config: dict[str, Any], method: str) -> str:
-    """The `robustft train` options that carry a method's components and the train block, shell-quoted."""
-    return " ".join(
-        [
-            "--method-components",
-            shlex.quote(json.dumps(config["methods"][method] or {}, sort_keys=True)),
-            "--train-config",
-            shlex.quote(json.dumps(config["train"], sort_keys=True)),
-        ]
-    )
+def train_settings(config: dict[str, Any], task: str) -> dict[str, Any]:
+    """The `train` block with the task's entry of `train_by_task` laid over it."""
+    return {**config["train"], **(config["train_by_task"].get(task) or {})}
+
+
+def train_arguments(config: dict[str, Any], method: str, task: str) -> str:
+    """The `robustft train` options that carry a method's components and the train settings, shell-quoted."""
+    components = json.dumps(config["methods"][method] or {}, sort_keys=True)
+    settings = json.dumps(train_settings(config, task), sort_keys=True)
+    return f"--method-components {shlex.quote(components)} --train-config {shlex.quote(settings)}"
 
 
 def load_config(path: Path) -> dict[str, Any]:

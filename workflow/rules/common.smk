@@ -48,7 +48,7 @@ def tables_dir_of_input(wildcards, input):
 
 
 def method_arguments(wildcards):
-    return train_arguments(config, wildcards.method)
+    return train_arguments(config, wildcards.method, wildcards.task)
 
 
 def report_pdf():
