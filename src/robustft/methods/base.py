@@ -91,4 +91,8 @@ def build_method(name: str, components: dict[str, dict[str, Any] | None] | None 
     if components is None:
         names = [] if name == "finetune" else name.split("+")
         components = {component: {} for component in names}
+    if not isinstance(components, dict) or not all(isinstance(s, dict | None) for s in components.values()):
+        raise MethodConfigError(
+            f"method {name!r}: components must map component names to settings objects, got {components!r}"
+        )
     return Method(name=name, components=[build_component(c, s) for c, s in components.items()])

@@ -9,6 +9,7 @@ head, which is random already and not part of the pretrained model.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,10 +28,9 @@ class NoisyTune(Component):
     noise_lambda: float = 0.15  # paper: 0.15 on GLUE, 0.1 on XTREME
 
     def validate(self) -> None:
-        if not isinstance(self.noise_lambda, int | float) or self.noise_lambda < 0:
-            raise MethodConfigError(
-                f"noisytune.noise_lambda must be a number >= 0, got {self.noise_lambda!r}"
-            )
+        value = self.noise_lambda
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+            raise MethodConfigError(f"noisytune.noise_lambda must be a finite number >= 0, got {value!r}")
 
     def prepare_model(self, model: nn.Module, context: RunContext) -> None:
         import torch  # imported here so that the registry stays light for Snakefile parsing

@@ -28,8 +28,12 @@ class NormCallback(TrainerCallback):
     def __init__(self, path: Path, exclude: frozenset[str]) -> None:
         self.path = path
         self.exclude = exclude
+        self.last_step: int | None = None
 
     def _write(self, model, state: TrainerState, point: str) -> None:
+        if point == "eval" and state.global_step == self.last_step:
+            return  # several eval sets (MNLI matched/mismatched) at one step: the weights are the same
+        self.last_step = state.global_step
         record = {"point": point, "step": state.global_step, "epoch": state.epoch or 0.0}
         append_jsonl(self.path, {**record, "groups": group_l1_norms(model, self.exclude)})
 
@@ -47,7 +51,8 @@ class DivergenceCallback(TrainerCallback):
         self.diverged_at: int | None = None
 
     def on_log(self, args, state, control: TrainerControl, logs=None, **kwargs) -> None:
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(loss) and self.diverged_at is None:
+        logs = logs or {}
+        values = [logs[key] for key in ("loss", "grad_norm") if logs.get(key) is not None]
+        if self.diverged_at is None and not all(math.isfinite(v) for v in values):
             self.diverged_at = state.global_step
             control.should_training_stop = True

@@ -71,7 +71,13 @@ def prepare_run_dir(out_dir: Path) -> None:
 
 
 def _final_eval(log_history: list[dict[str, Any]], primary_key: str, report_epoch: str) -> dict[str, Any]:
-    evals = [entry for entry in log_history if primary_key in entry]
+    """The evaluation to report: all eval sets logged at the chosen step (MNLI logs matched and
+    mismatched as separate entries), merged into one record."""
+    by_step: dict[int, dict[str, Any]] = {}
+    for entry in log_history:
+        if any(key.startswith("eval_") for key in entry):
+            by_step.setdefault(entry["step"], {}).update(entry)
+    evals = [merged for merged in by_step.values() if primary_key in merged]
     if not evals:
         return {}
     if report_epoch == "best":
@@ -150,6 +156,7 @@ def train_run(spec: RunSpec, out_dir: str | Path) -> dict[str, Any]:
         logging_strategy="steps",
         logging_steps=config.logging_steps,
         logging_first_step=True,
+        logging_nan_inf_filter=False,  # the default hides NaN losses, and divergence with them
         report_to="none",
         seed=spec.seed,
         data_seed=spec.seed,

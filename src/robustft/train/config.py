@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from robustft.data import get_task
@@ -51,6 +51,17 @@ class RunSpec:
         get_task(self.task)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise RunError(f"seed must be an integer, got {self.seed!r}")
-        if self.train.report_epoch not in ("last", "best"):
-            raise RunError(f"train.report_epoch must be 'last' or 'best', got {self.train.report_epoch!r}")
+        validate_train_settings(asdict(self.train))
         return build_method(self.method, self.components)
+
+
+def validate_train_settings(settings: dict[str, Any]) -> None:
+    """Check train settings against the `train` block of the workflow schema (one source of truth)."""
+    from jsonschema import Draft202012Validator
+
+    from robustft.workflow_config import load_schema
+
+    schema = load_schema()["properties"]["train"]
+    for error in Draft202012Validator(schema).iter_errors(settings):
+        key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+        raise RunError(f"train setting {key!r}: {error.message}")
