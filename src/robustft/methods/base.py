@@ -1,16 +1,25 @@
 """The one interface every fine-tuning method implements.
 
 A run's method is an ordered list of components, e.g. [NoisyTune] or [NoisyTune, RecAdam]. A component
-overrides only the hooks it needs and knows nothing about the others, so they compose freely.
+acts at up to four points and overrides only the hooks it needs; components know nothing about each
+other, so they compose freely:
+
+- before training: `prepare_model` (NoisyTune's perturbation, Mixout's module swap);
+- on the input embeddings during training: `embedding_noise` (NEFTune);
+- on the loss: `extra_loss` (SMART's smoothness and Bregman terms, R3F's symmetric KL), or the whole
+  step: `training_step` (FreeLB's K ascent steps; at most one component may own the step);
+- on the optimizer: `build_optimizer` (RecAdam); `after_optimizer_step` (SMART's EMA teacher).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
 
@@ -25,8 +34,34 @@ class RunContext:
     seed: int
     # Parameters that did not come from the checkpoint (the new task head): never treat them as pretrained.
     new_parameter_names: frozenset[str] = frozenset()
+    regression: bool = False
+    # Optimizer steps: `step` is the number done so far, `max_steps` the planned total (schedules use them).
+    step: int = 0
+    max_steps: int = 0
     # Components write what they did here; it lands in run.json.
     log: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Batch:
+    """One training batch as the loss hooks see it.
+
+    `embed()` looks the word embeddings of the batch up again (a fresh graph node, so a component may
+    perturb and detach it freely); `forward(embeddings)` runs the model on word embeddings in place of
+    token ids, so position and token-type embeddings are added exactly once (the mt-dnn SMART bug
+    feeds the full embedding output back in and adds positions twice).
+    """
+
+    model: nn.Module
+    inputs: dict[str, torch.Tensor]
+    logits: torch.Tensor
+    task_loss: torch.Tensor
+    embed: Callable[[], torch.Tensor]
+    forward: Callable[[torch.Tensor], torch.Tensor]
+
+    @property
+    def attention_mask(self) -> torch.Tensor | None:
+        return self.inputs.get("attention_mask")
 
 
 @dataclass
@@ -35,6 +70,7 @@ class Component:
 
     name: ClassVar[str]
     paper: ClassVar[str] = ""
+    owns_training_step: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -44,6 +80,27 @@ class Component:
 
     def prepare_model(self, model: nn.Module, context: RunContext) -> None:
         """Called once after the model is loaded and before the first training step."""
+
+    def embedding_noise(
+        self, embeddings: torch.Tensor, attention_mask: torch.Tensor | None, context: RunContext
+    ) -> torch.Tensor | None:
+        """Noise to add to the input embeddings of a training forward pass (never at evaluation)."""
+        return None
+
+    def extra_loss(self, batch: Batch, context: RunContext) -> torch.Tensor | None:
+        """A term added to the task loss of a training step."""
+        return None
+
+    def training_step(self, batch_step: Any, context: RunContext) -> torch.Tensor:
+        """Replace the whole forward/backward of a step (only if `owns_training_step`)."""
+        raise NotImplementedError
+
+    def build_optimizer(self, model: nn.Module, training_args: Any, context: RunContext) -> Any | None:
+        """An optimizer to use instead of AdamW, or None."""
+        return None
+
+    def after_optimizer_step(self, model: nn.Module, context: RunContext) -> None:
+        """Called after every optimizer step."""
 
     def settings(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -71,6 +128,15 @@ def build_component(name: str, settings: dict[str, Any] | None = None) -> Compon
     return cls(**(settings or {}))
 
 
+def overrides(component: Component, hook: str) -> bool:
+    """Whether the component implements `hook` (so the trainer can skip work nobody asked for)."""
+    return getattr(type(component), hook) is not getattr(Component, hook)
+
+
+def _replaces_optimizer(component: Component) -> bool:
+    return overrides(component, "build_optimizer")
+
+
 @dataclass
 class Method:
     """A named, ordered list of components. `finetune` is the empty list."""
@@ -81,6 +147,12 @@ class Method:
     def prepare_model(self, model: nn.Module, context: RunContext) -> None:
         for component in self.components:
             component.prepare_model(model, context)
+
+    def step_owner(self) -> Component | None:
+        return next((c for c in self.components if c.owns_training_step), None)
+
+    def optimizer_owner(self) -> Component | None:
+        return next((c for c in self.components if _replaces_optimizer(c)), None)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "components": [{c.name: c.settings()} for c in self.components]}
@@ -95,4 +167,14 @@ def build_method(name: str, components: dict[str, dict[str, Any] | None] | None 
         raise MethodConfigError(
             f"method {name!r}: components must map component names to settings objects, got {components!r}"
         )
-    return Method(name=name, components=[build_component(c, s) for c, s in components.items()])
+    method = Method(name=name, components=[build_component(c, s) for c, s in components.items()])
+    for role, replaces in (
+        ("the training step", lambda c: c.owns_training_step),
+        ("the optimizer", _replaces_optimizer),
+    ):
+        owners = [c.name for c in method.components if replaces(c)]
+        if len(owners) > 1:
+            raise MethodConfigError(
+                f"method {name!r}: {owners} each replace {role}; combine at most one of them"
+            )
+    return method

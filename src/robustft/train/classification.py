@@ -88,10 +88,11 @@ def _final_eval(log_history: list[dict[str, Any]], primary_key: str, report_epoc
 def train_run(spec: RunSpec, out_dir: str | Path) -> dict[str, Any]:
     """Run one fine-tuning job end to end and write the run contract into `out_dir`."""
     import torch
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+    from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
     from robustft.models import load_sequence_classifier_with_info, load_tokenizer
     from robustft.train.callbacks import DivergenceCallback, HistoryCallback, NormCallback
+    from robustft.train.trainer import RobustTrainer
 
     started = time.time()
     method = spec.validate()
@@ -119,12 +120,15 @@ def train_run(spec: RunSpec, out_dir: str | Path) -> dict[str, Any]:
     model, new_parameters = load_sequence_classifier_with_info(
         spec.model, task.num_labels, cache_dir=spec.cache_dir
     )
-    context = RunContext(seed=spec.seed, new_parameter_names=frozenset(new_parameters))
+    context = RunContext(
+        seed=spec.seed, new_parameter_names=frozenset(new_parameters), regression=task.is_regression
+    )
     method.prepare_model(model, context)
 
     train_dataset = _tokenize(train_split, tokenizer, config, task.is_regression)
     eval_datasets = {
-        name: _tokenize(s, tokenizer, config, task.is_regression) for name, s in eval_splits.items()
+        name: _tokenize(split, tokenizer, config, task.is_regression, sort_by_length=True)
+        for name, split in eval_splits.items()
     }
 
     def metrics_fn(prediction) -> dict[str, float]:
@@ -165,7 +169,9 @@ def train_run(spec: RunSpec, out_dir: str | Path) -> dict[str, Any]:
         dataloader_num_workers=0,
     )
     divergence = DivergenceCallback()
-    trainer = Trainer(
+    trainer = RobustTrainer(
+        method=method,
+        context=context,
         model=model,
         args=args,
         train_dataset=train_dataset,
