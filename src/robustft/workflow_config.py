@@ -1,8 +1,8 @@
 """The workflow config: one schema-validated YAML file, checked against the registries before any job runs.
 
 The Snakefile calls `check_config(config)` right after Snakemake's schema validation (which fills in the
-defaults); by-hand users can run `robustft check-config FILE`. Imports here must stay light: the Snakefile
-is parsed again for every cluster job.
+defaults); by-hand users can run `robustft check-config FILE`. Building the methods to check their
+settings imports torch (about 2 s), once per Snakefile parse.
 """
 
 from __future__ import annotations

@@ -1,8 +1,12 @@
-"""Fine-tuning methods. Each module registers one component; `build_method` composes them."""
+"""Fine-tuning methods. Every module in this package registers its component(s) on import, so adding
+a method is one new file; `build_method` composes components into a run's method."""
 
-from robustft.methods import noisytune as _noisytune  # noqa: F401  (registers the component)
+import importlib
+import pkgutil
+
 from robustft.methods.base import (
     COMPONENTS,
+    Batch,
     Component,
     Method,
     MethodConfigError,
@@ -11,8 +15,12 @@ from robustft.methods.base import (
     register_component,
 )
 
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
 __all__ = [
     "COMPONENTS",
+    "Batch",
     "Component",
     "Method",
     "MethodConfigError",

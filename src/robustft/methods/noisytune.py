@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
 
 from robustft.methods.base import Component, MethodConfigError, RunContext, register_component
-
-if TYPE_CHECKING:
-    from torch import nn
 
 
 @register_component
@@ -33,8 +32,6 @@ class NoisyTune(Component):
             raise MethodConfigError(f"noisytune.noise_lambda must be a finite number >= 0, got {value!r}")
 
     def prepare_model(self, model: nn.Module, context: RunContext) -> None:
-        import torch  # imported here so that the registry stays light for Snakefile parsing
-
         generators: dict[torch.device, torch.Generator] = {}
         perturbed, constant = 0, []
         with torch.no_grad():
