@@ -22,6 +22,7 @@ import tempfile
 import warnings
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 # Before transformers is imported: progress bars would bury the table in the log.
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -38,7 +39,7 @@ CONFIGS = {
 }
 
 
-def train_seconds(run_dir: Path, metrics: dict) -> float:
+def train_seconds(run_dir: Path, metrics: dict[str, Any]) -> float:
     """Seconds spent training, without evaluation.
 
     Trainer's train_runtime (and so train_samples_per_second) spans the whole training loop, which with

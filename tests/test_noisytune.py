@@ -187,9 +187,19 @@ def test_method_from_name_uses_paper_default() -> None:
     method = build_method("noisytune")
     assert [type(c) for c in method.components] == [NoisyTune]
     assert method.components[0].noise_lambda == 0.15
-    assert method.describe() == {"name": "noisytune", "components": [{"noisytune": {"noise_lambda": 0.15}}]}
+    paper_defaults = {
+        "noise_lambda": 0.15,
+        "distribution": "uniform",
+        "scale": "matrix",
+        "include": [],
+        "exclude": [],
+    }
+    assert method.describe() == {"name": "noisytune", "components": [{"noisytune": paper_defaults}]}
     described = build_method("nt-0.1", {"noisytune": {"noise_lambda": 0.1}}).describe()
-    assert described == {"name": "nt-0.1", "components": [{"noisytune": {"noise_lambda": 0.1}}]}
+    assert described == {
+        "name": "nt-0.1",
+        "components": [{"noisytune": {**paper_defaults, "noise_lambda": 0.1}}],
+    }
     # null settings mean "paper defaults"
     assert build_method("x", {"noisytune": None}).components[0].noise_lambda == 0.15
     assert NoisyTune.paper.startswith("Wu et al.")

@@ -14,6 +14,7 @@ other, so they compose freely:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -104,6 +105,32 @@ class Component:
 
     def settings(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def require_number(
+    component: str,
+    setting: str,
+    value: Any,
+    minimum: float = 0.0,
+    maximum: float = math.inf,
+    *,
+    min_inclusive: bool = True,
+    max_inclusive: bool = False,
+) -> None:
+    """Raise MethodConfigError naming `component.setting` unless value is a finite number in range."""
+    is_number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    above = is_number and (value >= minimum if min_inclusive else value > minimum)
+    below = is_number and (value <= maximum if max_inclusive else value < maximum)
+    if not (above and below):
+        low, high = ("[" if min_inclusive else "("), ("]" if max_inclusive else ")")
+        raise MethodConfigError(
+            f"{component}.{setting} must be a finite number in {low}{minimum}, {maximum}{high}, got {value!r}"
+        )
+
+
+def require_choice(component: str, setting: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise MethodConfigError(f"{component}.{setting} must be one of {list(choices)}, got {value!r}")
 
 
 COMPONENTS: dict[str, type[Component]] = {}

@@ -1,21 +1,39 @@
 """NoisyTune (Wu et al., ACL 2022): perturb each pretrained tensor once before fine-tuning.
 
-    W <- W + U(-λ/2, λ/2) · std(W)
+    W <- W + U(-λ/2, λ/2) · std(W)                     (Eq. 1: matrix-wise, uniform; the paper's method)
 
-Matrix-wise: every tensor gets its own scale std(W). Tensors with std 0 (e.g. RoBERTa's constant
-token-type embedding) and tensors with a single element (no std) are left alone, and so is the new task
-head, which is random already and not part of the pretrained model.
+Variants of the paper's Figure 2 (`scale` × `distribution`):
+- `scale: global`: one scale for every tensor. The paper does not say which; we use the std of all
+  perturbed parameters pooled together.
+- `distribution: gaussian`: N(0, σ²) with σ = λ·s/√12, the same variance as the uniform noise (the paper
+  does not say how it matched them).
+Tensors with std 0 (e.g. RoBERTa's constant token-type embedding) and single-element tensors (no std)
+are left alone (matrix-wise), and so is the new task head, which is not part of the pretrained model.
+`exclude` (regular expressions on parameter names) keeps tensors out, e.g. `word_embeddings` for
+multilingual models (NoisyTune Table 3); `include`, when given, limits the perturbation to matches.
+Noise is drawn in fp32 on each tensor's own device from a generator seeded with the run seed.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from robustft.methods.base import Component, MethodConfigError, RunContext, register_component
+from robustft.methods.base import (
+    Component,
+    MethodConfigError,
+    RunContext,
+    register_component,
+    require_choice,
+    require_number,
+)
+
+SCALES = ("matrix", "global")
+DISTRIBUTIONS = ("uniform", "gaussian")
 
 
 @register_component
@@ -24,34 +42,81 @@ class NoisyTune(Component):
     name = "noisytune"
     paper = "Wu et al., ACL 2022, Eq. 1"
 
-    noise_lambda: float = 0.15  # paper: 0.15 on GLUE, 0.1 on XTREME
+    noise_lambda: float = 0.15  # paper: 0.15 on GLUE, 0.1 on XTREME (Sec 3.1)
+    distribution: str = "uniform"
+    scale: str = "matrix"
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
-        value = self.noise_lambda
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
-            raise MethodConfigError(f"noisytune.noise_lambda must be a finite number >= 0, got {value!r}")
+        require_number("noisytune", "noise_lambda", self.noise_lambda)
+        require_choice("noisytune", "distribution", self.distribution, DISTRIBUTIONS)
+        require_choice("noisytune", "scale", self.scale, SCALES)
+        for setting in ("include", "exclude"):
+            patterns = getattr(self, setting)
+            if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+                raise MethodConfigError(
+                    f"noisytune.{setting} must be a list of regular expressions, got {patterns!r}"
+                )
+            for pattern in patterns:
+                try:
+                    re.compile(pattern)
+                except re.error as err:
+                    raise MethodConfigError(
+                        f"noisytune.{setting}: bad regular expression {pattern!r}: {err}"
+                    ) from None
+
+    def _selected(self, model: nn.Module, context: RunContext) -> list[tuple[str, nn.Parameter]]:
+        def matches(name: str, patterns: list[str]) -> bool:
+            return any(re.search(pattern, name) for pattern in patterns)
+
+        return [
+            (name, parameter)
+            for name, parameter in model.named_parameters()
+            if name not in context.new_parameter_names
+            and (not self.include or matches(name, self.include))
+            and not matches(name, self.exclude)
+        ]
 
     def prepare_model(self, model: nn.Module, context: RunContext) -> None:
+        selected = self._selected(model, context)
+        if not selected:
+            raise MethodConfigError("noisytune: include/exclude leave no parameter to perturb")
         generators: dict[torch.device, torch.Generator] = {}
-        perturbed, constant = 0, []
+        perturbed, constant = [], []
         with torch.no_grad():
-            for name, parameter in model.named_parameters():
-                if name in context.new_parameter_names:
-                    continue
+            global_std = torch.cat([p.detach().float().reshape(-1).cpu() for _, p in selected]).std()
+            for name, parameter in selected:
                 # fp32 statistics and noise: in bf16 small perturbations would round away.
                 weights = parameter.detach().float()
                 std = weights.std() if weights.numel() > 1 else weights.new_zeros(())
                 if std == 0:
                     constant.append(name)
                     continue
+                scale = std if self.scale == "matrix" else global_std.to(weights.device)
                 device = parameter.device
                 if device not in generators:
                     generators[device] = torch.Generator(device=device).manual_seed(context.seed)
-                uniform = torch.rand(weights.shape, generator=generators[device], device=device)
-                parameter.copy_(weights + (uniform - 0.5) * self.noise_lambda * std)
-                perturbed += 1
+                parameter.copy_(weights + self._noise(weights, generators[device]) * scale)
+                perturbed.append(name)
         context.log["noisytune"] = {
-            "tensors_perturbed": perturbed,
+            "tensors_perturbed": len(perturbed),
             "tensors_constant_skipped": constant,
             "tensors_new_head_skipped": sorted(context.new_parameter_names),
+            "tensors_excluded": sorted(
+                {n for n, _ in model.named_parameters()}
+                - {n for n, _ in selected}
+                - set(context.new_parameter_names)
+            ),
+            "global_std": float(global_std) if self.scale == "global" else None,
         }
+
+    def _noise(self, like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Unit-scale noise: U(-λ/2, λ/2), or the Gaussian of the same variance (λ²/12)."""
+        if self.distribution == "uniform":
+            return (torch.rand(like.shape, generator=generator, device=like.device) - 0.5) * self.noise_lambda
+        return (
+            torch.randn(like.shape, generator=generator, device=like.device)
+            * self.noise_lambda
+            / math.sqrt(12)
+        )

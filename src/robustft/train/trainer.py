@@ -6,6 +6,7 @@ so `finetune` is exactly the library's training loop.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,7 @@ from torch import nn
 from transformers import Trainer, TrainerCallback
 
 from robustft.methods import Method, RunContext
-from robustft.methods.base import Batch, overrides
+from robustft.methods.base import Batch, Component, overrides
 
 
 def forward_with_embeddings(
@@ -23,6 +24,32 @@ def forward_with_embeddings(
     """Logits of the model run on word embeddings instead of token ids (positions are added inside)."""
     kwargs = {k: v for k, v in inputs.items() if k not in ("input_ids", "labels")}
     return model(inputs_embeds=embeddings, **kwargs).logits
+
+
+def attach_embedding_noise(
+    model: nn.Module,
+    components: list[Component],
+    context: RunContext,
+    attention_mask: Callable[[], torch.Tensor | None],
+) -> torch.utils.hooks.RemovableHandle | None:
+    """Hook the components' `embedding_noise` onto the input embeddings; active in training mode only.
+
+    `attention_mask()` returns the mask of the batch being processed (set by the trainer before the
+    forward), which per-example noise such as NEFTune's paper mode needs. Returns the hook's handle, or
+    None when no component adds embedding noise.
+    """
+    noisy = [c for c in components if overrides(c, "embedding_noise")]
+    if not noisy:
+        return None
+
+    def add_noise(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor | None:
+        if not module.training:
+            return None
+        noises = [c.embedding_noise(output, attention_mask(), context) for c in noisy]
+        noises = [noise for noise in noises if noise is not None]
+        return output + sum(noises) if noises else None
+
+    return model.get_input_embeddings().register_forward_hook(add_noise)
 
 
 @dataclass
@@ -72,18 +99,9 @@ class RobustTrainer(Trainer):
                 handle.remove()
 
     def _attach_embedding_noise(self):
-        noisy = [c for c in self.method.components if overrides(c, "embedding_noise")]
-        if not noisy:
-            return None
-
-        def add_noise(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor | None:
-            if not module.training:
-                return None
-            noises = [c.embedding_noise(output, self._attention_mask, self.context) for c in noisy]
-            noises = [n for n in noises if n is not None]
-            return output + sum(noises) if noises else None
-
-        return self.model.get_input_embeddings().register_forward_hook(add_noise)
+        return attach_embedding_noise(
+            self.model, self.method.components, self.context, lambda: self._attention_mask
+        )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         self._attention_mask = inputs.get("attention_mask")

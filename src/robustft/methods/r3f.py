@@ -1,0 +1,90 @@
+"""R3F (Aghajanyan et al., 2020, "Better Fine-Tuning by Reducing Representational Collapse", Eq. 1-2).
+
+    z ~ U(-σ, σ) or N(0, σ²)
+    L = L_task(f(x)) + λ · KL_S(f(x) ‖ f(x + z))
+
+as in fairseq `examples/rxf/rxf_src/sentence_prediction_r3f.py`, the reference implementation:
+- z has the shape of the token (word) embeddings and is added at every position, padding included;
+  position and token-type embeddings are added afterwards, inside the model, exactly once.
+- The noisy branch starts from `embeddings.detach().clone() + z`, so it does not backpropagate into the
+  embedding table; the rest of the network gets gradients from both branches.
+- KL_S = KL(p‖q) + KL(q‖p) with NEITHER side detached (unlike SMART's mt-dnn criterion), in fp32,
+  averaged over the batch. fairseq sums the KL and multiplies by the sample size because its task loss is
+  a sum; relative to a mean task loss that is exactly our `batchmean`.
+- The clean and noisy forwards use independent dropout masks (as fairseq).
+
+Deliberate deviation: for regression targets (STS-B) fairseq computes the KL but never adds it, so its
+R3F is plain fine-tuning there. We add λ · mean((f(x) - f(x + z))²) instead, the squared-error analogue
+SMART uses for regression (divergences.output_divergence). R4F (spectral norm on the head) is not here.
+
+Precision: the noise is drawn in fp32 and added to fp32 embeddings; it is cast back to the embeddings'
+dtype only if the model itself is half precision, where σ = 1e-5 is below the bf16/fp16 spacing and
+mostly rounds away (methods.md §7). Mixed precision with fp32 weights keeps it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from robustft.methods.base import (
+    Batch,
+    Component,
+    MethodConfigError,
+    RunContext,
+    register_component,
+    require_choice,
+    require_number,
+)
+from robustft.methods.divergences import output_divergence
+
+NOISE_TYPES = ("uniform", "normal")
+
+
+@register_component
+@dataclass
+class R3F(Component):
+    name = "r3f"
+    paper = "Aghajanyan et al., 2020 (arXiv 2008.03156), Eq. 1-2; fairseq examples/rxf"
+
+    noise_eps: float = 1e-5  # σ: fairseq `--eps` default 1e-5
+    r3f_lambda: float = 1.0  # λ: fairseq `--r3f-lambda` default 1.0 (paper sweeps {0.1, 0.5, 1, 5})
+    noise_type: str = "uniform"  # fairseq `--noise-type` default; paper tries both U and N
+
+    def validate(self) -> None:
+        require_number("r3f", "noise_eps", self.noise_eps)
+        require_number("r3f", "r3f_lambda", self.r3f_lambda)
+        require_choice("r3f", "noise_type", self.noise_type, NOISE_TYPES)
+
+    def prepare_model(self, model: nn.Module, context: RunContext) -> None:
+        if model.get_input_embeddings() is None:
+            raise MethodConfigError(
+                f"r3f needs input embeddings; {type(model).__name__}.get_input_embeddings() is None"
+            )
+        context.log["r3f"] = {
+            "noise_eps": self.noise_eps,
+            "r3f_lambda": self.r3f_lambda,
+            "noise_type": self.noise_type,
+            "divergence": "squared_error" if context.regression else "symmetric_kl",
+        }
+
+    def noise(self, like: torch.Tensor) -> torch.Tensor:
+        """z in fp32, same shape as the embeddings, every position."""
+        z = torch.empty(like.shape, dtype=torch.float32, device=like.device)
+        return (
+            z.uniform_(-self.noise_eps, self.noise_eps)
+            if self.noise_type == "uniform"
+            else z.normal_(0.0, self.noise_eps)
+        )
+
+    def extra_loss(self, batch: Batch, context: RunContext) -> torch.Tensor | None:
+        if self.r3f_lambda == 0:
+            return None  # no term, so no second forward either
+        embeddings = batch.embed()
+        noisy_embeddings = (embeddings.detach().float() + self.noise(embeddings)).to(embeddings.dtype)
+        noisy_logits = batch.forward(noisy_embeddings)
+        # Gradients flow through both the clean and the noisy outputs (fairseq detaches neither).
+        divergence = output_divergence(noisy_logits, batch.logits, regression=context.regression)
+        return self.r3f_lambda * divergence
