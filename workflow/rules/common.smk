@@ -30,10 +30,6 @@ def all_run_metrics():
     ]
 
 
-def run_dir(wildcards, output):
-    return str(Path(output.metrics).parent)
-
-
 def runs_root(wildcards, input):
     """results/runs, derived from the first run's path .../<model>/<task>/<method>/seed<S>/metrics.json."""
     return str(Path(input[0]).parents[4])
@@ -47,8 +43,16 @@ def tables_dir_of_input(wildcards, input):
     return str(Path(input[0]).parent)
 
 
+# Built once at parse time: a dry run of thousands of jobs then only looks them up.
+TRAIN_ARGUMENTS = {
+    (method, task): train_arguments(config, method, task)
+    for method in config["methods"]
+    for task in config["tasks"]
+}
+
+
 def method_arguments(wildcards):
-    return train_arguments(config, wildcards.method, wildcards.task)
+    return TRAIN_ARGUMENTS[wildcards.method, wildcards.task]
 
 
 def report_pdf():

@@ -8,7 +8,6 @@ rule train:
     log:
         "logs/train/{model}/{task}/{method}/seed{seed}.log",
     params:
-        out=run_dir,
         method_args=method_arguments,
         data_dir=config["data_dir"],
         cache_dir=config["cache_dir"],
@@ -17,6 +16,6 @@ rule train:
         ENV
     shell:
         "python -m robustft train --model {wildcards.model} --task {wildcards.task}"
-        " --method {wildcards.method} --seed {wildcards.seed} --out {params.out}"
+        " --method {wildcards.method} --seed {wildcards.seed} --out $(dirname {output.metrics})"
         " --data-dir {params.data_dir} --cache-dir {params.cache_dir} --threads {threads}"
         " {params.method_args} > {log} 2>&1"

@@ -85,7 +85,7 @@ class NoisyTune(Component):
         generators: dict[torch.device, torch.Generator] = {}
         perturbed, constant = [], []
         with torch.no_grad():
-            global_std = torch.cat([p.detach().float().reshape(-1).cpu() for _, p in selected]).std()
+            global_std = self._global_std(selected) if self.scale == "global" else None
             for name, parameter in selected:
                 # fp32 statistics and noise: in bf16 small perturbations would round away.
                 weights = parameter.detach().float()
@@ -93,11 +93,15 @@ class NoisyTune(Component):
                 if std == 0:
                     constant.append(name)
                     continue
-                scale = std if self.scale == "matrix" else global_std.to(weights.device)
+                scale = std if global_std is None else global_std.to(weights.device)
                 device = parameter.device
                 if device not in generators:
                     generators[device] = torch.Generator(device=device).manual_seed(context.seed)
-                parameter.copy_(weights + self._noise(weights, generators[device]) * scale)
+                noise = self._unit_noise(weights, generators[device]).mul_(scale)
+                if weights is parameter.data:
+                    parameter.add_(noise)  # fp32 parameter: in place, no extra copy of the tensor
+                else:
+                    parameter.copy_(weights.add_(noise))
                 perturbed.append(name)
         context.log["noisytune"] = {
             "tensors_perturbed": len(perturbed),
@@ -108,15 +112,22 @@ class NoisyTune(Component):
                 - {n for n, _ in selected}
                 - set(context.new_parameter_names)
             ),
-            "global_std": float(global_std) if self.scale == "global" else None,
+            "global_std": None if global_std is None else float(global_std),
         }
 
-    def _noise(self, like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Unit-scale noise: U(-λ/2, λ/2), or the Gaussian of the same variance (λ²/12)."""
+    @staticmethod
+    def _global_std(selected: list[tuple[str, nn.Parameter]]) -> torch.Tensor:
+        """Std of all selected parameters pooled, from per-tensor sums (no concatenated copy)."""
+        count = sum(p.numel() for _, p in selected)
+        total = sum(p.detach().double().sum() for _, p in selected)
+        total_sq = sum(p.detach().double().pow(2).sum() for _, p in selected)
+        mean = total / count
+        return ((total_sq - count * mean**2) / (count - 1)).sqrt().float()
+
+    def _unit_noise(self, like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Noise for a unit scale: U(-λ/2, λ/2), or the Gaussian of the same variance (λ²/12)."""
         if self.distribution == "uniform":
-            return (torch.rand(like.shape, generator=generator, device=like.device) - 0.5) * self.noise_lambda
-        return (
-            torch.randn(like.shape, generator=generator, device=like.device)
-            * self.noise_lambda
-            / math.sqrt(12)
-        )
+            noise = torch.rand(like.shape, generator=generator, device=like.device)
+            return noise.sub_(0.5).mul_(self.noise_lambda)
+        noise = torch.randn(like.shape, generator=generator, device=like.device)
+        return noise.mul_(self.noise_lambda / math.sqrt(12))

@@ -142,8 +142,7 @@ class SMART(Component):
         self._teacher = None
         if self.bregman_weight > 0:
             # θ̃_0 = θ_0: the model after the components before us (e.g. NoisyTune) have acted.
-            teacher = copy.deepcopy(model)
-            teacher.requires_grad_(False)
+            teacher = model
             self._teacher = teacher.eval()
         context.log["smart"] = {
             "perturbation_norm": self.perturbation_norm,
@@ -160,7 +159,9 @@ class SMART(Component):
             smoothness = self.smoothness_term(batch, context)
             if smoothness is not None:
                 terms.append(self.smoothness_weight * smoothness)
-        if self.bregman_weight > 0 and self._teacher is not None:
+        if self.bregman_weight > 0:
+            if self._teacher is None:
+                raise RuntimeError("smart.bregman_weight > 0 but prepare_model has not created the teacher")
             terms.append(self.bregman_weight * self.bregman_term(batch, context))
         return sum(terms) if terms else None
 

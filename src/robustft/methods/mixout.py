@@ -1,0 +1,186 @@
+"""Mixout (Lee, Cho, Kang, ICLR 2020): in training, each input column of a Linear layer's weight is
+swapped for the target (pretrained) column with probability p, rescaled so the expectation is the
+current weight (bloodwass/mixout `mixout/mixout.py` L58-69, `mixout/mixlinear.py` L55-57):
+
+    m ∈ {0,1}^in,  m_j ~ Bernoulli(1 − p), drawn once per forward (shared by the batch and all output rows)
+    W_mix = ((1 − m)·u + m·W − p·u) / (1 − p)           E[W_mix] = W
+    y = x·W_mixᵀ + b                                     (the bias is not mixed)
+    eval: y = x·Wᵀ + b
+
+u is the target: the layer's weight when mixout's prepare_model runs, held as a NON-PERSISTENT BUFFER, so
+it follows .to(device/dtype) and stays out of state_dict (checkpoints keep the plain Linear keys). The
+public code keeps it as a plain attribute: never moved or cast, copied host→device every step.
+Composition order decides u: in `noisytune+mixout` u is the perturbed weight (the point fine-tuning
+starts from, as for SMART's teacher), in `mixout+noisytune` the unperturbed checkpoint weight.
+
+Gradient (`gradient`):
+- `exact` (default): plain autograd through W_mix, so dL/dW = dL/dW_mix ⊙ m/(1 − p).
+- `reference`: the public code's custom backward, dL/dW = dL/dW_mix ⊙ m, which drops the 1/(1 − p)
+  (gradients (1 − p)× too small: 10× at p = 0.9, a smaller effective learning rate). Same forward.
+
+Layers (`layers`):
+- `paper` (default): every Linear of the pretrained model except the FFN input projections
+  (BERT/RoBERTa/ELECTRA `*.intermediate.dense`, XLNet `*.ff.layer_1`). The paper replaces dropout with
+  mixout, and the authors skipped exactly these layers "because there is no dropout in them"
+  (bloodwass/mixout#13). Every other pretrained Linear of BERT sits in a sublayer with a dropout:
+  query/key/value (attention-probability dropout), attention output and FFN output (hidden dropout on
+  their outputs), the pooler (the classifier's dropout on its output); all of these are mixed. XLNet's
+  attention uses raw Parameters, not Linear layers, and is not covered (mixout#3).
+- `all`: every Linear of the pretrained model (the author's own practice, mixout#4).
+`include_head` (default False) also mixes the new task head's Linear layers toward their own random
+initialisation; `layers: all` + `include_head: true` is the HF example (`example_huggingface.py`, mixout#8).
+`disable_dropout` (default True) sets every dropout probability in the model to 0 (nn.Dropout modules and
+float `*dropout*` attributes such as attention-probability dropout): mixout replaces dropout (mixout#1,
+the HF example).
+
+Default p = 0.9, the paper's headline (grid {0.7, 0.8, 0.9}); p ∈ [0, 1). The mask is drawn in fp32 from
+the global torch RNG (like dropout, so it follows the run seed); the mix is computed in fp32 and cast to
+the weight dtype. Quantized layers (non-floating weights, e.g. bitsandbytes 4-bit) are refused.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustft.methods.base import (
+    Component,
+    MethodConfigError,
+    RunContext,
+    register_component,
+    require_choice,
+)
+
+LAYER_RULES = ("paper", "all")
+GRADIENTS = ("exact", "reference")
+# The FFN input projection of each supported architecture: no dropout around it in the original models.
+FFN_INPUT_SUFFIXES = ("intermediate.dense", "ff.layer_1")
+
+
+def mix_weight(
+    weight: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, p: float, gradient: str = "exact"
+) -> torch.Tensor:
+    """W_mix = ((1 − m)·u + m·W − p·u)/(1 − p) for a column mask m (shape: in_features), in fp32 or
+    wider (float64 stays float64)."""
+    dtype = torch.promote_types(weight.dtype, torch.float32)
+    w, u, m = weight.to(dtype), target.to(dtype), mask.to(dtype)
+    mixed = ((1 - m) * u + m * w - p * u) / (1 - p)
+    if gradient == "reference":
+        # Same value (W − W.detach() is exactly 0); the gradient to W is m·dW_mix, without 1/(1 − p).
+        mixed = mixed.detach() + m * (w - w.detach())
+    return mixed.to(weight.dtype)
+
+
+class MixLinear(nn.Linear):
+    """A Linear whose weight is mixed with a frozen target in training. It takes over the original
+    layer's Parameters (same names, same tensors), so state_dict keys and the optimizer are unchanged."""
+
+    def __init__(self, linear: nn.Linear, p: float, gradient: str = "exact") -> None:
+        nn.Module.__init__(self)  # no fresh weights: the layer's own Parameters are reused below
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.weight, self.bias = linear.weight, linear.bias
+        self.p, self.gradient = float(p), gradient
+        self.register_buffer("target", linear.weight.detach().clone(), persistent=False)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return F.linear(input, self.weight, self.bias)
+        keep = torch.full((self.in_features,), 1 - self.p, dtype=torch.float32, device=self.weight.device)
+        mask = torch.bernoulli(keep)
+        return F.linear(input, mix_weight(self.weight, self.target, mask, self.p, self.gradient), self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, mixout={self.p}, gradient={self.gradient}"
+
+
+def _require_bool(setting: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise MethodConfigError(f"mixout.{setting} must be true or false, got {value!r}")
+
+
+def _set_parent(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
+
+
+@register_component
+@dataclass
+class Mixout(Component):
+    name = "mixout"
+    paper = "Lee, Cho, Kang, ICLR 2020, Sec. 3, 6 (bloodwass/mixout)"
+
+    p: float = 0.9  # paper's headline; grid {0.7, 0.8, 0.9}
+    layers: str = "paper"  # "paper": all Linear but the FFN input projections (mixout#13); "all"
+    include_head: bool = False  # also mix the new head toward its random init (HF example)
+    gradient: str = "exact"  # "reference": the public code's backward without 1/(1-p)
+    disable_dropout: bool = True  # mixout replaces dropout (mixout#1)
+
+    def validate(self) -> None:
+        p = self.p
+        if isinstance(p, bool) or not isinstance(p, int | float) or not (math.isfinite(p) and 0 <= p < 1):
+            raise MethodConfigError(f"mixout.p must be a finite number in [0, 1), got {p!r}")
+        require_choice("mixout", "layers", self.layers, LAYER_RULES)
+        require_choice("mixout", "gradient", self.gradient, GRADIENTS)
+        _require_bool("include_head", self.include_head)
+        _require_bool("disable_dropout", self.disable_dropout)
+
+    def selected_layers(self, model: nn.Module, context: RunContext) -> tuple[list[str], list[str]]:
+        """(names of the Linear layers to mix, names of those skipped as FFN input projections)."""
+        chosen, skipped = [], []
+        for name, module in model.named_modules():
+            if not isinstance(module, nn.Linear) or isinstance(module, MixLinear):
+                continue
+            if f"{name}.weight" in context.new_parameter_names:
+                if self.include_head:
+                    chosen.append(name)
+            elif self.layers == "paper" and name.endswith(FFN_INPUT_SUFFIXES):
+                skipped.append(name)
+            else:
+                chosen.append(name)
+        return chosen, skipped
+
+    def prepare_model(self, model: nn.Module, context: RunContext) -> None:
+        chosen, skipped = self.selected_layers(model, context)
+        if not chosen:
+            raise MethodConfigError(
+                f"mixout: {type(model).__name__} has no Linear layer to mix with layers={self.layers!r}, "
+                f"include_head={self.include_head}"
+            )
+        for name in chosen:
+            weight = model.get_submodule(name).weight
+            if not weight.is_floating_point():
+                raise MethodConfigError(
+                    f"mixout: layer {name!r} has a {weight.dtype} (quantized) weight; mixout needs floating "
+                    "weights (mix before quantizing, or leave the layer out with mixout.layers)"
+                )
+        for name in chosen:
+            _set_parent(model, name, MixLinear(model.get_submodule(name), self.p, self.gradient))
+        dropouts = self._disable_dropout(model) if self.disable_dropout else []
+        context.log["mixout"] = {
+            "p": self.p,
+            "gradient": self.gradient,
+            "layers_mixed": chosen,
+            "layers_skipped_ffn_input": skipped,
+            "dropout_disabled": dropouts,
+            # u = the weights as the components listed before mixout left them.
+            "target_after_components": sorted(key for key in context.log if key != "mixout"),
+        }
+
+    @staticmethod
+    def _disable_dropout(model: nn.Module) -> list[str]:
+        """Set every dropout probability to 0; return what was changed."""
+        changed = []
+        for name, module in model.named_modules():
+            if isinstance(module, nn.modules.dropout._DropoutNd) and module.p != 0:
+                module.p = 0.0
+                changed.append(name)
+            # Attention dropout kept as a float attribute (e.g. `attention_dropout` in Llama-style models).
+            for attribute, value in list(vars(module).items()):
+                if "dropout" in attribute and isinstance(value, float) and value != 0:
+                    setattr(module, attribute, 0.0)
+                    changed.append(f"{name}.{attribute}" if name else attribute)
+        return changed
