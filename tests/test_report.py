@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -201,7 +202,7 @@ def test_source_states_proxy_verdicts_and_failures(tables_dir: Path) -> None:
     assert "84.4" not in source  # MNLI was not run, so its paper value must not appear
     assert '"67.7"' in source and '"68.8"' in source  # RTE paper values for bert-base
     assert "diverged" in source and "about 23 would be needed" in source
-    assert "not comparable" in source  # our Avg covers 4 tasks, the paper's all nine
+    assert "recomputed here" in source  # our Avg covers 4 tasks, the paper's all nine
     assert "lambda = 0.15" in source and '"0.3 GPU-h"' in source
 
 
@@ -246,3 +247,18 @@ def test_nasty_names_compile(tmp_path: Path) -> None:
     if shutil.which("pdftotext"):
         text = subprocess.run(["pdftotext", str(out), "-"], capture_output=True, text=True, check=True).stdout
         assert "a_b#c$*" in text
+
+
+def test_paper_average_is_recomputed_over_our_tasks() -> None:
+    from robustft.report import _paper_number
+
+    spec = ReportSpec.from_dict(
+        {"title": "t", "paper": "NoisyTune", "artifact": "Table 2", "paper_model": {"minilm-l6": "bert-base"}}
+    )
+    partial = replace(spec, average_over=["rte", "cola"])
+    number = _paper_number(partial, "minilm-l6", "GLUE-avg", "finetune")
+    assert number is not None and number.value == pytest.approx((67.7 + 58.1) / 2)  # Table 2, BERT-base
+    everything = replace(
+        spec, average_over=["mnli", "qnli", "qqp", "rte", "sst2", "mrpc", "cola", "stsb", "wnli"]
+    )
+    assert _paper_number(everything, "minilm-l6", "GLUE-avg", "finetune").value == 79.6  # the paper's own Avg

@@ -119,6 +119,7 @@ def test_positive_for_an_input_dependent_model() -> None:
     model = PoolingModel()
     smart, context = prepared(model, perturbation_norm="normalize", bregman_weight=0.0)
     batch = toy_batch(model)
+    batch.logits = batch.logits.detach()  # so every gradient below comes from the adversarial branch
     term = smart.extra_loss(batch, context)
     assert float(term) > 1e-6
     term.backward()  # R_s trains θ, embeddings included (the final forward is not detached)

@@ -111,7 +111,7 @@ class FreeLB(Component):
                 scale = (self.adv_max_norm / norms).clamp(max=1.0)
                 delta = delta * scale.view(-1, 1, 1)
             return delta
-        denominator = flat.norm(p=2, dim=1).clamp(min=1e-8).view(-1, 1, 1)
+        denominator = flat.norm(p=math.inf, dim=1).clamp(min=1e-8).view(-1, 1, 1)
         delta = delta + self.adv_lr * grad / denominator
         if self.adv_max_norm > 0:
             delta = delta.clamp(-self.adv_max_norm, self.adv_max_norm)

@@ -142,7 +142,8 @@ class SMART(Component):
         self._teacher = None
         if self.bregman_weight > 0:
             # θ̃_0 = θ_0: the model after the components before us (e.g. NoisyTune) have acted.
-            teacher = model
+            teacher = copy.deepcopy(model)
+            teacher.requires_grad_(False)
             self._teacher = teacher.eval()
         context.log["smart"] = {
             "perturbation_norm": self.perturbation_norm,
@@ -213,7 +214,7 @@ class SMART(Component):
             log = context.log.setdefault("smart", {})
             log["ascent_skipped_nonfinite"] = log.get("ascent_skipped_nonfinite", 0) + 1
             return None
-        embeddings = batch.embed()  # a fresh lookup: R_s also trains the embedding table
+        embeddings = batch.embed().detach()  # a fresh lookup: R_s also trains the embedding table
         adversarial = batch.forward((embeddings.float() + noise).to(embeddings.dtype))
         return output_divergence(
             adversarial, batch.logits, context.regression, detach_opposite=self.kl_detach_opposite
