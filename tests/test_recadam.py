@@ -255,7 +255,7 @@ def test_defaults_are_the_public_cli_defaults() -> None:
 
 
 def test_unstable_learning_rate_rejected_and_warned(caplog: pytest.LogCaptureFixture) -> None:
-    with pytest.raises(MethodConfigError, match="pretrain_coef.*learning_rate"):
+    with pytest.raises(MethodConfigError, match=r"learning_rate.*pretrain_coef"):
         _optimizer(_model(), _args(lr=4e-4))  # 4e-4 · 5000 = 2
     with caplog.at_level(logging.WARNING, logger="robustft.methods.recadam"):
         _optimizer(_model(), _args(lr=3e-4))  # 1.5: oscillates
@@ -308,7 +308,9 @@ def _anchors_after(tiny_model: str, method: str, components: dict) -> tuple[dict
 
 
 def test_anchor_initial_is_the_perturbed_model(tiny_model: str) -> None:
-    original, start, anchors = _anchors_after(tiny_model, "noisytune+recadam", {"noisytune": {}, "recadam": {}})
+    original, start, anchors = _anchors_after(
+        tiny_model, "noisytune+recadam", {"noisytune": {}, "recadam": {}}
+    )
     name = "bert.encoder.layer.0.attention.self.query.weight"
     assert not torch.equal(start[name], original[name])  # NoisyTune did perturb it
     assert set(anchors) == set(start) - {"classifier.weight", "classifier.bias"}
@@ -328,7 +330,9 @@ def test_anchor_pretrained_is_the_checkpoint(tiny_model: str) -> None:
 
 def test_anchor_pretrained_after_another_component_is_refused(tiny_model: str) -> None:
     with pytest.raises(MethodConfigError, match="list recadam first"):
-        _anchors_after(tiny_model, "noisytune+recadam", {"noisytune": {}, "recadam": {"anchor": "pretrained"}})
+        _anchors_after(
+            tiny_model, "noisytune+recadam", {"noisytune": {}, "recadam": {"anchor": "pretrained"}}
+        )
 
 
 # ------------------------------------------------------------------------------------------ end to end

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -274,7 +275,8 @@ def test_ema_update() -> None:
         smart.after_optimizer_step(model, context)
         for name, p in model.named_parameters():
             expected = beta * before[name] + (1 - beta) * p.detach()
-            assert torch.allclose(dict(teacher.named_parameters())[name], expected, rtol=1e-6, atol=1e-7), name
+            updated = dict(teacher.named_parameters())[name]
+            assert torch.allclose(updated, expected, rtol=1e-6, atol=1e-7), name
         assert torch.equal(teacher.calls, model.calls)  # buffers are copied
 
     take_step(1, 0.99)
@@ -347,7 +349,7 @@ def test_teacher_starts_from_the_model_after_earlier_components(tiny_model: str)
     ],
 )
 def test_invalid_settings_rejected(setting: str, value: object) -> None:
-    with pytest.raises(MethodConfigError, match=f"smart.{setting}"):
+    with pytest.raises(MethodConfigError, match=re.escape(f"smart.{setting}")):
         build_method("smart", {"smart": {setting: value}})
 
 
@@ -376,7 +378,7 @@ class NoEmbeddings(nn.Module):
 
 @pytest.mark.parametrize("model", [NoEmbeddings(), nn.Linear(2, 2)])
 def test_model_without_input_embeddings_rejected(model: nn.Module) -> None:
-    with pytest.raises(MethodConfigError, match="smart.smoothness_weight"):
+    with pytest.raises(MethodConfigError, match=re.escape("smart.smoothness_weight")):
         SMART().prepare_model(model, RunContext(seed=0))
     SMART(smoothness_weight=0.0).prepare_model(nn.Linear(2, 2), RunContext(seed=0))  # Bregman alone is fine
 

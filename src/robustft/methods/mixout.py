@@ -68,7 +68,7 @@ def mix_weight(
     wider (float64 stays float64)."""
     dtype = torch.promote_types(weight.dtype, torch.float32)
     w, u, m = weight.to(dtype), target.to(dtype), mask.to(dtype)
-    mixed = ((1 - m) * u + m * w) / (1 - p)
+    mixed = ((1 - m) * u + m * w - p * u) / (1 - p)
     if gradient == "reference":
         # Same value (W − W.detach() is exactly 0); the gradient to W is m·dW_mix, without 1/(1 − p).
         mixed = mixed.detach() + m * (w - w.detach())

@@ -214,7 +214,7 @@ class SMART(Component):
             log = context.log.setdefault("smart", {})
             log["ascent_skipped_nonfinite"] = log.get("ascent_skipped_nonfinite", 0) + 1
             return None
-        embeddings = batch.embed().detach()  # a fresh lookup: R_s also trains the embedding table
+        embeddings = batch.embed()  # a fresh lookup: R_s also trains the embedding table
         adversarial = batch.forward((embeddings.float() + noise).to(embeddings.dtype))
         return output_divergence(
             adversarial, batch.logits, context.regression, detach_opposite=self.kl_detach_opposite
