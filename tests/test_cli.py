@@ -49,11 +49,11 @@ def test_unknown_name_exits_2_listing_known(tmp_path: Path, capsys, field, bad, 
 
 
 def test_unknown_method_exits_2(tmp_path: Path, capsys) -> None:
-    assert main(train_argv(tmp_path / "run", method="mixout")) == 2
+    assert main(train_argv(tmp_path / "run", method="nosuchmethod")) == 2
     err = capsys.readouterr().err
-    assert "'mixout'" in err and "noisytune" in err
-    assert main(train_argv(tmp_path / "run", method="noisytune+mixout")) == 2
-    assert "'mixout'" in capsys.readouterr().err
+    assert "'nosuchmethod'" in err and "noisytune" in err
+    assert main(train_argv(tmp_path / "run", method="noisytune+nosuchmethod")) == 2
+    assert "'nosuchmethod'" in capsys.readouterr().err
 
 
 def test_non_integer_seed_is_an_argparse_error(tmp_path: Path, capsys) -> None:
@@ -138,7 +138,7 @@ def _yaml(tmp_path: Path, text: str) -> Path:
         ("seeds: [1, 1]\n", "seeds"),
         ("methods:\n  noisytune: {noisytune: {noise_lambda: -0.5}}\n", "noise_lambda"),
         ("methods:\n  nt: {noisytune: {lambda: 0.1}}\n", "methods.nt"),
-        ("methods:\n  mixout: {mixout: {}}\n", "mixout"),
+        ("methods:\n  nosuch: {nosuchcomponent: {}}\n", "nosuchcomponent"),
         ("models: [gpt-9]\n", "gpt-9"),
         ("tasks: [rte, glue-9]\n", "glue-9"),
         ("train: {batch_size: 0}\n", "batch_size"),

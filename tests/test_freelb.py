@@ -322,3 +322,8 @@ def test_two_step_owners_rejected() -> None:
         pytest.skip("no other component owns the training step yet")
     with pytest.raises(MethodConfigError, match="training step"):
         build_method(f"freelb+{others[0]}")
+
+
+def test_freelb_with_a_loss_term_component_is_rejected() -> None:
+    with pytest.raises(MethodConfigError, match="cannot add loss terms"):
+        build_method("freelb+r3f")

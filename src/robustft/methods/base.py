@@ -204,4 +204,11 @@ def build_method(name: str, components: dict[str, dict[str, Any] | None] | None 
             raise MethodConfigError(
                 f"method {name!r}: {owners} each replace {role}; combine at most one of them"
             )
+    owner = method.step_owner()
+    dropped = [c.name for c in method.components if owner is not None and overrides(c, "extra_loss")]
+    if dropped:
+        # The step owner computes its own losses: loss terms of other components would be silently lost.
+        raise MethodConfigError(
+            f"method {name!r}: {owner.name} replaces the training step, so {dropped} cannot add loss terms"
+        )
     return method

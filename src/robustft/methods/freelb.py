@@ -24,12 +24,14 @@ Named modes:
   argued the xxlarge hyperparameters simply do not transfer). `clean_pass: true` prepends one clean
   (δ = 0) forward/backward and divides every pass by K + 1 instead of K. Note that the authors' fairseq
   code also makes K + 1 passes with loss/(K + 1), but its first pass is at the random δ_0, not clean, so
-  fairseq `--adv-steps K` equals this module with `adv_steps: K+1, clean_pass: false`.
+  fairseq `--adv-steps K` matches this module with `adv_steps: K+1, clean_pass: false`.
 
 Not reproduced: the paper's shared dropout mask across the K steps (`dp_masks`) needs the authors'
 modified model code (FreeLB#13); every pass here draws fresh dropout masks, which the author says still
 works (FreeLB#13/#14; paper Table 4 measures the gap). No `adv_begin_iter` warm start either.
 δ is kept in fp32 and cast to the embeddings' dtype only when they are half precision.
+This step replaces Trainer's compute_loss, so other components' `extra_loss` terms (R3F, SMART) are not
+added to it; embedding noise hooks (NEFTune) do apply, freshly drawn at every pass.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ as in fairseq `examples/rxf/rxf_src/sentence_prediction_r3f.py`, the reference i
 - KL_S = KL(p‖q) + KL(q‖p) with NEITHER side detached (unlike SMART's mt-dnn criterion), in fp32,
   averaged over the batch. fairseq sums the KL and multiplies by the sample size because its task loss is
   a sum; relative to a mean task loss that is exactly our `batchmean`.
-- The clean and noisy forwards use independent dropout masks (as fairseq).
+- The clean and noisy forwards use independent dropout masks (as fairseq). Combined with NEFTune, the
+  looked-up embeddings already carry NEFTune's noise (its hook is on the embedding layer).
 
 Deliberate deviation: for regression targets (STS-B) fairseq computes the KL but never adds it, so its
 R3F is plain fine-tuning there. We add λ · mean((f(x) - f(x + z))²) instead, the squared-error analogue
