@@ -325,3 +325,12 @@ def test_train_run(tiny_model: str, glue_dir: Path, tmp_path: Path, method: str)
     assert all(math.isfinite(v) for v in result["metrics"].values())
     log = json.loads((out / "run.json").read_text())["method_log"]["mixout"]
     assert len(log["layers_mixed"]) == 11 and log["p"] == 0.9
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_target_and_mask_live_on_the_device() -> None:
+    layer = _mixed(0.9, bias=True).to("cuda", torch.bfloat16)
+    assert layer.target.device.type == "cuda" and layer.target.dtype == torch.bfloat16
+    y = layer(torch.randn(4, IN, device="cuda", dtype=torch.bfloat16))
+    y.float().sum().backward()
+    assert y.dtype == torch.bfloat16 and layer.weight.grad.device.type == "cuda"

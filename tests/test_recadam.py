@@ -357,3 +357,16 @@ def test_train_run(tiny_model: str, glue_dir: Path, tmp_path: Path, method: str)
     assert log["recadam"]["new_tensors"] == ["classifier.weight", "classifier.bias"]
     assert log["recadam"]["lambda_at_last_step"] < 0.5  # 3 steps of a t0 = 250 schedule
     assert ("noisytune" in log) == method.startswith("noisytune")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_anchors_live_with_their_parameters() -> None:
+    model = _model().cuda()
+    optimizer = _optimizer(model, _args())
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if group["recall"]:
+                assert optimizer.state[p]["anchor"].device == p.device
+    model(torch.randn(8, 4, device="cuda")).sum().backward()
+    optimizer.step()
+    assert all(torch.isfinite(p).all() for p in model.parameters())

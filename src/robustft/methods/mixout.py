@@ -111,7 +111,7 @@ def _set_parent(model: nn.Module, name: str, module: nn.Module) -> None:
 @dataclass
 class Mixout(Component):
     name = "mixout"
-    paper = "Lee, Cho, Kang, ICLR 2020, Sec. 3, 6 (bloodwass/mixout)"
+    paper = "Lee, Cho, Kang, ICLR 2020 (bloodwass/mixout)"
 
     p: float = 0.9  # paper's headline; grid {0.7, 0.8, 0.9}
     layers: str = "paper"  # "paper": all Linear but the FFN input projections (mixout#13); "all"

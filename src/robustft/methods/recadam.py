@@ -194,7 +194,7 @@ def _decay_parameter_names(model: nn.Module) -> set[str]:
 @dataclass
 class RecAdam(Component):
     name = "recadam"
-    paper = "Chen et al., EMNLP 2020, Sec. 3 (Sanyuan-Chen/RecAdam)"
+    paper = "Chen et al., EMNLP 2020 (Sanyuan-Chen/RecAdam)"
 
     pretrain_coef: float = 5000.0  # γ: RecAdam.py / run_glue_with_RecAdam.py default
     anneal_fun: str = "sigmoid"  # paper and CLI default
