@@ -110,9 +110,10 @@ def _write_tables(tables_dir: Path, models: list[str]) -> None:
                     "delta": shift,
                     "ci_low": low,
                     "ci_high": high,
-                    "p_ttest": 0.0004 if task == "rte" else 0.4567,
+                    # Significant exactly where the CI excludes 0, as a paired t-test on such data would be.
+                    "p_ttest": 0.0004 if task == "rte" else 0.004 if low * high > 0 else 0.4567,
                     "p_wilcoxon": 0.0625,
-                    "p_holm": 0.0012 if task == "rte" else 0.9,
+                    "p_holm": 0.0012 if task == "rte" else 0.012 if low * high > 0 else 0.9,
                     "min_seeds_for_significance": 3 if task == "rte" else 23,
                 }
             )
@@ -161,6 +162,13 @@ def tables_dir(tmp_path: Path) -> Path:
 )
 def test_verdict(paper_delta: float | None, low: float, high: float, n_pairs: int, expected: str) -> None:
     assert verdict(paper_delta, low, high, n_pairs) == expected
+    assert verdict(paper_delta, low, high, n_pairs, 0.01) == expected  # a significant test changes nothing
+
+
+@pytest.mark.parametrize("p_value", [0.2, 0.05, math.nan])
+def test_verdict_needs_a_significant_test_as_well_as_the_ci(p_value: float) -> None:
+    assert verdict(0.9, 0.2, 1.5, 3, p_value) == WITHIN_NOISE
+    assert verdict(0.9, -1.5, -0.2, 3, p_value) == WITHIN_NOISE
 
 
 def test_number_formats() -> None:

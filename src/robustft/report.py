@@ -20,6 +20,7 @@ import typst
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from robustft.io import write_bytes_atomic
 from robustft.reference import (
     GLUE_AVG,
     GLUE_SPLIT_SIZES,
@@ -157,17 +158,26 @@ def _check_counts(tables: ReportTables) -> None:
             )
 
 
-def verdict(paper_delta: float | None, ci_low: float, ci_high: float, n_pairs: float) -> str:
+SIGNIFICANCE = 0.05
+
+
+def verdict(
+    paper_delta: float | None, ci_low: float, ci_high: float, n_pairs: float, p_value: float | None = None
+) -> str:
     """Compare the sign of our effect's CI with the sign of the paper's effect.
 
-    "not run": no seed pairs. "within noise": the CI includes 0, or there is no CI (too few pairs
-    to say anything). "reproduced": CI entirely on the paper's side of 0. "contradicted": CI entirely
-    on the other side, or away from 0 when the paper reports exactly no change. "no paper value":
-    a clear effect but nothing in the paper to compare it with.
+    "not run": no seed pairs. "within noise": the CI includes 0, there is no CI (too few pairs), or the
+    paired test is not significant (p >= 0.05, Holm-adjusted where a family exists): with 3-5 seeds the
+    percentile bootstrap CI alone is too narrow to carry a claim. "reproduced": CI entirely on the
+    paper's side of 0 and the test significant. "contradicted": likewise on the other side, or away
+    from 0 when the paper reports exactly no change. "no paper value": a clear effect but nothing in
+    the paper to compare it with.
     """
     if _missing(n_pairs) or n_pairs <= 0:
         return NOT_RUN
     if _missing(ci_low) or _missing(ci_high) or ci_low <= 0 <= ci_high:
+        return WITHIN_NOISE
+    if p_value is not None and (_missing(p_value) or p_value >= SIGNIFICANCE):
         return WITHIN_NOISE
     if _missing(paper_delta):
         return NO_PAPER_VALUE
@@ -175,6 +185,12 @@ def verdict(paper_delta: float | None, ci_low: float, ci_high: float, n_pairs: f
     if paper_delta != 0 and ours_positive == (paper_delta > 0):
         return REPRODUCED
     return CONTRADICTED
+
+
+def _claim_p(row: Any) -> float:
+    """The p-value a verdict rests on: Holm-adjusted across tasks, or the plain paired t-test for the
+    average row (which is not part of the Holm family)."""
+    return row.p_ttest if row.task == GLUE_AVG else row.p_holm
 
 
 def _missing(value: float | None) -> bool:
@@ -401,9 +417,11 @@ def _method_section(spec: ReportSpec, rows: pd.DataFrame) -> str:
         "not adjusted). The CI is not adjusted for multiplicity.",
         f"Paper Δ: the paper's {spec.paper} {spec.artifact} value for the method minus its value for "
         f"{spec.paper_method_name(spec.baseline)}, for the paper model our model is mapped to.",
-        "Verdict: reproduced = our CI lies entirely on the side of 0 of the paper's Δ; contradicted = "
-        "entirely on the other side; within noise = the CI includes 0; not run = no seed pairs; "
-        "no paper value = a clear effect with no paper number to compare.",
+        "Verdict: reproduced = our CI lies entirely on the side of 0 of the paper's Δ and the paired "
+        "t-test is significant at 0.05 (Holm-adjusted; unadjusted for the average row); contradicted = "
+        "the same on the other side; within noise = the CI includes 0 or the test is not significant "
+        "(a percentile bootstrap over 3-5 seed pairs is too narrow to carry a claim alone); not run = no "
+        "seed pairs; no paper value = a clear effect with no paper number to compare.",
         "Seeds needed: seed pairs a two-sided paired t-test (α = 0.05) would need for 80% power to "
         "detect our observed Δ at our observed spread of the per-seed differences.",
     ]
@@ -502,7 +520,8 @@ def _comparison_rows(
     rows["n_pairs"] = rows["n_pairs"].fillna(0)
     rows["paper_delta"] = [_paper_delta(spec, r.model, r.task, r.method) for r in rows.itertuples()]
     rows["verdict"] = [
-        verdict(r.paper_delta, r.ci_low, r.ci_high, r.n_pairs) for r in rows.itertuples(index=False)
+        verdict(r.paper_delta, r.ci_low, r.ci_high, r.n_pairs, _claim_p(r))
+        for r in rows.itertuples(index=False)
     ]
     return rows
 
@@ -779,4 +798,4 @@ def build_report(tables_dir: Path, out_pdf: Path, spec: ReportSpec, figures_dir:
     pdf = typst.compile(
         source.encode("utf-8"), root=str(figures_dir.resolve()), ignore_system_fonts=True, timestamp=0
     )
-    out_pdf.write_bytes(pdf)
+    write_bytes_atomic(out_pdf, pdf)  # a killed job never leaves a truncated report

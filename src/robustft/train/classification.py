@@ -164,7 +164,7 @@ def train_run(spec: RunSpec, out_dir: str | Path) -> dict[str, Any]:
         num_train_epochs=config.epochs,
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.eval_batch_size,
-        warmup_steps=config.warmup_ratio,
+        warmup_steps=config.warmup_ratio,  # transformers >= 5: a float in [0, 1) is a ratio of all steps
         weight_decay=config.weight_decay,
         eval_strategy="epoch",
         save_strategy="no",
@@ -215,7 +215,13 @@ def train_run(spec: RunSpec, out_dir: str | Path) -> dict[str, Any]:
             if value is not None:
                 metrics[("eval_loss" if name == "loss" else name) + suffix] = float(value)
 
-    diverged = divergence.diverged_at is not None or not all(math.isfinite(v) for v in metrics.values())
+    # The last logging window may end after the last log; the mean training loss covers every step.
+    final_loss_finite = math.isfinite(train_output.training_loss)
+    diverged = (
+        divergence.diverged_at is not None
+        or not final_loss_finite
+        or not all(math.isfinite(v) for v in metrics.values())
+    )
     status = "diverged" if diverged else ("ok" if metrics else "failed")
     result = {
         "status": status,
