@@ -89,3 +89,11 @@ def test_workflow_end_to_end_on_real_glue(tmp_path: Path) -> None:
     pdf = tmp_path / "results/reports/tiny.pdf"
     assert pdf.read_bytes().startswith(b"%PDF")
     assert (tmp_path / "logs/train/minilm-l6/rte/finetune/seed1.log").exists()
+
+
+@pytest.mark.parametrize("config_file", sorted((REPO / "config").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_validate(config_file: Path) -> None:
+    from robustft.workflow_config import load_config
+
+    config = load_config(config_file)
+    assert config["methods"] and config["seeds"] and config["report"]["name"]
