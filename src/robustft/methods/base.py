@@ -128,6 +128,15 @@ def require_number(
         )
 
 
+def require_input_embeddings(component: str, model: nn.Module) -> None:
+    """Methods that act on the input embeddings cannot run on a model without them."""
+    if model.get_input_embeddings() is None:
+        model_class = type(model).__name__
+        raise MethodConfigError(
+            f"{component} needs input embeddings; {model_class}.get_input_embeddings() is None"
+        )
+
+
 def require_choice(component: str, setting: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise MethodConfigError(f"{component}.{setting} must be one of {list(choices)}, got {value!r}")

@@ -49,6 +49,7 @@ from robustft.methods.base import (
     RunContext,
     register_component,
     require_choice,
+    require_input_embeddings,
     require_number,
 )
 
@@ -81,10 +82,7 @@ class FreeLB(Component):
             raise MethodConfigError(f"freelb.clean_pass must be true or false, got {self.clean_pass!r}")
 
     def prepare_model(self, model: nn.Module, context: RunContext) -> None:
-        if model.get_input_embeddings() is None:
-            raise MethodConfigError(
-                f"freelb needs input embeddings; {type(model).__name__}.get_input_embeddings() is None"
-            )
+        require_input_embeddings("freelb", model)
         context.log["freelb"] = {
             "passes_per_step": self.adv_steps + int(self.clean_pass),
             "dropout_masks": "independent per pass",

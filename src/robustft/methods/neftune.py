@@ -26,6 +26,7 @@ from robustft.methods.base import (
     RunContext,
     register_component,
     require_choice,
+    require_input_embeddings,
     require_number,
 )
 
@@ -49,11 +50,7 @@ class NEFTune(Component):
         require_choice("neftune", "distribution", self.distribution, DISTRIBUTIONS)
 
     def prepare_model(self, model: nn.Module, context: RunContext) -> None:
-        if model.get_input_embeddings() is None:
-            model_class = type(model).__name__
-            raise MethodConfigError(
-                f"neftune needs input embeddings; {model_class}.get_input_embeddings() is None"
-            )
+        require_input_embeddings("neftune", model)
         context.log["neftune"] = {"mode": self.mode, "alpha": self.alpha, "distribution": self.distribution}
 
     def embedding_noise(

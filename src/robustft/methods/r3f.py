@@ -33,10 +33,10 @@ from torch import nn
 from robustft.methods.base import (
     Batch,
     Component,
-    MethodConfigError,
     RunContext,
     register_component,
     require_choice,
+    require_input_embeddings,
     require_number,
 )
 from robustft.methods.divergences import output_divergence
@@ -60,10 +60,7 @@ class R3F(Component):
         require_choice("r3f", "noise_type", self.noise_type, NOISE_TYPES)
 
     def prepare_model(self, model: nn.Module, context: RunContext) -> None:
-        if model.get_input_embeddings() is None:
-            raise MethodConfigError(
-                f"r3f needs input embeddings; {type(model).__name__}.get_input_embeddings() is None"
-            )
+        require_input_embeddings("r3f", model)
         context.log["r3f"] = {
             "noise_eps": self.noise_eps,
             "r3f_lambda": self.r3f_lambda,
