@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -141,6 +142,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+# The instruction-tuning track's subcommands live next to their code: each module has
+# `add_parser(commands)` and imports nothing heavy at module level (the CLI must start fast).
+TRACK_COMMAND_MODULES: tuple[str, ...] = ()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="robustft", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -214,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a workflow config and print it with defaults")
     check.add_argument("config")
     check.set_defaults(func=cmd_check_config)
+
+    for module in TRACK_COMMAND_MODULES:
+        importlib.import_module(module).add_parser(commands)
     return parser
 
 
