@@ -109,10 +109,47 @@ def cmd_artifact(args: argparse.Namespace) -> int:
     from robustft.artifacts import ArtifactContext, get_artifact, write_result
 
     artifact = get_artifact(args.artifact)
-    context = ArtifactContext(paper_model=dict(args.paper_model or {}))
-    result = artifact.build(pd.read_csv(Path(args.tables) / "runs.csv"), context)
+    context = ArtifactContext(paper_model=dict(args.paper_model or {}), extra=dict(args.context or {}))
+    result = artifact.build(pd.read_csv(Path(args.tables) / f"{artifact.table}.csv"), context)
     record = write_result(result, Path(args.out))
     print(f"{artifact.key}: {record['status']} {record['reason']}".rstrip() + f" -> {args.out}")
+    return 0
+
+
+def cmd_collect_instruct(args: argparse.Namespace) -> int:
+    from robustft.instruct_tables import collect_instruct
+    from robustft.io import write_text_atomic
+
+    frame = collect_instruct([Path(p) for p in args.run_dirs])
+    write_text_atomic(args.out, frame.to_csv(index=False))
+    runs = frame[["model", "dataset", "recipe", "method", "seed"]].drop_duplicates()
+    print(f"{len(runs)} runs -> {args.out}")
+    return 0
+
+
+def cmd_instruct_report(args: argparse.Namespace) -> int:
+    from robustft.instruct_report import InstructReportSpec, build_instruct_report
+    from robustft.provenance import summarize_runs
+
+    spec = InstructReportSpec.from_dict(
+        {
+            **args.spec,
+            "provenance": summarize_runs(
+                Path(args.table).parent,
+                args.config_hash,
+                table=Path(args.table).name,
+                run_json="sft/run.json",
+            ),
+        }
+    )
+    build_instruct_report(
+        Path(args.table),
+        Path(args.out),
+        spec,
+        figures_dir=Path(args.figures),
+        artifact_dirs=[Path(directory) for directory in args.artifacts],
+    )
+    print(f"report -> {args.out}")
     return 0
 
 
@@ -193,9 +230,31 @@ def build_parser() -> argparse.ArgumentParser:
     artifact.add_argument("--tables", default="results/tables")
     artifact.add_argument("--paper-model", type=_json_arg, default={}, help="JSON: our model -> paper model")
     artifact.add_argument(
+        "--context",
+        type=_json_arg,
+        default={},
+        help="JSON: track naming (judge, baseline, paper_dataset, ...)",
+    )
+    artifact.add_argument(
         "--out", required=True, help="directory for claims.csv/.tex, figure.svg, result.json"
     )
     artifact.set_defaults(func=cmd_artifact)
+
+    collect = commands.add_parser("collect-instruct", help="instruction-tuning runs -> instruct.csv")
+    collect.add_argument("--out", required=True, type=Path)
+    collect.add_argument("run_dirs", nargs="+", help="run directories results/instruct/<model>/.../seed<S>")
+    collect.set_defaults(func=cmd_collect_instruct)
+
+    instruct_report = commands.add_parser("instruct-report", help="the instruction-tuning track's PDF")
+    instruct_report.add_argument("--table", required=True, help="instruct.csv")
+    instruct_report.add_argument(
+        "--spec", type=_json_arg, required=True, help="JSON (config's instruct.report)"
+    )
+    instruct_report.add_argument("--config-hash", default="unknown")
+    instruct_report.add_argument("--figures", required=True)
+    instruct_report.add_argument("--out", required=True)
+    instruct_report.add_argument("--artifacts", nargs="*", default=[])
+    instruct_report.set_defaults(func=cmd_instruct_report)
 
     prefetch = commands.add_parser("prefetch", help="download models and Hub datasets for offline nodes")
     prefetch.add_argument("--models", nargs="*", default=[])

@@ -94,14 +94,17 @@ def slurm_job_id() -> str | None:
     return f"{job}_{array}" if job and array else job
 
 
-def summarize_runs(tables_dir: Path, workflow_config_hash: str) -> dict[str, str]:
-    """Provenance for a report: what the runs in tables_dir/runs.csv were made with (read from run.json)."""
+def summarize_runs(
+    tables_dir: Path, workflow_config_hash: str, table: str = "runs.csv", run_json: str = "run.json"
+) -> dict[str, str]:
+    """Provenance for a report: what the runs in tables_dir/<table> were made with (read from each run's
+    `run_json`, relative to its run directory; the instruction-tuning track keeps it in sft/run.json)."""
     import pandas as pd
 
-    runs = pd.read_csv(Path(tables_dir) / "runs.csv")
+    runs = pd.read_csv(Path(tables_dir) / table)
     records = []
-    for run_dir in runs["run_dir"].dropna():
-        path = Path(run_dir) / "run.json"
+    for run_dir in runs["run_dir"].dropna().unique():
+        path = Path(run_dir) / run_json
         if path.exists():
             records.append(json.loads(path.read_text()))
 
@@ -116,7 +119,7 @@ def summarize_runs(tables_dir: Path, workflow_config_hash: str) -> dict[str, str
         "report generated with commit": git_commit(),
         "runs' git commits": distinct([r.get("git_commit", "unknown") for r in records]),
         "workflow config hash": workflow_config_hash,
-        "runs' config hashes": f"{runs['config_hash'].nunique()} distinct (one per run spec; see runs.csv)",
+        "runs' config hashes": f"{len({r.get('config_hash') for r in records})} distinct (one per run spec)",
         "package versions": versions,
         "hardware": distinct([r["hardware"].get("processor", "?") for r in records if "hardware" in r])
         + f" ({distinct([r['hardware'].get('cpu_count') for r in records if 'hardware' in r])} CPUs); "

@@ -57,6 +57,82 @@ def check_config(config: dict[str, Any]) -> None:
     baseline = config["report"]["baseline"]
     if baseline not in config["methods"]:
         raise ConfigError(f"config key 'report.baseline': {baseline!r} is not one of the configured methods")
+    if "instruct" in config["tracks"]:
+        check_instruct_config(config)
+
+
+def check_instruct_config(config: dict[str, Any]) -> None:
+    """The instruction-tuning block: names exist in their registries, settings build."""
+    from robustft.data.instruct import INSTRUCT_DATASETS
+    from robustft.evals.judges import JUDGES
+    from robustft.evals.leaderboard import LEADERBOARD_TASKS
+    from robustft.train.sft import SFTSettings
+
+    block = config["instruct"]
+    registries = {
+        "models": MODELS,
+        "datasets": INSTRUCT_DATASETS,
+        "methods": config["methods"],
+        "recipes": block["recipes"],
+    }
+    for where, grid in [("instruct", block)] + [
+        (f"instruct.grids.{n}", g) for n, g in block["grids"].items()
+    ]:
+        for key, registry in registries.items():
+            unknown = [value for value in grid.get(key, []) if value not in registry]
+            if unknown:
+                raise ConfigError(f"config key '{where}.{key}': unknown {unknown}; known: {sorted(registry)}")
+    if not instruct_grid(config):
+        raise ConfigError("config key 'instruct': the track is enabled but its grid has no runs")
+    for name, overrides in block["recipes"].items():
+        try:
+            SFTSettings(**{**block["sft"], **(overrides or {})})
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"config key 'instruct.recipes.{name}' (over 'instruct.sft'): {err}") from err
+    for name, judge in block["judges"].items():
+        if judge["kind"] not in JUDGES:
+            raise ConfigError(
+                f"config key 'instruct.judges.{name}.kind': unknown {judge['kind']!r}; "
+                f"known: {sorted(JUDGES)}"
+            )
+    unknown = [task for task in block["leaderboard"]["tasks"] if task not in LEADERBOARD_TASKS]
+    if unknown:
+        raise ConfigError(
+            f"config key 'instruct.leaderboard.tasks': unknown {unknown}; known: {sorted(LEADERBOARD_TASKS)}"
+        )
+    if block["report"]["baseline"] not in config["methods"]:
+        raise ConfigError(
+            f"config key 'instruct.report.baseline': {block['report']['baseline']!r} "
+            "is not one of the configured methods"
+        )
+    if "glue" in config["tracks"] and block["report"]["name"] == config["report"]["name"]:
+        raise ConfigError(
+            "config keys 'report.name' and 'instruct.report.name' must differ: both tracks write "
+            f"results/reports/{config['report']['name']}.pdf"
+        )
+
+
+def instruct_grid(config: dict[str, Any]) -> list[tuple[str, str, str, str, int]]:
+    """Every (model, dataset, recipe, method, seed) of the instruction-tuning track, each once, in order."""
+    block = config["instruct"]
+    grids = block["grids"].values() if block["grids"] else [{}]
+    runs: dict[tuple[str, str, str, str, int], None] = {}
+    for grid in grids:
+        for model in grid.get("models", block["models"]):
+            for dataset in grid.get("datasets", block["datasets"]):
+                for recipe in grid.get("recipes", list(block["recipes"])):
+                    for method in grid.get("methods", block["methods"]):
+                        for seed in grid.get("seeds", block["seeds"]):
+                            runs[model, dataset, recipe, method, seed] = None
+    return list(runs)
+
+
+def sft_arguments(config: dict[str, Any], recipe: str, method: str) -> str:
+    """The `robustft sft` options that carry a method's components and the recipe's settings, quoted."""
+    block = config["instruct"]
+    components = json.dumps(config["methods"][method] or {})
+    settings = json.dumps({**block["sft"], **(block["recipes"][recipe] or {})}, sort_keys=True)
+    return f"--method-components {shlex.quote(components)} --sft-config {shlex.quote(settings)}"
 
 
 def run_grid(config: dict[str, Any]) -> list[tuple[str, str, str, int]]:

@@ -7,6 +7,7 @@ module.
 from __future__ import annotations
 
 from robustft.artifacts import crossmethod as _crossmethod  # noqa: F401  (registers the cross-method table)
+from robustft.artifacts import neftune as _neftune  # noqa: F401  (registers NEFTune's artifacts)
 from robustft.artifacts import noisytune as _noisytune  # noqa: F401  (registers NoisyTune's artifacts)
 from robustft.artifacts import smart as _smart  # noqa: F401  (registers SMART's artifacts)
 from robustft.artifacts.base import (

@@ -56,6 +56,8 @@ class ArtifactContext:
 
     paper_model: dict[str, str] = field(default_factory=dict)
     n_boot: int = 10000
+    # Track-specific naming (the instruction-tuning track: judge, baseline, paper dataset names, recipes).
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -83,14 +85,15 @@ class Artifact:
     artifact: str  # the artifact's name in paper_results.csv
     title: str
     build: ArtifactFunction
+    table: str = "runs"  # the table it is a function of: runs (GLUE track) or instruct
 
 
 ARTIFACTS: dict[str, Artifact] = {}
 
 
-def register_artifact(key: str, paper: str, artifact: str, title: str):
+def register_artifact(key: str, paper: str, artifact: str, title: str, table: str = "runs"):
     def decorate(function: ArtifactFunction) -> ArtifactFunction:
-        ARTIFACTS[key] = Artifact(key, paper, artifact, title, function)
+        ARTIFACTS[key] = Artifact(key, paper, artifact, title, function, table)
         return function
 
     return decorate

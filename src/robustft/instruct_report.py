@@ -1,0 +1,202 @@
+"""The instruction-tuning track's PDF (NEFTune): what ran, every run's numbers, the paper artifacts.
+
+It shares the GLUE report's typst template and its artifact sections (report.py); what differs is the
+first part, which lists the judges by name (a win rate means nothing without its judge) and one row per
+run instead of GLUE's task table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import typst
+
+from robustft.instruct_tables import read_instruct
+from robustft.io import write_bytes_atomic
+from robustft.report import (
+    _artifacts_part,
+    _bullets,
+    _lines,
+    _load_artifacts,
+    _t,
+    _table,
+    _text_list_section,
+    fmt_points,
+    typst_string,
+)
+
+RUN_KEYS = ["model", "dataset", "recipe", "method", "seed"]
+
+
+@dataclass
+class InstructReportSpec:
+    """The config's `instruct.report` block, plus what the workflow knows about the run settings."""
+
+    title: str
+    baseline: str = "finetune"
+    name: str = "neftune"
+    paper_model: dict[str, str] = field(default_factory=dict)
+    paper_dataset: dict[str, str] = field(default_factory=dict)
+    choices: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    provenance: dict[str, str] = field(default_factory=dict)
+    # Settings shown in "What was run": recipes, methods (components), judges, generation, leaderboard.
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> InstructReportSpec:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"unknown instruct report keys {unknown}; known keys: {sorted(known)}")
+        return cls(**dict(raw))
+
+
+def _settings_section(spec: InstructReportSpec, table: pd.DataFrame) -> str:
+    runs = table[RUN_KEYS].drop_duplicates()
+    settings = spec.settings
+    models = []
+    for model in dict.fromkeys(runs["model"]):
+        paper = spec.paper_model.get(model)
+        models.append(f"{model} (stands in for the paper's {paper})" if paper and paper != model else model)
+    judges = settings.get("judges") or {}
+    judge_lines = [
+        f"{name}: {judge.get('kind')}" + (f", model {judge['model']}" if judge.get("model") else "")
+        for name, judge in judges.items()
+    ]
+    items = [
+        f"{len(runs)} runs: models {', '.join(models)}; training sets "
+        + ", ".join(f"{d} (paper: {spec.paper_dataset.get(d, d)})" for d in dict.fromkeys(runs["dataset"]))
+        + f"; seeds {', '.join(str(s) for s in sorted(runs['seed'].unique()))}.",
+        "Methods: "
+        + "; ".join(
+            f"{name} = {json.dumps(components, sort_keys=True)}"
+            for name, components in (settings.get("methods") or {}).items()
+        )
+        + f". Baseline: {spec.baseline}.",
+        "Recipes (SFT settings over the defaults): "
+        + "; ".join(
+            f"{n} = {json.dumps(r, sort_keys=True)}" for n, r in (settings.get("recipes") or {}).items()
+        ),
+        "SFT defaults of this config: " + json.dumps(settings.get("sft") or {}, sort_keys=True),
+        "Generation: " + json.dumps(settings.get("generation") or {}, sort_keys=True),
+        "Judges (every win rate names its judge): " + ("; ".join(judge_lines) or "none configured"),
+        "Leaderboard: " + json.dumps(settings.get("leaderboard") or {}, sort_keys=True),
+    ]
+    return "= What was run\n" + _bullets(items)
+
+
+def _cell(table: pd.DataFrame, source: str, metric: str, ci: bool = False, decimals: int = 1) -> str:
+    rows = table[(table["source"] == source) & (table["metric"] == metric)]
+    if rows.empty:
+        return "–"
+    row = rows.iloc[0]
+    if pd.isna(row["value"]):
+        return str(row["status"])
+    text = fmt_points(float(row["value"]), decimals)
+    if ci and pd.notna(row["ci_low"]):
+        text += (
+            f" [{fmt_points(float(row['ci_low']), decimals)}, {fmt_points(float(row['ci_high']), decimals)}]"
+        )
+    return text
+
+
+def _runs_section(table: pd.DataFrame) -> str:
+    judges = sorted(s.split(":", 1)[1] for s in table["source"].dropna().unique() if s.startswith("judge:"))
+    tasks = sorted(
+        s.split(":", 1)[1] for s in table["source"].dropna().unique() if s.startswith("leaderboard:")
+    )
+    header = ["Model / data", "Recipe", "Method", "Seed", "Loss train / held-out (no noise)"]
+    header += [f"Win rate % ({judge}) [95% CI]" for judge in judges]
+    header += ["Length (chars)"] + [f"{task} %" for task in tasks]
+    rows = []
+    for keys, group in table.groupby(RUN_KEYS, sort=False):
+        model, dataset, recipe, method, seed = keys
+        losses = f"{_cell(group, 'sft', 'final_train_loss', decimals=3)} / "
+        losses += _cell(group, "sft", "final_heldout_loss", decimals=3)
+        cells = [_lines(model, dataset), _lines(recipe), _lines(method), _lines(str(seed)), _lines(losses)]
+        cells += [_lines(_cell(group, f"judge:{judge}", "win_rate", ci=True)) for judge in judges]
+        cells.append(_lines(_cell(group, "text_stats", "char_length", decimals=0)))
+        cells += [_lines(_cell(group, f"leaderboard:{task}", "score", ci=False)) for task in tasks]
+        rows.append(cells)
+    text = (
+        "= Every run\n"
+        + _t(
+            "One row per run, straight from instruct.csv (each row keeps its run directory). Losses are "
+            "mean response-token cross-entropy of the final model with the noise off. Win-rate CIs are "
+            "bootstrap intervals over prompts."
+        )
+        + "\n\n"
+    )
+    return text + _table(len(header), header, rows, "left")
+
+
+def _missing_section(table: pd.DataFrame) -> str:
+    bad = table[(table["source"] == "sft") & (table["status"] != "ok")]
+    if bad.empty:
+        return "= Failed or missing runs\n" + _t("None: every run finished its SFT with status ok.") + "\n"
+    rows = [
+        [
+            _lines(r.model),
+            _lines(r.dataset),
+            _lines(r.recipe),
+            _lines(r.method),
+            _lines(str(r.seed)),
+            _lines(r.status),
+        ]
+        for r in bad.drop_duplicates(subset=RUN_KEYS).itertuples(index=False)
+    ]
+    return "= Failed or missing runs\n" + _table(
+        6, ["Model", "Data", "Recipe", "Method", "Seed", "Status"], rows, "left"
+    )
+
+
+def _provenance_section(spec: InstructReportSpec) -> str:
+    entries = {**spec.provenance, "paper numbers": "NEFTune, robustft/reference/paper_results.csv"}
+    rows = [[_lines(k), _lines(v)] for k, v in entries.items()]
+    return "= Provenance\n" + _table(2, ["Key", "Value"], rows, "left")
+
+
+def render_instruct_source(
+    table: pd.DataFrame,
+    spec: InstructReportSpec,
+    artifacts: Sequence[tuple[Mapping[str, Any], pd.DataFrame, str | None]] = (),
+) -> str:
+    template = resources.files("robustft").joinpath("report_templates", "report.typ").read_text("utf-8")
+    return "\n".join(
+        [
+            template,
+            f"#set document(title: {typst_string(spec.title)}, date: none)",
+            f'#align(center, text(size: 16pt, weight: "bold", {typst_string(spec.title)}))\n',
+            _settings_section(spec, table),
+            _runs_section(table),
+            _artifacts_part(artifacts),
+            _missing_section(table),
+            _text_list_section("Choices where the paper is silent", spec.choices),
+            _text_list_section("Notes", spec.notes),
+            _provenance_section(spec),
+        ]
+    )
+
+
+def build_instruct_report(
+    table_path: Path,
+    out_pdf: Path,
+    spec: InstructReportSpec,
+    figures_dir: Path,
+    artifact_dirs: Sequence[Path] = (),
+) -> None:
+    table = read_instruct(table_path)
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    artifacts = _load_artifacts(artifact_dirs, figures_dir)
+    source = render_instruct_source(table, spec, artifacts)
+    pdf = typst.compile(
+        source.encode("utf-8"), root=str(figures_dir.resolve()), ignore_system_fonts=True, timestamp=0
+    )
+    write_bytes_atomic(out_pdf, pdf)
