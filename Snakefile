@@ -29,12 +29,18 @@ wildcard_constraints:
     seed=r"\d+",
     paper=r"[a-z0-9_]+",
     artifact=r"[a-z0-9_]+",
+    dataset=r"[A-Za-z0-9_.-]+",
+    recipe=r"[A-Za-z0-9_.-]+",
+    prompts=r"alpaca_eval|train_prompts",
+    judge=r"[A-Za-z0-9_.-]+",
+    lbtask=r"[A-Za-z0-9_]+",
 
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/instruct.smk"
 
 
 onstart:
@@ -43,5 +49,5 @@ onstart:
 
 rule all:
     input:
-        report_pdf(),
+        final_targets(),
     default_target: True

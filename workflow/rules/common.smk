@@ -6,7 +6,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from robustft.provenance import config_hash
-from robustft.workflow_config import check_config, run_grid, train_arguments
+from robustft.workflow_config import check_config, instruct_grid, run_grid, sft_arguments, train_arguments
 
 validate(config, "../schemas/config.schema.yaml", set_default=True)
 check_config(config)
@@ -58,6 +58,30 @@ def report_pdf():
     return f"results/reports/{config['report']['name']}.pdf"
 
 
+def artifacts_of(table):
+    """The config's artifacts that are functions of `table` (runs: GLUE track; instruct)."""
+    if not config["artifacts"]:
+        return []
+    from robustft.artifacts import ARTIFACTS
+
+    return [key for key in config["artifacts"] if ARTIFACTS[key].table == table]
+
+
+def artifact_table(wildcards):
+    from robustft.artifacts import get_artifact
+
+    return f"{TABLES}/{get_artifact(f'{wildcards.paper}/{wildcards.artifact}').table}.csv"
+
+
+def final_targets():
+    targets = []
+    if "glue" in config["tracks"]:
+        targets.append(report_pdf())
+    if "instruct" in config["tracks"]:
+        targets.append(instruct_report_pdf())
+    return targets
+
+
 def report_spec_json(wildcards):
     spec = {key: value for key, value in config["report"].items() if key != "name"}
     return json.dumps(spec, sort_keys=True)
@@ -81,3 +105,72 @@ def log_locations(executor):
             "job succeeds, unless --slurm-keep-successful-logs)"
         )
     return "\n".join(lines)
+
+
+def artifact_paper_model(wildcards):
+    """Our model -> the paper's, from the report block of the artifact's track."""
+    if artifact_table(wildcards).endswith("instruct.csv"):
+        return json.dumps(config["instruct"]["report"]["paper_model"])
+    return json.dumps(config["report"]["paper_model"])
+
+
+def artifact_context(wildcards):
+    """Track naming an instruct artifact needs: judge, baseline, paper dataset names, recipes' epochs."""
+    if not artifact_table(wildcards).endswith("instruct.csv"):
+        return "{}"
+    block = config["instruct"]
+    epochs = {
+        name: {**block["sft"], **(recipe or {})}.get("epochs", 3) for name, recipe in block["recipes"].items()
+    }
+    context = {
+        "judge": next(iter(block["judges"]), None),
+        "baseline": block["report"]["baseline"],
+        "paper_dataset": block["report"]["paper_dataset"],
+        "recipe_epochs": epochs,
+    }
+    return json.dumps(context, sort_keys=True)
+
+
+# ---- the instruction-tuning track (rules in instruct.smk)
+INSTRUCT = "results/instruct"
+INSTRUCT_RUN = f"{INSTRUCT}/{{model}}/{{dataset}}/{{recipe}}/{{method}}/seed{{seed}}"
+INSTRUCT_GRID = instruct_grid(config) if "instruct" in config["tracks"] else []
+INSTRUCT_BLOCK = config["instruct"]
+# The AlpacaEval generations feed the judges and Table 4; the training-prompt ones Figure 5.
+PROMPT_SETS = ["alpaca_eval"] + (["train_prompts"] if INSTRUCT_BLOCK["generation"]["train_prompts"] else [])
+
+
+def instruct_run_dir(model, dataset, recipe, method, seed):
+    return f"{INSTRUCT}/{model}/{dataset}/{recipe}/{method}/seed{seed}"
+
+
+def instruct_run_outputs(run):
+    run_dir = instruct_run_dir(*run)
+    outputs = [f"{run_dir}/sft/metrics.json", f"{run_dir}/text_stats.json"]
+    outputs += [f"{run_dir}/generations/{prompts}.summary.json" for prompts in PROMPT_SETS]
+    outputs += [f"{run_dir}/judge/{judge}.json" for judge in INSTRUCT_BLOCK["judges"]]
+    outputs += [f"{run_dir}/leaderboard/{task}.json" for task in INSTRUCT_BLOCK["leaderboard"]["tasks"]]
+    if "train_prompts" in PROMPT_SETS:
+        outputs.append(f"{run_dir}/overlap.json")
+    return outputs
+
+
+def sft_method_arguments(wildcards):
+    return sft_arguments(config, wildcards.recipe, wildcards.method)
+
+
+def instruct_report_pdf():
+    return f"results/reports/{INSTRUCT_BLOCK['report']['name']}.pdf"
+
+
+def instruct_report_spec(wildcards):
+    settings = {
+        "methods": {m: config["methods"][m] for m in dict.fromkeys(run[3] for run in INSTRUCT_GRID)},
+        "recipes": INSTRUCT_BLOCK["recipes"],
+        "sft": INSTRUCT_BLOCK["sft"],
+        "generation": INSTRUCT_BLOCK["generation"],
+        # Judge settings name the API key's environment variable, never the key.
+        "judges": INSTRUCT_BLOCK["judges"],
+        "leaderboard": INSTRUCT_BLOCK["leaderboard"],
+    }
+    return json.dumps({**INSTRUCT_BLOCK["report"], "settings": settings}, sort_keys=True)

@@ -1,0 +1,166 @@
+# The instruction-tuning track (NEFTune): SFT -> generation -> judges -> lm-eval -> text statistics ->
+# instruct.csv -> artifacts -> PDF. One run is (model, dataset, recipe, method, seed) under INSTRUCT_RUN.
+# Outputs that grow during a job (generations, judge cache) are side files: only their summaries are
+# declared, so a killed job's partial work is kept (Snakemake deletes declared outputs of failed jobs)
+# and the rerun continues from it.
+
+localrules:
+    collect_instruct,
+    instruct_report,
+
+
+rule sft:
+    output:
+        metrics=f"{INSTRUCT_RUN}/sft/metrics.json",
+    log:
+        "logs/sft/{model}/{dataset}/{recipe}/{method}/seed{seed}.log",
+    params:
+        method_args=sft_method_arguments,
+        data_dir=config["data_dir"],
+        cache_dir=config["cache_dir"],
+        offline_env=OFFLINE_ENV,
+    threads: config["threads"]
+    resources:
+        gpu=INSTRUCT_BLOCK["gpus_per_run"],
+    conda:
+        ENV
+    shell:
+        "{params.offline_env}exec python -m robustft launch --gpus {resources.gpu} --"
+        " sft --model {wildcards.model} --dataset {wildcards.dataset} --recipe {wildcards.recipe}"
+        " --method {wildcards.method} --seed {wildcards.seed} --out $(dirname {output.metrics})"
+        " --data-dir {params.data_dir} --cache-dir {params.cache_dir} --threads {threads}"
+        " {params.method_args} > {log} 2>&1"
+
+
+rule generate:
+    input:
+        sft=rules.sft.output.metrics,
+    output:
+        summary=f"{INSTRUCT_RUN}/generations/{{prompts}}.summary.json",
+    log:
+        "logs/generate/{model}/{dataset}/{recipe}/{method}/seed{seed}/{prompts}.log",
+    params:
+        settings=INSTRUCT_BLOCK["generation"],
+        data_dir=config["data_dir"],
+        offline_env=OFFLINE_ENV,
+    threads: config["threads"]
+    resources:
+        gpu=min(INSTRUCT_BLOCK["gpus_per_run"], 1),
+    conda:
+        ENV
+    shell:
+        "{params.offline_env}python -m robustft generate --sft-dir $(dirname {input.sft})"
+        " --prompts {wildcards.prompts} --dataset {wildcards.dataset} --data-dir {params.data_dir}"
+        " --out $(dirname {output.summary})/{wildcards.prompts}.jsonl"
+        " --max-new-tokens {params.settings[max_new_tokens]} --batch-size {params.settings[batch_size]}"
+        " --repetition-penalty {params.settings[repetition_penalty]}"
+        " --prompt-overflow {params.settings[prompt_overflow]} --precision {params.settings[precision]}"
+        " --max-prompts {params.settings[max_prompts]} --train-prompts {params.settings[train_prompts]}"
+        " --threads {threads} > {log} 2>&1"
+
+
+rule judge:
+    input:
+        generations=f"{INSTRUCT_RUN}/generations/alpaca_eval.summary.json",
+    output:
+        result=f"{INSTRUCT_RUN}/judge/{{judge}}.json",
+    log:
+        "logs/judge/{model}/{dataset}/{recipe}/{method}/seed{seed}/{judge}.log",
+    params:
+        judge_config=lambda wildcards: json.dumps(INSTRUCT_BLOCK["judges"][wildcards.judge]),
+        data_dir=config["data_dir"],
+    threads: config["threads"]
+    conda:
+        ENV
+    # Online on purpose: an API judge needs its endpoint (a local judge loads from the cache offline).
+    shell:
+        "python -m robustft judge --generations $(dirname {input.generations})/alpaca_eval.jsonl"
+        " --judge-config {params.judge_config:q} --name {wildcards.judge} --cache results/judge_cache"
+        " --data-dir {params.data_dir} --out {output.result} --threads {threads} > {log} 2>&1"
+
+
+rule lm_eval:
+    input:
+        sft=rules.sft.output.metrics,
+    output:
+        result=f"{INSTRUCT_RUN}/leaderboard/{{lbtask}}.json",
+    log:
+        "logs/lm_eval/{model}/{dataset}/{recipe}/{method}/seed{seed}/{lbtask}.log",
+    params:
+        settings=INSTRUCT_BLOCK["leaderboard"],
+        limit=lambda wildcards: INSTRUCT_BLOCK["leaderboard"]["limit"] or 0,
+        data_dir=config["data_dir"],
+        offline_env=OFFLINE_ENV,
+    threads: config["threads"]
+    resources:
+        gpu=min(INSTRUCT_BLOCK["gpus_per_run"], 1),
+    conda:
+        ENV
+    shell:
+        "{params.offline_env}python -m robustft lm-eval --sft-dir $(dirname {input.sft})"
+        " --tasks {wildcards.lbtask} --data-dir {params.data_dir} --out $(dirname {output.result})"
+        " --limit {params.limit} --batch-size {params.settings[batch_size]} --threads {threads} > {log} 2>&1"
+
+
+rule text_stats:
+    input:
+        generations=f"{INSTRUCT_RUN}/generations/alpaca_eval.summary.json",
+    output:
+        stats=f"{INSTRUCT_RUN}/text_stats.json",
+    log:
+        "logs/text_stats/{model}/{dataset}/{recipe}/{method}/seed{seed}.log",
+    conda:
+        ENV
+    shell:
+        "python -m robustft text-stats stats --generations $(dirname {input.generations})/alpaca_eval.jsonl"
+        " --dataset {wildcards.dataset} --out {output.stats} > {log} 2>&1"
+
+
+rule overlap:
+    input:
+        generations=f"{INSTRUCT_RUN}/generations/train_prompts.summary.json",
+    output:
+        overlap=f"{INSTRUCT_RUN}/overlap.json",
+    log:
+        "logs/overlap/{model}/{dataset}/{recipe}/{method}/seed{seed}.log",
+    conda:
+        ENV
+    shell:
+        "python -m robustft text-stats overlap --generations $(dirname {input.generations})/train_prompts.jsonl"
+        " --out {output.overlap} > {log} 2>&1"
+
+
+rule collect_instruct:
+    input:
+        [output for run in INSTRUCT_GRID for output in instruct_run_outputs(run)],
+    output:
+        table=f"{TABLES}/instruct.csv",
+    log:
+        "logs/collect_instruct.log",
+    params:
+        run_dirs=[instruct_run_dir(*run) for run in INSTRUCT_GRID],
+    conda:
+        ENV
+    shell:
+        "python -m robustft collect-instruct --out {output.table} {params.run_dirs} > {log} 2>&1"
+
+
+rule instruct_report:
+    input:
+        table=rules.collect_instruct.output.table,
+        artifacts=[f"results/artifacts/{key}/result.json" for key in artifacts_of("instruct")],
+    output:
+        pdf=instruct_report_pdf(),
+    log:
+        f"logs/report/{INSTRUCT_BLOCK['report']['name']}.log",
+    params:
+        spec=instruct_report_spec,
+        config_hash=workflow_config_hash,
+        artifacts=lambda wildcards, input: [str(Path(path).parent) for path in input.artifacts],
+        figures=f"figures/{INSTRUCT_BLOCK['report']['name']}",
+    conda:
+        ENV
+    shell:
+        "python -m robustft instruct-report --table {input.table} --spec {params.spec:q}"
+        " --config-hash {params.config_hash} --figures {params.figures} --out {output.pdf}"
+        " --artifacts {params.artifacts} > {log} 2>&1"
