@@ -181,7 +181,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 # The instruction-tuning track's subcommands live next to their code: each module has
 # `add_parser(commands)` and imports nothing heavy at module level (the CLI must start fast).
-TRACK_COMMAND_MODULES: tuple[str, ...] = ("robustft.evals.leaderboard",)
+TRACK_COMMAND_MODULES: tuple[str, ...] = (
+    "robustft.evals.leaderboard",
+    "robustft.evals.generation",
+    "robustft.evals.judges",
+    "robustft.evals.text_stats",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
