@@ -112,7 +112,7 @@ rule text_stats:
     conda:
         ENV
     shell:
-        "python -m robustft text-stats stats --generations $(dirname {input.generations})/alpaca_eval.jsonl"
+        "python -m robustft text-stats --generations $(dirname {input.generations})/alpaca_eval.jsonl"
         " --dataset {wildcards.dataset} --out {output.stats} > {log} 2>&1"
 
 
@@ -126,8 +126,8 @@ rule overlap:
     conda:
         ENV
     shell:
-        "python -m robustft text-stats overlap --generations $(dirname {input.generations})/train_prompts.jsonl"
-        " --out {output.overlap} > {log} 2>&1"
+        "python -m robustft text-stats --overlap"
+        " --generations $(dirname {input.generations})/train_prompts.jsonl --out {output.overlap} > {log} 2>&1"
 
 
 rule collect_instruct:

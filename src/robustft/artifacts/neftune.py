@@ -98,9 +98,13 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def judge_preferences(run_dir: str, judge: str) -> pd.Series:
-    """Per-prompt preference for the model over the reference, in [0, 1] (1 = model wins, 0.5 = draw)."""
-    rows = _read_jsonl(Path(run_dir) / "judge" / f"{judge}.items.jsonl")
-    return pd.Series({str(r["id"]): float(r["preference"]) - 1.0 for r in rows}, dtype=float) * 100
+    """Per-prompt win of the model over the reference in points: 100 win, 50 draw, 0 loss (AlpacaEval's
+    preference in [1, 2], shifted); prompts the judge could not decide are left out."""
+    rows = _read_jsonl(Path(run_dir) / "judge" / f"{judge}.annotations.jsonl")
+    wins = {
+        str(r["id"]): (float(r["preference"]) - 1.0) * 100 for r in rows if r.get("preference") is not None
+    }
+    return pd.Series(wins, dtype=float)
 
 
 def output_lengths(run_dir: str, prompts: str = "alpaca_eval") -> pd.Series:
@@ -114,13 +118,28 @@ def example_losses(run_dir: str, split: str) -> pd.Series:
 
 
 def overlap_scores(run_dir: str, metric: str) -> pd.Series:
-    """Per-prompt ROUGE-L or BLEU of train-prompt generations against the training outputs (0-1)."""
-    from robustft.evals.text_stats import bleu_scores, rouge_l_scores
+    """Per-prompt `rouge_l` or `bleu` (0-1) of train-prompt generations against the training outputs."""
+    path = Path(run_dir) / "overlap.json"
+    rows = json.loads(path.read_text())["per_example"] if path.exists() else []
+    return pd.Series({str(r["id"]): float(r[metric]) for r in rows}, dtype=float)
 
-    rows = _read_jsonl(Path(run_dir) / "generations" / "train_prompts.jsonl")
-    outputs, references = [r["output"] for r in rows], [r["reference"] for r in rows]
-    scores = rouge_l_scores(outputs, references) if metric == "rougeL" else bleu_scores(outputs, references)
-    return pd.Series(dict(zip([str(r["id"]) for r in rows], scores, strict=True)), dtype=float)
+
+def chunk_values(run_dir: str, metric: str, cutoff: int) -> pd.Series:
+    """Per-prompt 2-gram repetition (%) or log-diversity of the first `cutoff` whitespace tokens of each
+    AlpacaEval output; outputs shorter than the cutoff are dropped, as in NEFTune Sec. 5.2."""
+    from robustft.evals.text_stats import repetition_and_diversity
+
+    values = {}
+    for r in _read_jsonl(Path(run_dir) / "generations" / "alpaca_eval.jsonl"):
+        words = r["output"].split()
+        if len(words) >= cutoff:
+            values[str(r["id"])] = repetition_and_diversity(" ".join(words[:cutoff]))[metric]
+    return pd.Series(values, dtype=float)
+
+
+def whitespace_lengths(run_dir: str) -> pd.Series:
+    rows = _read_jsonl(Path(run_dir) / "generations" / "alpaca_eval.jsonl")
+    return pd.Series({str(r["id"]): float(len(r["output"].split())) for r in rows}, dtype=float)
 
 
 # ------------------------------------------------------------------------------------------ claims
@@ -699,7 +718,7 @@ def figure5(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
         frame,
         context,
         [
-            ("ROUGE-L", "Figure 5 (left)", lambda d: overlap_scores(d, "rougeL"), 1.0),
+            ("ROUGE-L", "Figure 5 (left)", lambda d: overlap_scores(d, "rouge_l"), 1.0),
             ("BLEU", "Figure 5 (right)", lambda d: overlap_scores(d, "bleu"), 1.0),
         ],
         "score",
@@ -766,4 +785,101 @@ def loss_curves(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult
     result.notes = [
         "The paper prints no loss-curve numbers; Figure 4's histograms (neftune/figure4) carry the claim."
     ]
+    return result
+
+
+# ------------------------------------------------------------------------------------------ Table 4
+
+TABLE4_METRICS = [
+    # (our label, paper metric, per-run per-prompt values given the chunk cutoff)
+    ("character length", "char_length", lambda d, cutoff: output_lengths(d)),
+    ("whitespace length", "whitespace_tokens", lambda d, cutoff: whitespace_lengths(d)),
+    (
+        "2-gram repetition %",
+        "2gram_repetition_pct",
+        lambda d, cutoff: chunk_values(d, "repetition_2", cutoff),
+    ),
+    ("log-diversity", "log_diversity", lambda d, cutoff: chunk_values(d, "log_diversity", cutoff)),
+]
+
+
+@register_artifact(
+    "neftune/table4",
+    PAPER,
+    "Table 4",
+    "Length and diversity of AlpacaEval outputs, ± NEFTune",
+    table="instruct",
+)
+def table4(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
+    from robustft.evals.text_stats import CHUNK_CUTOFFS
+
+    spec = get_artifact("neftune/table4")
+    runs, baseline = _runs(frame), _context_value(context, "baseline", "finetune")
+    cells = _method_comparisons(runs, baseline, recipes=["default"])
+    if not cells:
+        return not_run(spec, "no NEFTune run with a matching baseline run in this config's grid")
+    rows = []
+    for model, dataset, recipe, method in cells:
+        cutoff = CHUNK_CUTOFFS.get(dataset, 50)
+        paper_model, dataset_name = context.paper_model.get(model), paper_dataset_name(dataset, context)
+        for label, metric, values_of in TABLE4_METRICS:
+            keys = {"model": model, "dataset": dataset, "recipe": recipe}
+            of_run = lambda d, values_of=values_of, cutoff=cutoff: values_of(d, cutoff)  # noqa: E731
+            stats = paired_claim(runs, keys, method, baseline, of_run, context.n_boot)
+            if stats is None:
+                continue
+            split = "AlpacaEval outputs"
+            rows.append(
+                claim_row(
+                    stats,
+                    model=model,
+                    paper_model=paper_model,
+                    task=f"{label} ({dataset_name})",
+                    method=method,
+                    paper_method="neftune",
+                    baseline=baseline,
+                    paper_value=_paper("Table 4", paper_model, dataset_name, "neftune", metric, split),
+                    paper_baseline=_paper("Table 4", paper_model, dataset_name, "finetune", metric, split),
+                )
+            )
+    claims = _claims_frame(rows)
+    if claims.empty:
+        return not_run(spec, "the runs have no AlpacaEval generations")
+    result = ArtifactResult(spec.key, spec.paper, spec.artifact, spec.title, claims=claims)
+    result.notes = [
+        PROMPT_PAIRING,
+        "Repetition and log-diversity are computed per output on its first N whitespace tokens (N = 50 "
+        "Alpaca, 100 Evol-Instruct, 150 ShareGPT and OpenPlatypus; shorter outputs dropped) and paired over "
+        "prompts whose outputs reach N in both arms; each arm's mean in the table is over those prompts.",
+    ]
+    result.choices = [
+        "Repetition and diversity follow the released code of Kirchenbauer et al. (the convention NEFTune's "
+        "numbers match); robustft.evals.text_stats documents both conventions."
+    ]
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(9, 2.6), layout="constrained")
+    axes = figure.subplots(1, len(TABLE4_METRICS))
+    for ax, (label, _, _) in zip(axes, TABLE4_METRICS, strict=True):
+        part = claims[claims["task"].str.startswith(label)]
+        x = np.arange(len(part))
+        ax.bar(x - 0.3, part["mean_baseline"], 0.2, color="C0", label="ours: finetune")
+        ax.bar(x - 0.1, part["mean_method"], 0.2, color="C1", label="ours: NEFTune")
+        ax.bar(
+            x + 0.1,
+            part["paper_baseline"].astype(float),
+            0.2,
+            color="C0",
+            alpha=0.35,
+            label="paper: finetune",
+        )
+        ax.bar(
+            x + 0.3, part["paper_value"].astype(float), 0.2, color="C1", alpha=0.35, label="paper: NEFTune"
+        )
+        ax.set_xticks(x, [t.split("(")[-1].rstrip(")") for t in part["task"]], fontsize=7)
+        ax.set_title(label, fontsize=9)
+    axes[0].legend(fontsize=6, frameon=False)
+    figure.suptitle(spec.title, fontsize=10)
+    result.figure = figure
+    result.caption = "AlpacaEval output length and diversity, ours (solid) beside the paper's (pale)."
     return result
