@@ -90,8 +90,8 @@ def _mean(values: Sequence[float]) -> float | None:
 def chunk_statistics(texts: Sequence[str], cutoff: int) -> dict[str, Any]:
     """Repetition and diversity on the first `cutoff` whitespace tokens of each text; shorter texts are
     dropped (NEFTune Sec. 5.2). Means over the kept chunks, per convention."""
-    if cutoff < 4:
-        raise ValueError(f"chunk cutoff must be >= 4 whitespace tokens (4-grams), got {cutoff}")
+    if cutoff < 5:  # the released loop needs 5 tokens for one 4-gram
+        raise ValueError(f"chunk cutoff must be >= 5 whitespace tokens, got {cutoff}")
     chunks = [" ".join(text.split()[:cutoff]) for text in texts if len(text.split()) >= cutoff]
     out: dict[str, Any] = {"cutoff": cutoff, "n_kept": len(chunks), "n_dropped": len(texts) - len(chunks)}
     for convention in CONVENTIONS:
