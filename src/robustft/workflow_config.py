@@ -95,6 +95,12 @@ def check_instruct_config(config: dict[str, Any]) -> None:
                 f"config key 'instruct.judges.{name}.kind': unknown {judge['kind']!r}; "
                 f"known: {sorted(JUDGES)}"
             )
+    for metric, judge in block["report"]["judge_for"].items():
+        if judge not in block["judges"]:
+            raise ConfigError(
+                f"config key 'instruct.report.judge_for.{metric}': {judge!r} is not a configured judge "
+                f"({sorted(block['judges'])})"
+            )
     unknown = [task for task in block["leaderboard"]["tasks"] if task not in LEADERBOARD_TASKS]
     if unknown:
         raise ConfigError(

@@ -124,6 +124,7 @@ def artifact_context(wildcards):
     }
     context = {
         "judge": next(iter(block["judges"]), None),
+        "judge_for": block["report"]["judge_for"],
         "baseline": block["report"]["baseline"],
         "paper_dataset": block["report"]["paper_dataset"],
         "recipe_epochs": epochs,
@@ -174,3 +175,11 @@ def instruct_report_spec(wildcards):
         "leaderboard": INSTRUCT_BLOCK["leaderboard"],
     }
     return json.dumps({**INSTRUCT_BLOCK["report"], "settings": settings}, sort_keys=True)
+
+
+def generation_prompt_arguments(wildcards):
+    """AlpacaEval: the first max_prompts (all 805 by default); training prompts: a seeded sample."""
+    settings = INSTRUCT_BLOCK["generation"]
+    if wildcards.prompts == "train_prompts":
+        return f"--prompts train --max-prompts {settings['train_prompts']}"
+    return "--prompts alpaca_eval" + (f" --max-prompts {settings['max_prompts']}" if settings["max_prompts"] else "")

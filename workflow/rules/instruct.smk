@@ -41,7 +41,9 @@ rule generate:
         "logs/generate/{model}/{dataset}/{recipe}/{method}/seed{seed}/{prompts}.log",
     params:
         settings=INSTRUCT_BLOCK["generation"],
+        prompt_args=generation_prompt_arguments,
         data_dir=config["data_dir"],
+        cache_dir=config["cache_dir"],
         offline_env=OFFLINE_ENV,
     threads: config["threads"]
     resources:
@@ -50,12 +52,11 @@ rule generate:
         ENV
     shell:
         "{params.offline_env}python -m robustft generate --sft-dir $(dirname {input.sft})"
-        " --prompts {wildcards.prompts} --dataset {wildcards.dataset} --data-dir {params.data_dir}"
-        " --out $(dirname {output.summary})/{wildcards.prompts}.jsonl"
+        " {params.prompt_args} --dataset {wildcards.dataset} --data-dir {params.data_dir}"
+        " --cache-dir {params.cache_dir} --out $(dirname {output.summary})/{wildcards.prompts}.jsonl"
         " --max-new-tokens {params.settings[max_new_tokens]} --batch-size {params.settings[batch_size]}"
-        " --repetition-penalty {params.settings[repetition_penalty]}"
-        " --prompt-overflow {params.settings[prompt_overflow]} --precision {params.settings[precision]}"
-        " --max-prompts {params.settings[max_prompts]} --train-prompts {params.settings[train_prompts]}"
+        " --repetition-penalty {params.settings[repetition_penalty]} --seed {wildcards.seed}"
+        " --prompt-overflow {params.settings[prompt_overflow]} --dtype {params.settings[precision]}"
         " --threads {threads} > {log} 2>&1"
 
 
@@ -76,7 +77,7 @@ rule judge:
     shell:
         "python -m robustft judge --generations $(dirname {input.generations})/alpaca_eval.jsonl"
         " --judge-config {params.judge_config:q} --name {wildcards.judge} --cache results/judge_cache"
-        " --data-dir {params.data_dir} --out {output.result} --threads {threads} > {log} 2>&1"
+        " --data-dir {params.data_dir} --out {output.result} > {log} 2>&1"
 
 
 rule lm_eval:
@@ -88,7 +89,9 @@ rule lm_eval:
         "logs/lm_eval/{model}/{dataset}/{recipe}/{method}/seed{seed}/{lbtask}.log",
     params:
         settings=INSTRUCT_BLOCK["leaderboard"],
-        limit=lambda wildcards: INSTRUCT_BLOCK["leaderboard"]["limit"] or 0,
+        limit=lambda wildcards: (
+            f"--limit {INSTRUCT_BLOCK['leaderboard']['limit']}" if INSTRUCT_BLOCK["leaderboard"]["limit"] else ""
+        ),
         data_dir=config["data_dir"],
         offline_env=OFFLINE_ENV,
     threads: config["threads"]
@@ -99,7 +102,8 @@ rule lm_eval:
     shell:
         "{params.offline_env}python -m robustft lm-eval --sft-dir $(dirname {input.sft})"
         " --tasks {wildcards.lbtask} --data-dir {params.data_dir} --out $(dirname {output.result})"
-        " --limit {params.limit} --batch-size {params.settings[batch_size]} --threads {threads} > {log} 2>&1"
+        " {params.limit} --batch-size {params.settings[batch_size]} --task-cache resources/lm_eval_tasks"
+        " --threads {threads} > {log} 2>&1"
 
 
 rule text_stats:

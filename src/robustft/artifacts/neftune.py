@@ -64,9 +64,11 @@ def _judges(frame: pd.DataFrame) -> list[str]:
     return sorted(s.split(":", 1)[1] for s in frame["source"].dropna().unique() if s.startswith("judge:"))
 
 
-def _primary_judge(frame: pd.DataFrame, context: ArtifactContext) -> str | None:
+def _primary_judge(frame: pd.DataFrame, context: ArtifactContext, metric: str | None = None) -> str | None:
+    """The judge standing for the paper's judge of `metric` (config instruct.report.judge_for), else the
+    config's first judge, else the first one in the table."""
     judges = _judges(frame)
-    wanted = _context_value(context, "judge", None)
+    wanted = _context_value(context, "judge_for", {}).get(metric) or _context_value(context, "judge", None)
     if wanted is not None:
         return wanted if wanted in judges else None
     return judges[0] if judges else None
@@ -336,7 +338,7 @@ def _winrate_artifact(
     choices: list[str] | None = None,
 ) -> ArtifactResult:
     spec = get_artifact(key)
-    judge = _primary_judge(frame, context)
+    judge = _primary_judge(frame, context, metric)
     if judge is None:
         return not_run(spec, "no judged instruction-tuning runs (configure instruct.judges)")
     claims = _winrate_claims(
