@@ -1,0 +1,276 @@
+"""Judges against a fake OpenAI-compatible server started in the test, a tiny local judge, the win rate."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from conftest import shared_data_dir
+
+from robustft.cli import main
+from robustft.evals.judges import (
+    ALPACA_EVAL_GPT4_SYSTEM,
+    JUDGES,
+    JudgeUnavailableError,
+    LocalHFJudge,
+    OpenAIJudge,
+    Pair,
+    annotate,
+    build_judge,
+    parse_ranking,
+    win_rate_summary,
+)
+from robustft.train.config import RunError
+
+SECRET = "sk-test-NEVER-WRITE-ME-0123456789"
+
+
+class FakeJudgeServer:
+    """/v1/chat/completions ranking whichever answer contains "GOOD" first; after `fail_after` requests it
+    answers 503; `status` forces an HTTP error whose body echoes the key (as a careless server might)."""
+
+    def __init__(self, fail_after: int | None = None, status: int | None = None) -> None:
+        self.requests: list[dict] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                if status is not None or (fail_after is not None and len(server.requests) > fail_after):
+                    code = status or 503
+                    self.send_response(code)
+                    self.end_headers()
+                    self.wfile.write(f"bad key {self.headers.get('Authorization')}".encode())
+                    return
+                user = body["messages"][1]["content"]
+                first = user.split('"model": "model_1"')[1].split('"model": "model_2"')[0]
+                ranks = (1, 2) if "GOOD" in first else (2, 1)
+                first_rank, second_rank = ranks
+                content = str(
+                    [{"model": "model_1", "rank": first_rank}, {"model": "model_2", "rank": second_rank}]
+                )
+                payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(payload.encode())
+
+            def log_message(self, *args) -> None:  # keep the test output quiet
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeJudgeServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def openai_judge(url: str, **settings) -> OpenAIJudge:
+    options = {"model": "fake-gpt-4", "base_url": url, "api_key_env": "FAKE_JUDGE_KEY", "max_retries": 1}
+    return OpenAIJudge(**{**options, "retry_backoff_s": 0.01, "timeout_s": 5, **settings})
+
+
+PAIRS = [
+    Pair(id=i, instruction=f"Question {i}?", output=f"GOOD answer {i}", reference=f"meh {i}")
+    for i in range(12)
+]
+
+
+@pytest.fixture
+def api_key(monkeypatch):
+    monkeypatch.setenv("FAKE_JUDGE_KEY", SECRET)
+
+
+def all_text(root: Path) -> str:
+    return "".join(path.read_text(errors="replace") for path in root.rglob("*") if path.is_file())
+
+
+def test_prompt_format_order_and_cache(tmp_path, api_key, caplog):
+    caplog.set_level(logging.DEBUG)
+    cache = tmp_path / "cache" / "fake.jsonl"
+    with FakeJudgeServer() as server:
+        annotations = annotate(PAIRS, openai_judge(server.url), cache, seed=3)
+        request = server.requests[0]
+        assert request["path"] == "/v1/chat/completions"
+        assert request["headers"]["Authorization"] == f"Bearer {SECRET}"
+        body = request["body"]
+        assert body["model"] == "fake-gpt-4" and body["temperature"] == 0 and body["max_tokens"] == 100
+        assert body["messages"][0] == {"role": "system", "content": ALPACA_EVAL_GPT4_SYSTEM}
+        user = body["messages"][1]["content"]
+        assert '"instruction": """Question' in user and "Now please rank the models" in user
+        assert len(server.requests) == len(PAIRS)
+
+        # the coin is recorded, both orders occur, and the model (always better here) wins in both
+        orders = [a["model_first"] for a in annotations]
+        assert 0 < sum(orders) < len(orders)
+        assert all(a["preference"] == 2.0 for a in annotations)
+        assert {a["preference_shown"] for a in annotations} == {1.0, 2.0}
+        assert not any(a["cached"] for a in annotations)
+        # the same seed gives the same coins; the model's output is shown first exactly when recorded
+        shown_first = {
+            r["body"]["messages"][1]["content"].split('"answer": """')[1].startswith("GOOD")
+            for r in server.requests
+        }
+        assert shown_first == {True, False}
+
+        again = annotate(PAIRS, openai_judge(server.url), cache, seed=3)
+        assert len(server.requests) == len(PAIRS), "a rerun makes no request"
+        assert all(a["cached"] for a in again)
+        assert [a["preference"] for a in again] == [a["preference"] for a in annotations]
+    assert len(cache.read_text().splitlines()) == len(PAIRS)
+    assert SECRET not in all_text(tmp_path) and SECRET not in caplog.text
+
+
+def test_unreachable_endpoint_names_the_url_and_keeps_earlier_judgements(tmp_path, api_key, caplog):
+    cache = tmp_path / "fake.jsonl"
+    with FakeJudgeServer(fail_after=5) as server:
+        with pytest.raises(JudgeUnavailableError) as caught:
+            annotate(PAIRS, openai_judge(server.url), cache)
+        assert isinstance(caught.value, RunError)
+        message = str(caught.value)
+        assert f"{server.url}/chat/completions" in message and "unreachable after 2 attempts" in message
+        assert SECRET not in message
+    assert len(cache.read_text().splitlines()) == 5, "the judgements made before the failure are saved"
+
+    # a closed port: connection refused, same error; the 5 saved judgements are not asked again
+    with FakeJudgeServer() as server:
+        closed_url = server.url
+    with pytest.raises(JudgeUnavailableError, match=closed_url):
+        annotate(PAIRS, openai_judge(closed_url), cache)
+    assert len(cache.read_text().splitlines()) == 5
+    assert SECRET not in all_text(tmp_path) and SECRET not in caplog.text
+
+
+def test_refused_request_never_shows_the_key(tmp_path, api_key):
+    for status in (401, 400):
+        with FakeJudgeServer(status=status) as server, pytest.raises(JudgeUnavailableError) as caught:
+            annotate(PAIRS[:1], openai_judge(server.url), tmp_path / "c.jsonl")
+        assert f"HTTP {status}" in str(caught.value) and server.url in str(caught.value)
+        assert SECRET not in str(caught.value)
+        if status == 400:
+            assert "bad key Bearer ***" in str(caught.value)  # a body is shown, with the key redacted
+
+
+def test_missing_key_and_judge_config(monkeypatch):
+    monkeypatch.delenv("FAKE_JUDGE_KEY", raising=False)
+    with pytest.raises(RunError, match="FAKE_JUDGE_KEY is not set"):
+        openai_judge("http://127.0.0.1:9/v1").judge("q", "a", "b")
+    assert set(JUDGES) == {"openai", "local_hf"}
+    judge = build_judge({"kind": "openai", "model": "m", "base_url": "http://x/v1", "api_key_env": None})
+    assert "api_key_env" not in judge.identity() and judge.identity()["model"] == "m"
+    with pytest.raises(RunError, match="kind"):
+        build_judge({"kind": "gpt5"})
+    with pytest.raises(RunError, match=r"unknown key\(s\) \['api_key'\]"):
+        build_judge({"kind": "openai", "api_key": "sk-no"})
+
+
+def test_parse_ranking():
+    assert parse_ranking("[{'model': 'model_1', 'rank': 1}, {'model': 'model_2', 'rank': 2}]") == 1.0
+    assert parse_ranking("Sure:\n[{'model': 'model_2', 'rank': 1}, {'model': 'model_1', 'rank': 2}]") == 2.0
+    assert parse_ranking("model_1 is better") is None
+    assert parse_ranking("[{'model': 'model_1', 'rank': 3}]") is None
+
+
+def test_win_rate_and_bootstrap_on_hand_made_preferences():
+    out = win_rate_summary([2, 2, 1, 1.5, None], n_bootstrap=500, seed=1)
+    assert out["win_rate"] == pytest.approx(62.5)  # (1 + 1 + 0 + 0.5) / 4
+    assert (out["n"], out["n_wins"], out["n_losses"], out["n_draws"], out["n_invalid"]) == (4, 2, 1, 1, 1)
+    shifted = [1, 1, 0, 0.5]
+    mean = sum(shifted) / 4
+    sd = (sum((x - mean) ** 2 for x in shifted) / 3) ** 0.5
+    assert out["standard_error"] == pytest.approx(sd / 2 * 100)
+    assert out["discrete_win_rate"] == pytest.approx(62.5)
+    assert 0 <= out["ci_low"] <= out["win_rate"] <= out["ci_high"] <= 100
+    assert win_rate_summary([2, 2, 1, 1.5], n_bootstrap=500, seed=1)["ci_low"] == out["ci_low"]  # seeded
+    sure = win_rate_summary([2.0] * 10, n_bootstrap=200)
+    assert sure["win_rate"] == sure["ci_low"] == sure["ci_high"] == 100.0
+    weighted = win_rate_summary([1.9, 1.2, 1.5])
+    assert weighted["win_rate"] == pytest.approx(160 / 3) and weighted["discrete_win_rate"] == pytest.approx(
+        50.0
+    )
+    # the CI of many 50/50 preferences is about ±1.96 standard errors
+    wide = win_rate_summary([1.0, 2.0] * 200, n_bootstrap=4000, seed=0)
+    assert wide["ci_high"] - wide["ci_low"] == pytest.approx(2 * 1.96 * wide["standard_error"], rel=0.1)
+    with pytest.raises(ValueError, match=r"\[1, 2\]"):
+        win_rate_summary([0.5])
+
+
+def test_local_hf_judge_gives_valid_preferences(tmp_path):
+    pytest.importorskip("torch")
+    from test_generation import tiny_llama, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    directory = tmp_path / "judge-model"
+    tiny_llama(tokenizer, positions=4096).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    judge = LocalHFJudge(model=str(directory), max_output_tokens=64)
+    cache = tmp_path / "local.jsonl"
+    annotations = annotate(PAIRS[:4], judge, cache)
+    for a in annotations:
+        assert 1.0 <= a["preference"] <= 2.0 and set(a["raw"]) == {"logprob_1", "logprob_2"}
+        # the shown preference is 1 + P(second) / (P(first) + P(second)), mapped back to "2 = model wins"
+        first, second = a["raw"]["logprob_1"], a["raw"]["logprob_2"]
+        p_second = math.exp(second) / (math.exp(first) + math.exp(second))
+        assert a["preference_shown"] == pytest.approx(1 + p_second)
+        assert a["preference"] == pytest.approx(
+            3 - a["preference_shown"] if a["model_first"] else 1 + p_second
+        )
+    _, token_1, token_2 = judge.verdict_tokens(tokenizer, "Answer: Output")
+    assert token_1 != token_2 and tokenizer.decode([token_1]).strip() == "1"
+    assert all(a["cached"] for a in annotate(PAIRS[:4], judge, cache))
+
+
+def test_judge_cli_on_real_alpaca_eval(tmp_path, api_key):
+    data_dir = shared_data_dir()
+    source = data_dir / "alpaca_eval" / "alpaca_eval.jsonl"
+    if not source.exists():
+        pytest.skip(f"AlpacaEval file not found at {source}")
+    rows = [json.loads(line) for line in source.read_text().splitlines()[:10]]
+    generations = tmp_path / "generations" / "alpaca_eval.jsonl"
+    generations.parent.mkdir()
+    generations.write_text(
+        "".join(
+            json.dumps(
+                {"id": i, "instruction": row["instruction"], "output": ("GOOD " if i < 7 else "") + "x"}
+            )
+            + "\n"
+            for i, row in enumerate(rows)
+        )
+    )
+    out = tmp_path / "judge" / "fake.json"
+    with FakeJudgeServer() as server:
+        config = json.dumps({"kind": "openai", "model": "fake-gpt-4", "base_url": server.url,
+                             "api_key_env": "FAKE_JUDGE_KEY", "max_retries": 0})  # fmt: skip
+        argv = ["judge", "--generations", str(generations), "--judge-config", config, "--name", "fake",
+                "--cache", str(tmp_path / "cache"), "--out", str(out),
+                "--data-dir", str(data_dir)]  # fmt: skip
+        assert main(argv) == 0
+        assert len(server.requests) == 10
+        # the reference shown is AlpacaEval's text-davinci-003 output of that instruction
+        assert any(rows[0]["output"][:40] in r["body"]["messages"][1]["content"] for r in server.requests)
+    result = json.loads(out.read_text())
+    assert result["win_rate"] == pytest.approx(70.0) and (result["n_wins"], result["n_losses"]) == (7, 3)
+    assert result["judge"] == {"name": "fake", "kind": "openai", "model": "fake-gpt-4",
+                               "description": OpenAIJudge.description}  # fmt: skip
+    assert result["length_controlled_win_rate"] is None and "df_gamed" in result["length_controlled_reason"]
+    assert result["reference_generator"] == "text_davinci_003" and result["n_reference"] == 805
+    for key in ("ci_low", "ci_high", "standard_error", "n_draws"):
+        assert key in result
+    assert len((tmp_path / "judge" / "fake.annotations.jsonl").read_text().splitlines()) == 10
+    # the server is gone: cached judgements make the rerun free; a new output needs the endpoint
+    assert main(argv) == 0 and json.loads(out.read_text())["n_cached"] == 10
+    generations.write_text(generations.read_text().replace('"x"', '"y"', 1))
+    assert main(argv) == 2
+    assert SECRET not in all_text(tmp_path)
