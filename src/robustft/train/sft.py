@@ -258,9 +258,12 @@ def load_sft_data(spec: SFTRunSpec, count_tokens=None):
 # Losses with the noise off
 
 
-def example_losses(model, dataset, pad_token_id: int, batch_size: int) -> list[dict[str, Any]]:
+def example_losses(
+    model, dataset, pad_token_id: int, batch_size: int, precision: str = "fp32"
+) -> list[dict[str, Any]]:
     """Mean response-token loss of each example of a prepared (tokenized) dataset, in eval mode (so no
-    noise hook acts): [{"index", "loss", "tokens"}]. Restores the model's training mode afterwards."""
+    noise hook acts): [{"index", "loss", "tokens"}]. Restores the model's training mode afterwards.
+    On a GPU, bf16/fp16 runs evaluate under the same autocast as training (the loss itself is fp32)."""
     import torch
     import torch.nn.functional as F
     from tqdm.auto import tqdm
@@ -269,8 +272,10 @@ def example_losses(model, dataset, pad_token_id: int, batch_size: int) -> list[d
     model.eval()
     device = next(model.parameters()).device
     records = []
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    autocast = torch.autocast(device.type, dtype=half, enabled=half is not None and device.type == "cuda")
     try:
-        with torch.no_grad():
+        with torch.no_grad(), autocast:
             starts = range(0, len(dataset), batch_size)
             for start in tqdm(starts, desc="noise-free losses", leave=False, disable=len(starts) < 8):
                 rows = dataset[start : start + batch_size]
@@ -313,9 +318,10 @@ def _make_callbacks():
         out: its train_loss is the run's mean, not a point of the curve), and the noise-free evaluations
         at eval steps and at the last step. Holds the last evaluation's per-example losses."""
 
-        def __init__(self, path: Path, eval_steps: int, pad_token_id: int, batch_size: int) -> None:
-            self.path, self.eval_steps = path, eval_steps
-            self.pad_token_id, self.batch_size = pad_token_id, batch_size
+        def __init__(self, path: Path, settings: SFTSettings, pad_token_id: int) -> None:
+            self.path, self.eval_steps = path, settings.eval_steps
+            self.batch_size, self.precision = settings.eval_batch_size, settings.precision
+            self.pad_token_id = pad_token_id
             self.trainer = None  # set once the trainer exists
             self.last_eval_step: int | None = None
             self.last_losses: dict[str, list[dict[str, Any]]] = {}
@@ -343,7 +349,7 @@ def _make_callbacks():
             self.last_eval_step = state.global_step
             record: dict[str, Any] = {"step": state.global_step, "epoch": state.epoch}
             for name, dataset in (self.trainer.eval_dataset or {}).items():
-                losses = example_losses(model, dataset, self.pad_token_id, self.batch_size)
+                losses = example_losses(model, dataset, self.pad_token_id, self.batch_size, self.precision)
                 self.last_losses[name] = losses
                 record[f"eval_{name}_loss"] = mean_token_loss(losses)
             self.eval_seconds += time.perf_counter() - started
@@ -563,9 +569,7 @@ def _sft(
     )
     write_json_atomic(out_dir / "run.json", {**run_record, "status": "running"})
 
-    history = _make_callbacks()(
-        out_dir / "history.jsonl", settings.eval_steps, tokenizer.pad_token_id, settings.eval_batch_size
-    )
+    history = _make_callbacks()(out_dir / "history.jsonl", settings, tokenizer.pad_token_id)
     divergence, checkpoints = DivergenceCallback(), CheckpointCallback()
     trainer = _trainer_class()(
         method=method,
