@@ -4,6 +4,7 @@ resume after a partial file."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import pytest
 
@@ -230,3 +231,36 @@ def test_prompt_template_and_own_text(tiny, tmp_path):
     assert rows[3]["output"] == rows[9]["output"] and rows[9]["instruction"] == "ignored"
     assert outputs[3] == rows  # padded batch (no EOS in this template's prompt) = one at a time
     assert summary["settings"]["prompt_format"] == "alpaca"
+
+
+def test_train_prompts_come_from_the_runs_training_set(tiny, tmp_path):
+    from conftest import shared_data_dir
+
+    from robustft.evals.generation import sample_train_prompts, sft_training_examples
+    from robustft.train.sft import SFTRunSpec, SFTSettings, load_sft_data
+
+    data_dir = shared_data_dir()
+    if not (data_dir / "instruction" / "alpaca" / "seed_tasks.jsonl").exists():
+        pytest.skip(f"seed tasks not found under {data_dir}")
+    spec = SFTRunSpec(
+        model="smollm2-135m",
+        dataset="alpaca_seed",
+        method="finetune",
+        seed=0,
+        data_dir=str(data_dir),
+        sft=SFTSettings(max_train_samples=40, heldout_size=16),
+    )
+    (tmp_path / "run.json").write_text(json.dumps({"spec": {**asdict(spec), "sft": asdict(spec.sft)}}))
+    _, tokenizer = tiny
+    dataset, examples = sft_training_examples(tmp_path, tokenizer)
+    train, _, heldout = load_sft_data(spec)
+    assert dataset == "alpaca_seed" and [e.prompt for e in examples] == [e.prompt for e in train.examples]
+    prompts = sample_train_prompts(examples, dataset, max_prompts=10, seed=3)
+    assert len(prompts) == 10 and prompts == sample_train_prompts(examples, dataset, max_prompts=10, seed=3)
+    held = {e.instruction for e in heldout.examples}
+    for prompt in prompts:
+        example = examples[prompt.id]
+        assert prompt.text == example.prompt and prompt.extra["reference"] == example.completion
+        assert prompt.fields["instruction"] not in held
+    with pytest.raises(RunError, match=r"run\.json"):
+        sft_training_examples(tmp_path / "missing", tokenizer)

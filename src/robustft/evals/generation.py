@@ -367,21 +367,20 @@ def _write_summary(
 
 def alpaca_eval_prompts(data_dir: str | Path) -> list[Prompt]:
     """The 805 AlpacaEval instructions; id = row number, `dataset` = AlpacaEval's source subset."""
-    from robustft.evals.judges import load_alpaca_eval_rows
+    from robustft.data.instruct import load_alpaca_eval
 
     return [
-        Prompt(id=index, fields={"instruction": row["instruction"]}, extra={"dataset": row.get("dataset")})
-        for index, row in enumerate(load_alpaca_eval_rows(data_dir))
+        Prompt(id=row["id"], fields={"instruction": row["instruction"]}, extra={"dataset": row["dataset"]})
+        for row in load_alpaca_eval(data_dir)
     ]
 
 
-def train_prompts(dataset: str, data_dir: str | Path, max_prompts: int | None, seed: int) -> list[Prompt]:
-    """A seeded random sample of a training set's prompts (id = example index) with the training response
-    as "reference" (NEFTune Figure 5: ~300 sampled Alpaca training prompts). Each keeps its own templated
-    prompt, exactly as SFT saw it."""
-    from robustft.data.instruct import load_instruct_dataset
-
-    examples = load_instruct_dataset(dataset, data_dir).examples
+def sample_train_prompts(
+    examples: Sequence[Any], dataset: str, max_prompts: int | None, seed: int
+) -> list[Prompt]:
+    """A seeded random sample of training examples (InstructExample) as prompts, id = position in
+    `examples`, with the training response as "reference" (NEFTune Figure 5: ~300 sampled Alpaca training
+    prompts). Each keeps its own templated prompt, exactly as SFT saw it."""
     indices = list(range(len(examples)))
     if max_prompts is not None and max_prompts < len(indices):
         indices = sorted(random.Random(seed).sample(indices, max_prompts))
@@ -394,6 +393,25 @@ def train_prompts(dataset: str, data_dir: str | Path, max_prompts: int | None, s
         )
         for index in indices
     ]
+
+
+def sft_training_examples(sft_dir: str | Path, tokenizer: Any) -> tuple[str, list[Any]]:
+    """(dataset, the examples the SFT run in `sft_dir` trained on): its spec from sft/run.json, then the
+    same split and subsample as SFT (held-out examples excluded), so Figure 5 measures memorisation of
+    data the model saw."""
+    from robustft.train.sft import SFTRunSpec, SFTSettings, load_sft_data
+
+    run_json = Path(sft_dir) / "run.json"
+    if not run_json.is_file():
+        raise _run_error(f"--prompts train: {run_json} not found (the SFT run records its data there)")
+    spec_record = dict(json.loads(run_json.read_text(encoding="utf-8"))["spec"])
+    spec = SFTRunSpec(**{**spec_record, "sft": SFTSettings(**spec_record["sft"])})
+
+    def count_tokens(text: str) -> int:  # as SFT sized ShareGPT chunks
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    train, _, _ = load_sft_data(spec, count_tokens=count_tokens)
+    return spec.dataset, train.examples
 
 
 # ------------------------------------------------------------------------------------------------- CLI
@@ -457,10 +475,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         prompts = alpaca_eval_prompts(args.data_dir)
         if args.max_prompts is not None:
             prompts = prompts[: args.max_prompts]
-    else:
-        if not args.dataset:
-            raise _run_error("--prompts train needs --dataset (the training set to sample prompts from)")
-        prompts = train_prompts(args.dataset, args.data_dir, args.max_prompts, args.seed)
+    elif not (args.sft_dir or args.dataset):
+        raise _run_error("--prompts train needs --sft-dir (its training set) or --dataset")
     template = _template_name(args)
     formatter = template_formatter(template)
     if args.threads:
@@ -475,6 +491,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
         from robustft.models import load_causal_lm
 
         model, tokenizer = load_causal_lm(args.model, dtype=args.dtype, cache_dir=args.cache_dir)
+    if args.prompts == "train":
+        if args.sft_dir:
+            dataset, examples = sft_training_examples(args.sft_dir, tokenizer)
+        else:  # an untuned model: sample the whole dataset
+            from robustft.data.instruct import load_instruct_dataset
+
+            dataset, examples = args.dataset, load_instruct_dataset(args.dataset, args.data_dir).examples
+        prompts = sample_train_prompts(examples, dataset, args.max_prompts, args.seed)
     if args.device:
         model.to(args.device)
     summary = generate_to_jsonl(
@@ -501,7 +525,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     source = parser.add_argument_group("model (exactly one)")
     source.add_argument("--sft-dir", help="<run>/sft directory written by SFT (loads sft/model)")
     source.add_argument("--model", help="registry name of an untuned base model, e.g. smollm2-135m")
-    parser.add_argument("--prompts", choices=("alpaca_eval", "train"), default="alpaca_eval")
+    parser.add_argument(
+        "--prompts",
+        choices=("alpaca_eval", "train"),
+        default="alpaca_eval",
+        help="train: a sample of the examples the --sft-dir run trained on, their responses as reference",
+    )
     parser.add_argument(
         "--dataset",
         help="training dataset key, e.g. alpaca: the prompts of --prompts train, and the template",

@@ -85,32 +85,6 @@ def __getattr__(name: str) -> Any:  # `from robustft.evals.judges import JudgeUn
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-# ---------------------------------------------------------------------------------------------- data
-
-
-def load_alpaca_eval_rows(data_dir: str | Path) -> list[dict[str, Any]]:
-    """<data_dir>/alpaca_eval/alpaca_eval.jsonl: 805 rows of instruction, output (the text-davinci-003
-    reference), generator, dataset."""
-    from robustft.data import DataFormatError, DataNotFoundError
-
-    path = Path(data_dir) / "alpaca_eval" / "alpaca_eval.jsonl"
-    if not path.exists():
-        raise DataNotFoundError(f"AlpacaEval file not found: {path}")
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataFormatError(f"{path} line {number}: not JSON ({err})") from None
-            if not isinstance(row, dict) or not {"instruction", "output"} <= row.keys():
-                raise DataFormatError(f"{path} line {number}: needs 'instruction' and 'output'")
-            rows.append(row)
-    return rows
-
-
 # ------------------------------------------------------------------------------------------- prompts
 
 # AlpacaEval v1 `alpaca_eval_gpt4` (evaluators_configs/alpaca_eval_gpt4/alpaca_eval.txt): a chat prompt
@@ -646,7 +620,9 @@ def judge_generations(
     if not generations_file.exists():
         raise DataNotFoundError(f"generations file not found: {generations_file}")
     generations = sorted(read_jsonl(generations_file), key=lambda record: str(record.get("id")))
-    rows = load_alpaca_eval_rows(data_dir)
+    from robustft.data.instruct import load_alpaca_eval
+
+    rows = load_alpaca_eval(data_dir)
     pairs = pairs_from_generations(generations, rows, str(generations_file))
     annotations = annotate(pairs, judge, cache_path(cache_dir, name), seed=seed)
     stats = win_rate_summary([a["preference"] for a in annotations], n_bootstrap=n_bootstrap, seed=seed)
