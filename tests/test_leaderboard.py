@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import shared_data_dir
 
+from robustft.data import DataFormatError
 from robustft.evals import leaderboard
 from robustft.evals.leaderboard import (
     LEADERBOARD_TASKS,
@@ -226,6 +227,32 @@ def test_tiny_llama_runs_arc_and_truthfulqa_and_resumes(
     # ...but a full run is not satisfied by a smoke run's result.
     with pytest.raises(AssertionError, match="evaluated again"):
         run_leaderboard(model, tokenizer, ["arc_challenge"], data_dir, out, limit=None, task_cache=task_cache)
+
+
+def test_hellaswag_runs_from_local_files_when_they_exist(tmp_path: Path):
+    """HellaSwag's files are not in the shared data; given rowanz-format files, the task is local and the
+    upstream process_docs builds its query. (Row: the first HellaSwag validation example.)"""
+    row = {
+        "ind": 24, "activity_label": "Roof shingle removal", "ctx_a": "A man is sitting on a roof.",
+        "ctx_b": "he", "ctx": "A man is sitting on a roof. he", "split": "val", "split_type": "indomain",
+        "label": 3, "source_id": "activitynet~v_-JhWjGDPHMY",
+        "endings": ["is using wrap to wrap a pair of skis.", "is ripping level tiles off.",
+                    "is holding a rubik's cube.", "starts pulling up roofing on a roof."],
+    }  # fmt: skip
+    data_dir = tmp_path / "data"
+    for relative in get_leaderboard_task("hellaswag").local_files:
+        (data_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+        (data_dir / relative).write_text(json.dumps(row) + "\n")
+    manager, sources = task_manager_for([get_leaderboard_task("hellaswag")], data_dir, tmp_path / "cache")
+    assert sources == {"hellaswag": "local"}
+    task = manager.load(["hellaswag"])["tasks"]["hellaswag"]
+    doc = task.validation_docs()[0]
+    assert task.doc_to_text(doc) == "Roof shingle removal: A man is sitting on a roof. He"
+    assert task.doc_to_choice(doc)[task.doc_to_target(doc)] == "starts pulling up roofing on a roof."
+
+    (data_dir / "leaderboard/hellaswag/hellaswag_val.jsonl").write_text('{"ind": 1}\n')
+    with pytest.raises(DataFormatError, match=r"hellaswag_val.jsonl:1: not a HellaSwag record"):
+        materialize_local_task(get_leaderboard_task("hellaswag"), data_dir, tmp_path / "cache")
 
 
 def test_mmlu_value_is_the_unweighted_subject_mean():

@@ -427,6 +427,7 @@ def leaderboard_record(
         "aggregation": f"unweighted mean over the {len(values)} subjects, as the Open LLM Leaderboard v1; "
         "lm-eval 0.4's group score weights subjects by their size (value_size_weighted)",
         "value_size_weighted": _percent(group.get(f"{task.metric},{FILTER}")),
+        "limit_applies_to": "each subtask",
         "subtasks": {
             leaf: {"value": _percent(score["value"]), "stderr": _percent(score["stderr"]), "n": score["n"]}
             for leaf, score in scores.items()
