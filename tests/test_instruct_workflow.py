@@ -27,8 +27,8 @@ def test_instruct_dag_end_to_end(tmp_path: Path) -> None:
     assert set(sft["status"]) == {"ok"} and set(sft["method"]) == {"finetune", "neftune_a5"}
     wins = table[(table["source"] == "judge:local") & (table["metric"] == "win_rate")]
     assert len(wins) == 2 and wins["value"].between(0, 100).all() and (wins["n"] == 6).all()
-    arc = table[table["source"] == "leaderboard:arc_challenge"]
-    assert set(arc["status"]) == {"ok"} and arc["value"].between(0, 100).all()
+    truthfulqa = table[table["source"] == "leaderboard:truthfulqa_mc2"]
+    assert set(truthfulqa["status"]) == {"ok"} and truthfulqa["value"].between(0, 100).all()
     assert set(table.loc[table["source"] == "leaderboard:hellaswag", "status"]) == {"not run"}
 
     run = tmp_path / "results/instruct/smollm2-135m/alpaca_seed/default/neftune_a5/seed0"
