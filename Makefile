@@ -11,7 +11,7 @@ DATA ?= ../shared/data
 CORES ?= 2
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install demo test lint unit integration replicate clean-results
+.PHONY: install demo neftune-demo test lint unit integration replicate clean-results
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ demo: install resources/data
 	$(BIN)/snakemake prefetch --cores 1 --configfile config/config.yaml
 	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml --rerun-incomplete
 	@echo "report: results/reports/demo.pdf   tables: results/tables/   logs: logs/"
+
+# The instruction-tuning track (NEFTune) at CPU scale -> results/reports/neftune-cpu.pdf
+neftune-demo: install resources/data
+	$(BIN)/snakemake --cores $(CORES) --configfile config/neftune-cpu.yaml --rerun-incomplete
+	@echo "report: results/reports/neftune-cpu.pdf   table: results/tables/instruct.csv   logs: logs/"
 
 replicate: install resources/data
 	$(BIN)/snakemake prefetch --cores 1 --configfile config/cpu-replication.yaml
