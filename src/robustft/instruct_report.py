@@ -43,6 +43,7 @@ class InstructReportSpec:
     name: str = "neftune"
     paper_model: dict[str, str] = field(default_factory=dict)
     paper_dataset: dict[str, str] = field(default_factory=dict)
+    judge_for: dict[str, str] = field(default_factory=dict)  # the paper's judge metric -> our judge
     choices: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     provenance: dict[str, str] = field(default_factory=dict)
@@ -86,7 +87,14 @@ def _settings_section(spec: InstructReportSpec, table: pd.DataFrame) -> str:
         ),
         "SFT defaults of this config: " + json.dumps(settings.get("sft") or {}, sort_keys=True),
         "Generation: " + json.dumps(settings.get("generation") or {}, sort_keys=True),
-        "Judges (every win rate names its judge): " + ("; ".join(judge_lines) or "none configured"),
+        "Judges (every win rate names its judge): "
+        + ("; ".join(judge_lines) or "none configured")
+        + (
+            ". Standing for the paper's judges: "
+            + "; ".join(f"{metric} by {judge}" for metric, judge in spec.judge_for.items())
+            if spec.judge_for
+            else ". The first judge stands for every paper judge."
+        ),
         "Leaderboard: " + json.dumps(settings.get("leaderboard") or {}, sort_keys=True),
     ]
     return "= What was run\n" + _bullets(items)
