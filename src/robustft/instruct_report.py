@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 import typst
 
+from robustft.artifacts.neftune import PAPER_DATASET
 from robustft.instruct_tables import read_instruct
 from robustft.io import write_bytes_atomic
 from robustft.report import (
@@ -62,6 +63,7 @@ class InstructReportSpec:
 def _settings_section(spec: InstructReportSpec, table: pd.DataFrame) -> str:
     runs = table[RUN_KEYS].drop_duplicates()
     settings = spec.settings
+    paper_dataset = {**PAPER_DATASET, **spec.paper_dataset}
     models = []
     for model in dict.fromkeys(runs["model"]):
         paper = spec.paper_model.get(model)
@@ -73,7 +75,7 @@ def _settings_section(spec: InstructReportSpec, table: pd.DataFrame) -> str:
     ]
     items = [
         f"{len(runs)} runs: models {', '.join(models)}; training sets "
-        + ", ".join(f"{d} (paper: {spec.paper_dataset.get(d, d)})" for d in dict.fromkeys(runs["dataset"]))
+        + ", ".join(f"{d} (paper: {paper_dataset.get(d, d)})" for d in dict.fromkeys(runs["dataset"]))
         + f"; seeds {', '.join(str(s) for s in sorted(runs['seed'].unique()))}.",
         "Methods: "
         + "; ".join(

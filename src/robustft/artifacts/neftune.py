@@ -679,7 +679,7 @@ def _item_artifact(
 @register_artifact(
     "neftune/figure4",
     PAPER,
-    "Figure 4 (left)",
+    "Figure 4",
     "Per-example loss without noise: training and held-out data",
     table="instruct",
 )
@@ -710,7 +710,7 @@ def figure4(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
 @register_artifact(
     "neftune/figure5",
     PAPER,
-    "Figure 5 (left)",
+    "Figure 5",
     "ROUGE-L and BLEU of generations on training prompts",
     table="instruct",
 )
@@ -743,7 +743,7 @@ def figure5(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
 @register_artifact(
     "neftune/loss_curves",
     PAPER,
-    "Figure 4 (left)",
+    "Section 5.1",
     "Train and held-out loss over steps, ± NEFTune",
     table="instruct",
 )
@@ -847,12 +847,19 @@ def table4(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
     claims = _claims_frame(rows)
     if claims.empty:
         return not_run(spec, "the runs have no AlpacaEval generations")
+    chunked = claims[claims["task"].str.startswith(("2-gram", "log-diversity"))]
+    no_chunks = (
+        " Here no prompt's outputs reached N tokens in both arms: repetition and log-diversity have no value."
+        if chunked.empty
+        else ""
+    )
     result = ArtifactResult(spec.key, spec.paper, spec.artifact, spec.title, claims=claims)
     result.notes = [
         PROMPT_PAIRING,
         "Repetition and log-diversity are computed per output on its first N whitespace tokens (N = 50 "
         "Alpaca, 100 Evol-Instruct, 150 ShareGPT and OpenPlatypus; shorter outputs dropped) and paired over "
-        "prompts whose outputs reach N in both arms; each arm's mean in the table is over those prompts.",
+        "prompts whose outputs reach N in both arms; each arm's mean in the table is over those prompts."
+        + no_chunks,
     ]
     result.choices = [
         "Repetition and diversity follow the released code of Kirchenbauer et al. (the convention NEFTune's "
