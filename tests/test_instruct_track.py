@@ -232,3 +232,49 @@ def test_instruct_report_renders(instruct_table, tmp_path: Path):
     pdf = tmp_path / "neftune.pdf"
     build_instruct_report(table_path, pdf, spec, tmp_path / "figures", dirs)
     assert pdf.read_bytes().startswith(b"%PDF")
+
+
+# ------------------------------------------------------------------------------------------ configs
+
+
+def test_paper_config_grid_covers_every_artifact():
+    from robustft.workflow_config import instruct_grid, load_config
+
+    config = load_config(Path(__file__).resolve().parents[1] / "config" / "neftune.yaml")
+    grid = instruct_grid(config)
+    assert len(grid) == len(set(grid)) == 83
+    cells = {(model, dataset, recipe, method) for model, dataset, recipe, method, _ in grid}
+    for dataset in ("alpaca", "evol_instruct", "sharegpt", "open_platypus"):  # Table 1, all alphas
+        assert {
+            ("llama-2-7b", dataset, "default", m) for m in ("finetune", "neftune_a5", "neftune_a15")
+        } <= cells
+    assert ("llama-2-7b", "alpaca", "epochs9", "neftune_a5") in cells  # Table 14
+    assert ("llama-2-13b", "evol_instruct", "qlora", "neftune_a10") in cells  # Table 3
+    assert ("opt-6.7b", "sharegpt", "default", "finetune") in cells  # Figure 2
+    assert ("llama-2-7b", "open_platypus", "default", "neftune_gauss_a5") in cells  # Table 6
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"datasets": ["no_such_set"]}, "no_such_set"),
+        ({"judges": {"j": {"kind": "no_such_kind"}}}, "no_such_kind"),
+        ({"recipes": {"default": {"adapter": "int3"}}}, "adapter"),
+        ({"leaderboard": {"tasks": ["no_such_task"]}}, "no_such_task"),
+        ({"report": {"judge_for": {"win_rate_gpt4": "gpt5"}}}, "gpt5"),
+    ],
+)
+def test_bad_instruct_config_names_the_key(tmp_path: Path, change: dict, named: str):
+    import yaml
+
+    from robustft.workflow_config import ConfigError, load_config
+
+    config = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "tests/data/neftune-tiny.yaml").read_text()
+    )
+    for key, value in change.items():
+        config["instruct"][key] = {**config["instruct"].get(key, {}), **value} if key == "report" else value
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match=named):
+        load_config(path)

@@ -392,6 +392,50 @@ def table1(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
 
 
 @register_artifact(
+    "neftune/figure2",
+    PAPER,
+    "Figure 2",
+    "AlpacaEval (ChatGPT judge): OPT-6.7B, LLaMA-1-7B, LLaMA-2-7B",
+    table="instruct",
+)
+def figure2(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
+    return _winrate_artifact(
+        "neftune/figure2",
+        frame,
+        context,
+        artifact="Figure 2",
+        metric="win_rate_chatgpt",
+        paper_judge="ChatGPT (chatgpt_fn)",
+        paper_method=lambda method, recipe: "neftune",
+        recipes=["default"],
+        choices=["The paper's NEFTune bars use the best α per model and dataset (Table 8)."],
+    )
+
+
+@register_artifact(
+    "neftune/table2",
+    PAPER,
+    "Table 2",
+    "Larger and chat models on Evol-Instruct (GPT-4 judge)",
+    table="instruct",
+)
+def table2(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
+    return _winrate_artifact(
+        "neftune/table2",
+        frame,
+        context,
+        artifact="Table 2",
+        metric="win_rate_gpt4",
+        paper_judge="GPT-4 (alpaca_eval_gpt4)",
+        paper_method=lambda method, recipe: "neftune",
+        recipes=["default"],
+        choices=[
+            "LLaMA-2-70B (Table 2's last column) needs its own recipe (Llama-2 paper settings, 2,048 tokens)."
+        ],
+    )
+
+
+@register_artifact(
     "neftune/table6",
     PAPER,
     "Table 6",
