@@ -403,3 +403,14 @@ def test_sharegpt_examples_from_local_conversations(tmp_path: Path) -> None:
     small = load_instruct_dataset("sharegpt", tmp_path, count_tokens=lambda text: 200)
     assert "one two" not in small.examples[1].prompt
     assert isinstance(small, InstructData) and isinstance(small.examples[0], InstructExample)
+
+
+def test_sft_refuses_several_processes(monkeypatch, tmp_path):
+    from robustft.train.config import RunError
+    from robustft.train.sft import SFTRunSpec, sft_run
+
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    spec = SFTRunSpec(model="smollm2-135m", dataset="alpaca_seed", method="finetune", seed=0)
+    with pytest.raises(RunError, match="one process"):
+        sft_run(spec, tmp_path / "sft")
+    assert not (tmp_path / "sft" / "metrics.json").exists()

@@ -26,6 +26,7 @@ import functools
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -443,6 +444,14 @@ def sft_run(spec: SFTRunSpec, out_dir: str | Path) -> dict[str, Any]:
     error and no metrics.json, so the workflow reruns the job (which resumes from its checkpoint)."""
     started = time.time()
     method = spec.validate()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # The noise-free evaluations run in a callback and every file is written by each process: under
+        # FSDP that would be wrong, not just slow. Say so instead of producing a half-right run.
+        raise RunError(
+            f"sft: {os.environ['WORLD_SIZE']} processes (accelerate/torchrun): instruction tuning runs in "
+            "one process here; set instruct.gpus_per_run to 1 (7B full fine-tuning needs a >= 141 GB GPU, "
+            "e.g. H200, or use a lora/qlora recipe)"
+        )
     out_dir = Path(out_dir)
     run_record: dict[str, Any] = {"spec": {**asdict(spec), "sft": asdict(spec.sft)}}
     run_record["config_hash"] = provenance.config_hash(run_record["spec"])
