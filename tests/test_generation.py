@@ -264,3 +264,15 @@ def test_train_prompts_come_from_the_runs_training_set(tiny, tmp_path):
         assert prompt.fields["instruction"] not in held
     with pytest.raises(RunError, match=r"run\.json"):
         sft_training_examples(tmp_path / "missing", tokenizer)
+
+
+def test_generations_of_another_model_are_set_aside_not_mixed(tiny, tmp_path):
+    out = tmp_path / "alpaca_eval.jsonl"
+    run(tiny, out)
+    old = out.read_text()
+    model, tokenizer = tiny
+    settings = GenerationSettings(max_new_tokens=12, batch_size=1)
+    summary = generate_to_jsonl(model, tokenizer, PROMPTS, out, settings=settings, generator="retrained")
+    assert summary["complete"] and {r["generator"] for r in read(out).values()} == {"retrained"}
+    (aside,) = tmp_path.glob("alpaca_eval.stale-*.jsonl")
+    assert aside.read_text() == old  # nothing generated so far is lost

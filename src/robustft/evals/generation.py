@@ -282,6 +282,15 @@ def generate_to_jsonl(
     settings_record = {**asdict(settings), "context_length": context, "generator": generator}
     settings_record["prompt_format"] = prompt_format
     done = _read_done(out)
+    stale = sorted({record.get("generator") for record in done.values()} - {generator}, key=str)
+    if stale:
+        # Generations of another model (e.g. the run was retrained with a new config): keep them aside,
+        # never mix them with this model's, and start over.
+        aside = out.with_name(f"{out.stem}.stale-{int(time.time())}{out.suffix}")
+        out.rename(aside)
+        summary_path(out).unlink(missing_ok=True)
+        logger.warning("%s: made by %s, not %s; moved to %s, generating again", out, stale, generator, aside)
+        done = {}
     _check_resume(out, settings_record, len(done))
 
     pending = []
@@ -422,8 +431,12 @@ def _generator_name(args: argparse.Namespace) -> str:
         return args.generator
     if args.model:
         return args.model
-    # results/instruct/<model>/<dataset>/<recipe>/<method>/seed<S>/sft -> model/dataset/recipe/method/seedS
-    return "/".join(Path(args.sft_dir).resolve().parent.parts[-5:])
+    # results/instruct/<model>/<dataset>/<recipe>/<method>/seed<S>/sft -> model/dataset/recipe/method/seedS,
+    # plus the SFT run's config hash: a retrained model is another generator (its old outputs are stale).
+    name = "/".join(Path(args.sft_dir).resolve().parent.parts[-5:])
+    metrics = Path(args.sft_dir) / "metrics.json"
+    config_hash = json.loads(metrics.read_text()).get("config_hash") if metrics.exists() else None
+    return f"{name}@{config_hash}" if config_hash else name
 
 
 TEMPLATES = ("chat", "alpaca", "vicuna")
