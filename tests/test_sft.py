@@ -414,3 +414,20 @@ def test_sft_refuses_several_processes(monkeypatch, tmp_path):
     with pytest.raises(RunError, match="one process"):
         sft_run(spec, tmp_path / "sft")
     assert not (tmp_path / "sft" / "metrics.json").exists()
+
+
+def test_heldout_from_the_training_dataset_is_never_trained_on(data_dir: Path) -> None:
+    from robustft.train.sft import SFTSettings, load_sft_data
+
+    spec = SFTRunSpec(
+        model="smollm2-135m",
+        dataset="alpaca_seed",
+        method="finetune",
+        seed=0,
+        sft=SFTSettings(heldout_dataset="alpaca_seed", heldout_size=20),
+        data_dir=str(data_dir),
+    )
+    train, _, heldout = load_sft_data(spec)
+    assert heldout is not None and len(heldout.examples) >= 20
+    trained = {example.prompt for example in train.examples}
+    assert not trained & {example.prompt for example in heldout.examples}

@@ -239,7 +239,9 @@ def load_sft_data(spec: SFTRunSpec, count_tokens=None):
 
     settings = spec.sft
     data = load_instruct_dataset(spec.dataset, spec.data_dir, spec.cache_dir, count_tokens=count_tokens)
-    if settings.heldout_dataset is None:
+    # Held out of the training set itself, or drawn from another dataset (NEFTune Figure 4: Evol-Instruct).
+    # A run trained on the held-out dataset splits it instead, so no held-out example is ever trained on.
+    if settings.heldout_dataset in (None, spec.dataset):
         try:
             train, heldout = split_heldout(data, settings.heldout_size, settings.data_seed)
         except ValueError as err:
@@ -249,7 +251,8 @@ def load_sft_data(spec: SFTRunSpec, count_tokens=None):
         other = load_instruct_dataset(
             settings.heldout_dataset, spec.data_dir, spec.cache_dir, count_tokens=count_tokens
         )
-        heldout = subsample(other, settings.heldout_size or None, settings.data_seed)
+        size = settings.heldout_size
+        heldout = subsample(other, size, settings.data_seed) if size else None
     train = subsample(train, settings.max_train_samples, settings.data_seed)
     eval_train = subsample(train, settings.eval_train_samples, settings.data_seed)
     return train, eval_train if settings.eval_train_samples else None, heldout
