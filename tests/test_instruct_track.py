@@ -278,3 +278,28 @@ def test_bad_instruct_config_names_the_key(tmp_path: Path, change: dict, named: 
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(ConfigError, match=named):
         load_config(path)
+
+
+def test_review_fixes_paper_lookups_and_recipe_filters(instruct_table):
+    """Table 3 finds Evol-Instruct-70k; Table 14's default recipe is the paper's 3-epoch point; leaderboard
+    and histogram claims only use the default recipe; Figures 4/5 have paper values only for LLaMA-2-7B on
+    Alpaca."""
+    from robustft.artifacts.neftune import _paper
+
+    assert (
+        _paper("Table 3", "llama-2-7b", "Evol-Instruct-70k", "finetune (qlora)", "win_rate_chatgpt", None)
+        == 52.8
+    )
+    table, _ = instruct_table
+    context = ArtifactContext(
+        paper_model={"smollm2-135m": "llama-2-7b"}, n_boot=200, extra={"recipe_epochs": {"default": 3}}
+    )
+    table14 = get_artifact("neftune/table14").build(table, context).claims.iloc[0]
+    assert (table14["paper_baseline"], table14["paper_value"]) == (48.26, 62.55)
+    # the same runs under another recipe add no leaderboard claims
+    other = table.assign(recipe="epochs1")
+    assert len(get_artifact("neftune/figure3").build(pd.concat([table, other]), context).claims) == 1
+    figure4 = get_artifact("neftune/figure4").build(
+        table, ArtifactContext(paper_model={"smollm2-135m": "opt-6.7b"})
+    )
+    assert figure4.claims["paper_value"].isna().all()

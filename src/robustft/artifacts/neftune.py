@@ -235,9 +235,10 @@ def _is_neftune(method: str) -> bool:
 
 
 def _method_comparisons(
-    runs: pd.DataFrame, baseline: str, recipes: Iterable[str] | None = None
+    runs: pd.DataFrame, baseline: str, recipes: Iterable[str] | None = None, gaussian: bool = False
 ) -> list[tuple[str, str, str, str]]:
-    """(model, dataset, recipe, method) for every NEFTune method that has a matching baseline run."""
+    """(model, dataset, recipe, method) for every NEFTune method that has a matching baseline run; the
+    Gaussian-noise presets only where asked (Table 6), since the paper's NEFTune rows are uniform noise."""
     cells = []
     for (model, dataset, recipe), group in runs.groupby(["model", "dataset", "recipe"], sort=False):
         if recipes is not None and recipe not in recipes:
@@ -245,7 +246,7 @@ def _method_comparisons(
         if baseline not in set(group["method"]):
             continue
         for method in dict.fromkeys(group["method"]):
-            if method != baseline and _is_neftune(method):
+            if method != baseline and _is_neftune(method) and (gaussian or "gauss" not in method):
                 cells.append((model, dataset, recipe, method))
     return cells
 
@@ -260,10 +261,12 @@ def _winrate_claims(
     paper_baseline: Callable[[str], str] = lambda recipe: "finetune",
     split: Callable[[str], str | None] = lambda recipe: None,
     recipes: Iterable[str] | None = None,
+    gaussian: bool = False,
+    dataset_alias: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     runs, baseline = _runs(frame), _context_value(context, "baseline", "finetune")
     rows = []
-    for model, dataset, recipe, method in _method_comparisons(runs, baseline, recipes):
+    for model, dataset, recipe, method in _method_comparisons(runs, baseline, recipes, gaussian):
         keys = {"model": model, "dataset": dataset, "recipe": recipe}
         stats = paired_claim(
             runs, keys, method, baseline, lambda run_dir: judge_preferences(run_dir, judge), context.n_boot
@@ -271,6 +274,7 @@ def _winrate_claims(
         if stats is None:
             continue
         paper_model, dataset_name = context.paper_model.get(model), paper_dataset_name(dataset, context)
+        lookup_name = (dataset_alias or {}).get(dataset_name, dataset_name)  # e.g. Table 3: Evol-Instruct-70k
         ours_paper_method = paper_method(method, recipe)
         rows.append(
             claim_row(
@@ -282,10 +286,10 @@ def _winrate_claims(
                 paper_method=ours_paper_method,
                 baseline=baseline,
                 paper_value=_paper(
-                    artifact, paper_model, dataset_name, ours_paper_method, metric, split(recipe)
+                    artifact, paper_model, lookup_name, ours_paper_method, metric, split(recipe)
                 ),
                 paper_baseline=_paper(
-                    artifact, paper_model, dataset_name, paper_baseline(recipe), metric, split(recipe)
+                    artifact, paper_model, lookup_name, paper_baseline(recipe), metric, split(recipe)
                 ),
             )
         )
@@ -336,13 +340,25 @@ def _winrate_artifact(
     split: Callable[[str], str | None] = lambda recipe: None,
     recipes: Iterable[str] | None = None,
     choices: list[str] | None = None,
+    gaussian: bool = False,
+    dataset_alias: dict[str, str] | None = None,
 ) -> ArtifactResult:
     spec = get_artifact(key)
     judge = _primary_judge(frame, context, metric)
     if judge is None:
         return not_run(spec, "no judged instruction-tuning runs (configure instruct.judges)")
     claims = _winrate_claims(
-        frame, context, judge, artifact, metric, paper_method, paper_baseline, split, recipes
+        frame,
+        context,
+        judge,
+        artifact,
+        metric,
+        paper_method,
+        paper_baseline,
+        split,
+        recipes,
+        gaussian,
+        dataset_alias,
     )
     if claims.empty:
         return not_run(spec, "no NEFTune run with a matching baseline run in this config's grid")
@@ -456,6 +472,7 @@ def table6(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
         paper_judge="ChatGPT (chatgpt_fn)",
         paper_method=paper_method,
         recipes=["default"],
+        gaussian=True,
         choices=[
             "Method presets name their noise: neftune_a10 is uniform α = 10, neftune_gauss_a5 Gaussian α = 5."
         ],
@@ -467,10 +484,11 @@ def table6(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
 )
 def table14(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
     epochs = _context_value(context, "recipe_epochs", {})
-    recipes = [recipe for recipe in epochs if recipe.startswith("epochs")]
+    # The default recipe is the paper's 3-epoch point; epochs<N> recipes the others.
+    recipes = [recipe for recipe in epochs if recipe.startswith("epochs") or recipe == "default"]
 
     def split(recipe: str) -> str:
-        return f"AlpacaEval|epochs={int(epochs[recipe])}"
+        return f"AlpacaEval|epochs={int(epochs.get(recipe, 3))}"
 
     return _winrate_artifact(
         "neftune/table14",
@@ -500,6 +518,7 @@ def table3(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
         paper_method=lambda method, recipe: f"neftune (qlora, alpha={_alpha_of(method)})",
         paper_baseline=lambda recipe: "finetune (qlora)",
         recipes=["qlora"],
+        dataset_alias={"Evol-Instruct": "Evol-Instruct-70k"},
         choices=[
             "The recipe named qlora trains 4-bit QLoRA adapters (the QLoRA reference defaults, 1 epoch)."
         ],
@@ -522,7 +541,12 @@ LEADERBOARD_PAPER_NAME = {
 def figure3(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
     spec = get_artifact("neftune/figure3")
     baseline = _context_value(context, "baseline", "finetune")
-    scores = frame[frame["source"].fillna("").str.startswith("leaderboard:")].copy()
+    finished = set(_runs(frame)["run_dir"])  # SFT ok; the paper's default recipe only
+    scores = frame[
+        frame["source"].fillna("").str.startswith("leaderboard:")
+        & frame["run_dir"].isin(finished)
+        & (frame["recipe"] == "default")
+    ].copy()
     if scores.empty:
         return not_run(spec, "no leaderboard results (configure instruct.leaderboard.tasks)")
     scores["task"] = scores["source"].str.split(":", n=1).str[1]
@@ -686,8 +710,10 @@ def _item_artifact(
             if stats is None:
                 continue
             paper_model = context.paper_model.get(model)
-            paper_b = paper_histogram_mean(paper_artifact, "finetune")
-            paper_m = paper_histogram_mean(paper_artifact, "neftune")
+            # The paper's histograms are of LLaMA-2-7B trained on Alpaca: no other cell has a paper value.
+            same_cell = paper_model == "llama-2-7b" and paper_dataset_name(dataset, context) == "Alpaca"
+            paper_b = paper_histogram_mean(paper_artifact, "finetune") if same_cell else None
+            paper_m = paper_histogram_mean(paper_artifact, "neftune") if same_cell else None
             rows.append(
                 claim_row(
                     stats,
@@ -697,12 +723,17 @@ def _item_artifact(
                     method=method,
                     paper_method="neftune",
                     baseline=baseline,
-                    paper_value=paper_m if paper_model else None,
-                    paper_baseline=paper_b if paper_model else None,
+                    paper_value=paper_m,
+                    paper_baseline=paper_b,
                 )
             )
             for arm, colour in ((baseline, "C0"), (method, "C1")):
-                run = runs[(runs["model"] == model) & (runs["dataset"] == dataset) & (runs["method"] == arm)]
+                run = runs[
+                    (runs["model"] == model)
+                    & (runs["dataset"] == dataset)
+                    & (runs["recipe"] == recipe)
+                    & (runs["method"] == arm)
+                ]
                 values = pd.concat([values_of(d) * scale for d in run["run_dir"]])
                 ax.hist(values, bins=30, alpha=0.5, color=colour, label=f"{model}: {arm}")
         ax.set_title(label, fontsize=9)
