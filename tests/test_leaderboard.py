@@ -282,8 +282,9 @@ def test_cli_rejects_an_unknown_task_before_loading_a_model(capsys: pytest.Captu
 
 
 @pytest.mark.integration
-def test_smollm2_arc_challenge_limit_20(data_dir: Path, task_cache: Path, tmp_path: Path):
-    """The real SmolLM2-135M on 20 ARC-Challenge documents (25-shot); prints the time per document."""
+def test_smollm2_arc_challenge_two_documents(data_dir: Path, task_cache: Path, tmp_path: Path):
+    """The real SmolLM2-135M on 2 ARC-Challenge documents (25-shot; ~20-60 s each on a 2-core CPU, so CI
+    scores only 2); prints the time per document."""
     try:
         from robustft.models import load_causal_lm
     except ImportError:
@@ -292,11 +293,11 @@ def test_smollm2_arc_challenge_limit_20(data_dir: Path, task_cache: Path, tmp_pa
     model, tokenizer = load_causal_lm("smollm2-135m", dtype="fp32")
     loaded = time.perf_counter()
     record = run_leaderboard(
-        model, tokenizer, ["arc_challenge"], data_dir, tmp_path, limit=20, batch_size=4, task_cache=task_cache
+        model, tokenizer, ["arc_challenge"], data_dir, tmp_path, limit=2, batch_size=4, task_cache=task_cache
     )["arc_challenge"]
-    assert record["status"] == "ok" and record["n"] == 20 and 0.0 <= record["value"] <= 100.0
+    assert record["status"] == "ok" and record["n"] == 2 and 0.0 <= record["value"] <= 100.0
     print(
-        f"\nsmollm2-135m arc_challenge limit 20: load {loaded - started:.1f} s, "
+        f"\nsmollm2-135m arc_challenge limit 2: load {loaded - started:.1f} s, "
         f"eval {record['runtime_s']:.1f} s ({record['seconds_per_doc']:.2f} s/doc), "
         f"acc_norm {record['value']:.1f}"
     )
