@@ -867,6 +867,23 @@ def loss_curves(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult
 
 # ------------------------------------------------------------------------------------------ Table 4
 
+
+def _censoring_notes(runs: pd.DataFrame) -> list[str]:
+    """Runs whose outputs often stopped at max_new_tokens: their lengths are cut, not measured."""
+    notes = []
+    for r in runs.itertuples(index=False):
+        path = Path(r.run_dir) / "generations" / "alpaca_eval.summary.json"
+        summary = json.loads(path.read_text()) if path.exists() else {}
+        hit, n = summary.get("n_hit_max_new_tokens") or 0, summary.get("n") or 0
+        if n and hit / n > 0.05:
+            notes.append(
+                f"{r.model} {r.dataset} {r.recipe} {r.method} seed {r.seed}: {hit} of {n} outputs stopped at "
+                f"max_new_tokens ({summary['settings']['max_new_tokens']}), so its lengths are censored; "
+                "the length claims are not comparable with the paper's (1,024 new tokens)."
+            )
+    return notes
+
+
 TABLE4_METRICS = [
     # (our label, paper metric, per-run per-prompt values given the chunk cutoff)
     ("character length", "char_length", lambda d, cutoff: output_lengths(d)),
@@ -930,6 +947,7 @@ def table4(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
     )
     result = ArtifactResult(spec.key, spec.paper, spec.artifact, spec.title, claims=claims)
     result.notes = [
+        *_censoring_notes(runs),
         PROMPT_PAIRING,
         "Repetition and log-diversity are computed per output on its first N whitespace tokens (N = 50 "
         "Alpaca, 100 Evol-Instruct, 150 ShareGPT and OpenPlatypus; shorter outputs dropped) and paired over "
