@@ -282,6 +282,7 @@ def test_cli_rejects_an_unknown_task_before_loading_a_model(capsys: pytest.Captu
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_smollm2_arc_challenge_two_documents(data_dir: Path, task_cache: Path, tmp_path: Path):
     """The real SmolLM2-135M on 2 ARC-Challenge documents (25-shot; ~20-60 s each on a 2-core CPU, so CI
     scores only 2); prints the time per document."""

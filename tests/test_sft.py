@@ -338,6 +338,7 @@ def test_cli_refuses_an_encoder_and_reports_one_line(tiny_llama: str, data_dir: 
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_cli_sft_on_smollm2(data_dir: Path, tmp_path: Path) -> None:
     """`robustft sft` on the real SmolLM2-135M for a few steps on 16 seed-task examples, with NEFTune."""
     import importlib.util
