@@ -34,7 +34,7 @@ from robustft.train.checkpoints import (
     stop_on_sigterm,
     truncate_jsonl,
 )
-from robustft.train.config import RunError, RunPreempted, RunSpec, TrainConfig
+from robustft.train.config import RunError, RunPreempted, RunSpec, TrainConfig, record_failure
 
 logger = logging.getLogger(__name__)
 
@@ -178,14 +178,6 @@ def _out_of_memory(err: BaseException, out_dir: Path, config: TrainConfig) -> Ru
     return RunError(f"CUDA out of memory in run {out_dir} during {where} or train.max_seq_length ({err})")
 
 
-def _failure_status(err: BaseException) -> str:
-    if isinstance(err, RunPreempted):
-        return "preempted"
-    if isinstance(err, KeyboardInterrupt | SystemExit):
-        return "interrupted"
-    return "failed"
-
-
 def train_run(spec: RunSpec, out_dir: str | Path) -> dict[str, Any]:
     """Run one fine-tuning job end to end and write the run contract into `out_dir`.
 
@@ -202,13 +194,7 @@ def train_run(spec: RunSpec, out_dir: str | Path) -> dict[str, Any]:
     try:
         return _train(spec, method, out_dir, run_record, resume, started)
     except BaseException as err:
-        status = _failure_status(err)
-        error = f"{type(err).__name__}: {err}"
-        logger.error("run %s %s: %s", out_dir, status, error)
-        write_json_atomic(
-            out_dir / "run.json",
-            {**run_record, "status": status, "error": error, "wall_time_s": time.time() - started},
-        )
+        record_failure(out_dir, run_record, err, started)
         raise
 
 

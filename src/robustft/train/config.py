@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from robustft.data import get_task
@@ -16,6 +17,28 @@ class RunError(RuntimeError):
 
 class RunPreempted(RunError):
     """A run stopped on SIGTERM after saving a checkpoint; running it again resumes there."""
+
+
+def failure_status(err: BaseException) -> str:
+    """The run.json status of a run stopped by `err`: preempted, interrupted or failed."""
+    if isinstance(err, RunPreempted):
+        return "preempted"
+    if isinstance(err, KeyboardInterrupt | SystemExit):
+        return "interrupted"
+    return "failed"
+
+
+def record_failure(out_dir: Path, run_record: dict[str, Any], err: BaseException, started: float) -> None:
+    """Leave run.json with the status and the error (and no metrics.json), so the workflow reruns the job."""
+    import logging
+    import time
+
+    from robustft.io import write_json_atomic
+
+    status, error = failure_status(err), f"{type(err).__name__}: {err}"
+    logging.getLogger("robustft").error("run %s %s: %s", out_dir, status, error)
+    record = {**run_record, "status": status, "error": error, "wall_time_s": time.time() - started}
+    write_json_atomic(Path(out_dir) / "run.json", record)
 
 
 @dataclass

@@ -35,7 +35,7 @@ from typing import Any
 
 from robustft import provenance
 from robustft.io import append_jsonl, write_json_atomic, write_text_atomic
-from robustft.train.config import RunError, RunPreempted
+from robustft.train.config import RunError, RunPreempted, record_failure
 
 logger = logging.getLogger(__name__)
 
@@ -433,14 +433,6 @@ def prepare_sft_dir(out_dir: Path, config_hash: str) -> tuple[Path | None, dict[
     return checkpoint, None
 
 
-def _failure_status(err: BaseException) -> str:
-    if isinstance(err, RunPreempted):
-        return "preempted"
-    if isinstance(err, KeyboardInterrupt | SystemExit):
-        return "interrupted"
-    return "failed"
-
-
 def sft_run(spec: SFTRunSpec, out_dir: str | Path) -> dict[str, Any]:
     """Fine-tune one model on one instruction dataset and write the run contract into `out_dir`
     (the run's `sft/` directory). Returns the metrics. Errors leave run.json with the status and the
@@ -465,13 +457,7 @@ def sft_run(spec: SFTRunSpec, out_dir: str | Path) -> dict[str, Any]:
     try:
         return _sft(spec, method, out_dir, run_record, resume, started)
     except BaseException as err:
-        status = _failure_status(err)
-        error = f"{type(err).__name__}: {err}"
-        logger.error("sft run %s %s: %s", out_dir, status, error)
-        write_json_atomic(
-            out_dir / "run.json",
-            {**run_record, "status": status, "error": error, "wall_time_s": time.time() - started},
-        )
+        record_failure(out_dir, run_record, err, started)
         raise
 
 
