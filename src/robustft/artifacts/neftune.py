@@ -32,6 +32,7 @@ from robustft.artifacts.base import (
     register_artifact,
     verdict,
 )
+from robustft.io import read_jsonl
 from robustft.reference import paper_lookup
 from robustft.stats import paired_bootstrap_ci, paired_ttest, seeds_needed
 
@@ -93,16 +94,10 @@ def _runs(frame: pd.DataFrame) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------ per-item data
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def judge_preferences(run_dir: str, judge: str) -> pd.Series:
     """Per-prompt win of the model over the reference in points: 100 win, 50 draw, 0 loss (AlpacaEval's
     preference in [1, 2], shifted); prompts the judge could not decide are left out."""
-    rows = _read_jsonl(Path(run_dir) / "judge" / f"{judge}.annotations.jsonl")
+    rows = read_jsonl(Path(run_dir) / "judge" / f"{judge}.annotations.jsonl")
     wins = {
         str(r["id"]): (float(r["preference"]) - 1.0) * 100 for r in rows if r.get("preference") is not None
     }
@@ -110,12 +105,12 @@ def judge_preferences(run_dir: str, judge: str) -> pd.Series:
 
 
 def output_lengths(run_dir: str, prompts: str = "alpaca_eval") -> pd.Series:
-    rows = _read_jsonl(Path(run_dir) / "generations" / f"{prompts}.jsonl")
+    rows = read_jsonl(Path(run_dir) / "generations" / f"{prompts}.jsonl")
     return pd.Series({str(r["id"]): float(len(r["output"])) for r in rows}, dtype=float)
 
 
 def example_losses(run_dir: str, split: str) -> pd.Series:
-    rows = _read_jsonl(Path(run_dir) / "sft" / "losses.jsonl")
+    rows = read_jsonl(Path(run_dir) / "sft" / "losses.jsonl")
     return pd.Series({str(r["index"]): float(r["loss"]) for r in rows if r["split"] == split}, dtype=float)
 
 
@@ -132,7 +127,7 @@ def chunk_values(run_dir: str, metric: str, cutoff: int) -> pd.Series:
     from robustft.evals.text_stats import repetition_and_diversity
 
     values = {}
-    for r in _read_jsonl(Path(run_dir) / "generations" / "alpaca_eval.jsonl"):
+    for r in read_jsonl(Path(run_dir) / "generations" / "alpaca_eval.jsonl"):
         words = r["output"].split()
         if len(words) >= cutoff:
             values[str(r["id"])] = repetition_and_diversity(" ".join(words[:cutoff]))[metric]
@@ -140,7 +135,7 @@ def chunk_values(run_dir: str, metric: str, cutoff: int) -> pd.Series:
 
 
 def whitespace_lengths(run_dir: str) -> pd.Series:
-    rows = _read_jsonl(Path(run_dir) / "generations" / "alpaca_eval.jsonl")
+    rows = read_jsonl(Path(run_dir) / "generations" / "alpaca_eval.jsonl")
     return pd.Series({str(r["id"]): float(len(r["output"].split())) for r in rows}, dtype=float)
 
 
@@ -841,7 +836,7 @@ def loss_curves(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult
     for ax, (column, title) in zip(axes, series, strict=True):
         for k, method in enumerate(methods):
             for i, r in enumerate(runs[runs["method"] == method].itertuples(index=False)):
-                history = _read_jsonl(Path(r.run_dir) / "sft" / "history.jsonl")
+                history = read_jsonl(Path(r.run_dir) / "sft" / "history.jsonl")
                 points = [(h["step"], h[column]) for h in history if h.get(column) is not None]
                 if points:
                     steps, values = zip(*points, strict=True)
