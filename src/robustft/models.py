@@ -94,6 +94,71 @@ for _name, _hub_id, _paper in [
     register_model(ModelSpec(name=_name, source=_hub_id, paper_name=_paper, description=f"Hub: {_hub_id}"))
 
 
+# XTREME (NoisyTune Table 3). No noise on the token embeddings there: the config's noisytune preset says so.
+for _name, _hub_id, _paper in [
+    ("xlm-r-base", "FacebookAI/xlm-roberta-base", "xlm-r-base"),
+    ("xlm-r-large", "FacebookAI/xlm-roberta-large", "xlm-r-large"),
+]:
+    register_model(ModelSpec(name=_name, source=_hub_id, paper_name=_paper, description=f"Hub: {_hub_id}"))
+
+TINY_XLMR_VERSION = 1  # bump when the recipe below changes, so an old cached copy is not reused
+
+
+def _tiny_random_xlmr() -> str:
+    """A 2-layer XLM-R of random weights (seed 0) with MiniLM's WordPiece tokenizer, built once per machine.
+
+    XLM-R's own SentencePiece tokenizer is not available offline; MiniLM's covers Latin, Cyrillic, Greek,
+    Arabic and CJK characters, which is enough to push every XTREME language through the code. It is a
+    mechanics check of the data, training and metric paths, never a model whose numbers mean anything.
+    Built in a temporary directory and renamed into place, so concurrent jobs never see half a model.
+    """
+    import os
+    import tempfile
+
+    root = Path(os.environ.get("ROBUSTFT_HOME", Path.home() / ".cache" / "robustft"))
+    directory = root / f"xlm-r-tiny-random-v{TINY_XLMR_VERSION}"
+    if (directory / "config.json").is_file():
+        return str(directory)
+    import torch
+    from transformers import XLMRobertaConfig, XLMRobertaModel
+
+    tokenizer = load_tokenizer("minilm-l6")
+    config = XLMRobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=514,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):  # never disturb the caller's seeded RNG
+        torch.manual_seed(0)
+        encoder = XLMRobertaModel(config, add_pooling_layer=False)
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=directory.name + ".", dir=root))
+    encoder.save_pretrained(staging, safe_serialization=True)
+    tokenizer.save_pretrained(staging)
+    try:
+        staging.rename(directory)
+    except OSError:  # another job finished first: use its copy
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+    return str(directory)
+
+
+register_model(
+    ModelSpec(
+        name="xlm-r-tiny-random",
+        resolve_source=_tiny_random_xlmr,
+        description="random 2-layer XLM-R (hidden 32) with MiniLM's tokenizer: XTREME mechanics checks only",
+    )
+)
+
+
 def _common_kwargs(cache_dir: str | None, local_only: bool) -> dict[str, Any]:
     return {"cache_dir": cache_dir, "local_files_only": local_only, "trust_remote_code": False}
 

@@ -174,7 +174,7 @@ class RobustTrainer(Trainer):
             batch = Batch(
                 model=model,
                 inputs=inputs,
-                logits=outputs.logits,
+                logits=getattr(outputs, "logits", None),  # QA models have start/end logits instead
                 task_loss=loss,
                 embed=lambda: model.get_input_embeddings()(inputs["input_ids"]),
                 forward=lambda embeddings: forward_with_embeddings(model, inputs, embeddings),

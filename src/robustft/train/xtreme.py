@@ -1,0 +1,522 @@
+"""One XTREME run: fine-tune on a task's training data in a setting, evaluate on every language.
+
+`robustft train-xtreme` trains and evaluates the classification, tagging and QA tasks; `robustft
+retrieve-xtreme` evaluates BUCC and Tatoeba on the encoder an XNLI run saved (NoisyTune Sec. 3.1 follows
+Zheng et al. 2021: sentence retrieval uses the XNLI-trained model). Both write the run contract of
+DESIGN.md under `results/xtreme/<model>/<task>/<setting>/<method>/seed<S>/`, metrics.json last.
+
+The methods act exactly as in the GLUE track (RobustTrainer). Methods that add a loss on the logits or
+own the training step (SMART, R3F, FreeLB) are defined for sentence classification only, so they are
+refused for tagging and QA rather than applied to logits they were not written for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robustft import provenance
+from robustft.io import write_json_atomic
+from robustft.train.config import RunError, RunPreempted, TrainConfig, record_failure, validate_train_settings
+
+logger = logging.getLogger(__name__)
+
+ENCODER_DIR = "encoder"  # the fine-tuned XNLI model that the retrieval tasks read
+# MLQA's official script normalises answers per language; XQuAD and TyDiQA-GoldP use SQuAD's.
+QA_NORMALIZATION = {"mlqa": "mlqa"}
+
+
+@dataclass
+class XtremeSettings:
+    """How a run reads and scores its data (the config's `xtreme.run` block, per task overridable)."""
+
+    train_split: str = "train"  # "dev" trains on the English dev set (the CPU variant)
+    eval_split: str = "test"
+    # None: every XTREME language of the task; "local": those the data directory has files for
+    eval_languages: list[str] | str | None = None
+    doc_stride: int = 128
+    max_query_length: int = 64
+    max_answer_length: int = 30
+    n_best: int = 20
+    retrieval_layer: int | str = "best"  # a hidden layer (0 = embeddings), or the best one
+    bucc_k: int = 4
+    save_encoder: bool = False  # XNLI runs that retrieval tasks read keep their fine-tuned encoder
+
+    def validate(self) -> None:
+        for name in ("train_split", "eval_split"):
+            if getattr(self, name) not in ("train", "dev", "test"):
+                raise RunError(
+                    f"xtreme setting {name}: must be train, dev or test, got {getattr(self, name)!r}"
+                )
+        if isinstance(self.eval_languages, str) and self.eval_languages != "local":
+            raise RunError(
+                f"xtreme setting eval_languages: a list, null or 'local', got {self.eval_languages!r}"
+            )
+        if not (self.retrieval_layer == "best" or isinstance(self.retrieval_layer, int)):
+            raise RunError(
+                f"xtreme setting retrieval_layer: an integer or 'best', got {self.retrieval_layer!r}"
+            )
+
+
+@dataclass
+class XtremeRunSpec:
+    model: str
+    task: str
+    setting: str
+    method: str
+    seed: int
+    train: TrainConfig = field(default_factory=TrainConfig)
+    xtreme: XtremeSettings = field(default_factory=XtremeSettings)
+    components: dict[str, dict[str, Any] | None] | None = None
+    data_dir: str = "resources/data"
+    cache_dir: str | None = None
+    encoder_dir: str | None = None  # retrieval: the XNLI run's encoder/
+
+    def validate(self):
+        from robustft.data.xtreme import SETTINGS, XTREME_TASKS
+        from robustft.methods import build_method
+        from robustft.methods.base import overrides
+        from robustft.models import get_model_spec
+
+        get_model_spec(self.model)
+        if self.task not in XTREME_TASKS:
+            raise KeyError(f"unknown XTREME task {self.task!r}; known: {sorted(XTREME_TASKS)}")
+        if self.setting not in SETTINGS:
+            raise RunError(f"unknown XTREME setting {self.setting!r}; known: {list(SETTINGS)}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise RunError(f"seed must be an integer, got {self.seed!r}")
+        validate_train_settings(asdict(self.train))
+        self.xtreme.validate()
+        method = build_method(self.method, self.components)
+        kind = XTREME_TASKS[self.task].kind
+        logit_hooks = [
+            c.name for c in method.components if overrides(c, "extra_loss") or overrides(c, "training_step")
+        ]
+        if kind != "classification" and logit_hooks:
+            raise RunError(
+                f"method {self.method!r}: {logit_hooks} act on the classification logits and are not "
+                f"defined for the {kind} task {self.task}; use them on XNLI/PAWS-X only"
+            )
+        if kind == "retrieval" and not self.encoder_dir:
+            raise RunError(f"{self.task} is evaluated on an XNLI run's encoder: pass --encoder-dir")
+        return method
+
+
+def _subsample(items: list[Any], limit: int | None, seed: int) -> list[Any]:
+    if limit is None or limit >= len(items):
+        return items
+    keep = np.sort(np.random.default_rng(seed).choice(len(items), size=limit, replace=False))
+    return [items[i] for i in keep]
+
+
+def configured_languages(spec: XtremeRunSpec) -> list[str]:
+    from robustft.data.xtreme import XTREME_TASKS, local_languages
+
+    chosen = spec.xtreme.eval_languages
+    if chosen == "local":
+        found = local_languages(spec.task, spec.xtreme.eval_split, spec.data_dir)
+        if not found:
+            raise RunError(
+                f"{spec.task}: eval_languages is 'local' but {spec.data_dir}/xtreme has no "
+                f"{spec.xtreme.eval_split} files for it"
+            )
+        return found
+    return list(chosen or XTREME_TASKS[spec.task].languages)
+
+
+def eval_languages(spec: XtremeRunSpec, train_languages: list[str]) -> tuple[list[str], list[str]]:
+    """The languages to score, and those left out: when training and evaluation read the same split
+    (the CPU variant trains on the English dev set) a training language would be scored on its own
+    training data, so it is left out."""
+    languages = configured_languages(spec)
+    if spec.xtreme.train_split != spec.xtreme.eval_split:
+        return languages, []
+    excluded = [lang for lang in languages if lang in train_languages]
+    return [lang for lang in languages if lang not in excluded], excluded
+
+
+# ------------------------------------------------------------------------------------------ run
+
+
+def train_xtreme_run(spec: XtremeRunSpec, out_dir: str | Path) -> dict[str, Any]:
+    """Train (or, for retrieval, load) and evaluate one run; resumable like the GLUE runs."""
+    from robustft.train.classification import prepare_run_dir
+
+    started = time.time()
+    method = spec.validate()
+    out_dir = Path(out_dir)
+    run_record: dict[str, Any] = {
+        "spec": {**asdict(spec), "train": asdict(spec.train), "xtreme": asdict(spec.xtreme)}
+    }
+    run_record["config_hash"] = provenance.config_hash(run_record["spec"])
+    resume = prepare_run_dir(out_dir, run_record["config_hash"])
+    if resume is None:
+        shutil.rmtree(out_dir / ENCODER_DIR, ignore_errors=True)
+    try:
+        return _run(spec, method, out_dir, run_record, resume, started)
+    except BaseException as err:
+        record_failure(out_dir, run_record, err, started)
+        raise
+
+
+def _run(spec, method, out_dir: Path, run_record, resume, started) -> dict[str, Any]:
+    from transformers import set_seed
+
+    from robustft.data.xtreme import XTREME_TASKS
+
+    task = XTREME_TASKS[spec.task]
+    run_record.update(
+        method=method.describe(),
+        git_commit=provenance.git_commit(),
+        versions=provenance.package_versions(),
+        hardware=provenance.hardware(),
+        slurm_job_id=provenance.slurm_job_id(),
+    )
+    write_json_atomic(out_dir / "run.json", {**run_record, "status": "running"})
+    set_seed(spec.seed)
+    if task.kind == "retrieval":
+        from robustft.evals.xtreme_retrieval import evaluate_retrieval
+
+        outcome = evaluate_retrieval(spec, task)
+    else:
+        outcome = _train_and_evaluate(spec, method, task, out_dir, run_record, resume)
+    result = {
+        "status": outcome.pop("status", "ok"),
+        "model": spec.model,
+        "task": spec.task,
+        "setting": spec.setting,
+        "method": spec.method,
+        "seed": spec.seed,
+        "kind": task.kind,
+        "primary_metric": task.primary_metric,
+        "metrics_names": list(task.metrics),
+        "eval_split": spec.xtreme.eval_split,
+        **outcome,
+    }
+    run_record.update(status=result["status"], wall_time_s=time.time() - started)
+    write_json_atomic(out_dir / "run.json", run_record)
+    write_json_atomic(out_dir / "metrics.json", result)  # last: its presence means "done"
+    if not spec.train.keep_checkpoints:
+        from robustft.train.checkpoints import CHECKPOINT_DIR
+
+        shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
+    return result
+
+
+def _load_model(spec: XtremeRunSpec, task) -> tuple[Any, list[str]]:
+    """The pretrained encoder with the task's new head, and the names of the head's parameters."""
+    from transformers import (
+        AutoConfig,
+        AutoModelForQuestionAnswering,
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+    )
+
+    from robustft.models import _common_kwargs, _hub_files, get_model_spec
+
+    auto = {
+        "classification": AutoModelForSequenceClassification,
+        "tagging": AutoModelForTokenClassification,
+        "qa": AutoModelForQuestionAnswering,
+    }[task.kind]
+    model_spec = get_model_spec(spec.model)
+    kwargs = _common_kwargs(spec.cache_dir, False)
+    extra = {"num_labels": len(task.labels)} if task.kind != "qa" else {}
+    with _hub_files(model_spec, spec.cache_dir):
+        config = AutoConfig.from_pretrained(model_spec.location(), **extra, **kwargs)
+        model, info = auto.from_pretrained(
+            model_spec.location(), config=config, use_safetensors=True, output_loading_info=True, **kwargs
+        )
+    names = {n for n, _ in model.named_parameters()}
+    return model, sorted(set(info.get("missing_keys", [])) & names)
+
+
+def _train_and_evaluate(spec, method, task, out_dir: Path, run_record, resume) -> dict[str, Any]:
+    import torch
+    from transformers import (
+        DataCollatorForTokenClassification,
+        DataCollatorWithPadding,
+        TrainingArguments,
+    )
+
+    from robustft.data.xtreme import load_xtreme_split, load_xtreme_train
+    from robustft.methods import RunContext
+    from robustft.models import load_tokenizer
+    from robustft.train.callbacks import DivergenceCallback, HistoryCallback
+    from robustft.train.checkpoints import CHECKPOINT_DIR, CheckpointCallback, stop_on_sigterm
+    from robustft.train.trainer import RobustTrainer
+    from robustft.train.xtreme_heads import QAWindowSettings
+
+    config, settings = spec.train, spec.xtreme
+    train_data, train_languages = load_xtreme_train(
+        spec.task, spec.setting, spec.data_dir, spec.cache_dir, split=settings.train_split
+    )
+    tokenizer = load_tokenizer(spec.model, cache_dir=spec.cache_dir)
+    model, new_parameters = _load_model(spec, task)
+    context = RunContext(seed=spec.seed, new_parameter_names=frozenset(new_parameters), regression=False)
+    method.prepare_model(model, context)
+    window = QAWindowSettings(
+        max_seq_length=config.max_seq_length,
+        doc_stride=settings.doc_stride,
+        max_query_length=settings.max_query_length,
+        max_answer_length=settings.max_answer_length,
+        n_best=settings.n_best,
+    )
+    kind = _KINDS[task.kind]
+    train_dataset, n_train, train_source = kind.encode_train(train_data, task, tokenizer, config, window)
+    run_record.update(data={"train": train_source}, train_languages=train_languages)
+    write_json_atomic(out_dir / "run.json", {**run_record, "status": "running"})
+
+    collator = (
+        DataCollatorForTokenClassification(tokenizer)
+        if task.kind == "tagging"
+        else DataCollatorWithPadding(tokenizer)
+    )
+    args = TrainingArguments(
+        output_dir=str(out_dir / CHECKPOINT_DIR),
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        eval_strategy="no",  # evaluation is per language, after training (XTREME has no model selection
+        # on target languages in the zero-shot setting)
+        save_strategy="steps" if config.checkpoint_steps else "no",
+        save_steps=config.checkpoint_steps or None,
+        logging_strategy="steps",
+        logging_steps=config.logging_steps,
+        logging_first_step=True,
+        logging_nan_inf_filter=False,
+        report_to="none",
+        seed=spec.seed,
+        data_seed=spec.seed,
+        bf16=config.precision == "bf16",
+        fp16=config.precision == "fp16",
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+    divergence, checkpoints = DivergenceCallback(), CheckpointCallback()
+    trainer = RobustTrainer(
+        method=method,
+        context=context,
+        checkpoint_tag=run_record["config_hash"],
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        data_collator=collator,
+        callbacks=[checkpoints, HistoryCallback(out_dir / "history.jsonl"), divergence],
+    )
+    with stop_on_sigterm(checkpoints):
+        train_output = trainer.train(resume_from_checkpoint=None if resume is None else str(resume))
+    if checkpoints.stopped_at is not None:
+        raise RunPreempted(
+            f"run {out_dir} stopped on SIGTERM with a checkpoint at step {checkpoints.stopped_at}; "
+            "run the same command again to resume"
+        )
+    if settings.save_encoder:
+        trainer.save_model(str(out_dir / ENCODER_DIR))
+        tokenizer.save_pretrained(str(out_dir / ENCODER_DIR))
+
+    languages, excluded = eval_languages(spec, train_languages)
+    per_language: dict[str, dict[str, float]] = {}
+    sources: dict[str, str] = {}
+    from tqdm.auto import tqdm
+
+    for language in tqdm(languages, desc=f"{spec.task} {settings.eval_split}", unit="language"):
+        split = load_xtreme_split(spec.task, settings.eval_split, language, spec.data_dir, spec.cache_dir)
+        scores, sources[language] = kind.evaluate(trainer, split, task, tokenizer, config, window, language)
+        per_language[language] = scores
+        logger.info("%s %s: %s", spec.task, language, scores)
+    loss = train_output.training_loss
+    diverged = divergence.diverged_at is not None or not np.isfinite(loss)
+    run_record["data"].update(sources)
+    run_record.update(method_log=context.log, train_metrics=train_output.metrics)
+    return {
+        "status": "diverged" if diverged else "ok",
+        "languages": per_language,
+        "excluded_languages": excluded,
+        "train_languages": train_languages,
+        "n_train": n_train,
+        "train_loss": loss,
+        "diverged_at_step": divergence.diverged_at,
+        "layer": None,
+    }
+
+
+# ------------------------------------------------------------------------------------------ task kinds
+
+
+class _Classification:
+    @staticmethod
+    def encode_train(data, task, tokenizer, config, window):
+        from robustft.data.base import SplitData
+        from robustft.train.xtreme_heads import encode_pairs
+
+        rows = _subsample(list(range(len(data))), config.max_train_samples, config.data_seed)
+        data = SplitData(
+            texts=[[column[i] for i in rows] for column in data.texts],
+            labels=[data.labels[i] for i in rows],
+            source=data.source if len(rows) == len(data) else f"{data.source} (random {len(rows)})",
+        )
+        return encode_pairs(data.texts, data.labels, tokenizer, config.max_seq_length), len(data), data.source
+
+    @staticmethod
+    def evaluate(trainer, split, task, tokenizer, config, window, language):
+        from robustft.train.xtreme_heads import encode_pairs
+
+        rows = _subsample(list(range(len(split))), config.max_eval_samples, config.data_seed)
+        texts = [[column[i] for i in rows] for column in split.texts]
+        labels = np.asarray([split.labels[i] for i in rows])
+        output = trainer.predict(encode_pairs(texts, None, tokenizer, config.max_seq_length))
+        predictions = np.asarray(output.predictions).argmax(axis=-1)
+        return {"accuracy": float((predictions == labels).mean()), "n": len(rows)}, split.source
+
+
+class _Tagging:
+    @staticmethod
+    def encode_train(data, task, tokenizer, config, window):
+        from robustft.train.xtreme_heads import encode_tagging
+
+        rows = _subsample(list(range(len(data.tokens))), config.max_train_samples, config.data_seed)
+        features = encode_tagging(
+            [data.tokens[i] for i in rows],
+            [data.tags[i] for i in rows],
+            task.labels,
+            tokenizer,
+            config.max_seq_length,
+        )
+        return features.dataset, len(rows), data.source
+
+    @staticmethod
+    def evaluate(trainer, split, task, tokenizer, config, window, language):
+        from robustft.evals.xtreme_metrics import tagging_f1
+        from robustft.train.xtreme_heads import decode_tagging, encode_tagging
+
+        rows = _subsample(list(range(len(split.tokens))), config.max_eval_samples, config.data_seed)
+        sentences, gold = [split.tokens[i] for i in rows], [split.tags[i] for i in rows]
+        features = encode_tagging(sentences, None, task.labels, tokenizer, config.max_seq_length)
+        output = trainer.predict(features.dataset)
+        predicted = decode_tagging(np.asarray(output.predictions), features, sentences, task.labels)
+        return {"f1": tagging_f1(gold, predicted), "n": len(rows)}, split.source
+
+
+class _QA:
+    @staticmethod
+    def encode_train(data, task, tokenizer, config, window):
+        from robustft.train.xtreme_heads import encode_qa
+
+        examples = _subsample(data.examples, config.max_train_samples, config.data_seed)
+        features = encode_qa(examples, tokenizer, window, train=True)
+        return features.dataset, len(examples), data.source
+
+    @staticmethod
+    def evaluate(trainer, split, task, tokenizer, config, window, language):
+        from robustft.evals.xtreme_metrics import squad_scores
+        from robustft.train.xtreme_heads import decode_qa, encode_qa
+
+        examples = _subsample(split.examples, config.max_eval_samples, config.data_seed)
+        features = encode_qa(examples, tokenizer, window, train=False)
+        start_logits, end_logits = trainer.predict(features.dataset).predictions[:2]
+        answers = decode_qa(np.asarray(start_logits), np.asarray(end_logits), features, examples, window)
+        scores = squad_scores(
+            answers,
+            {e.id: e.answers for e in examples},
+            language=language,
+            normalization=QA_NORMALIZATION.get(task.key, "squad"),
+        )
+        return {**scores, "n": len(examples)}, split.source
+
+
+_KINDS = {"classification": _Classification, "tagging": _Tagging, "qa": _QA}
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+def _spec_from_args(args: argparse.Namespace) -> XtremeRunSpec:
+    train = dict(args.train_config or {})
+    unknown = sorted(set(train) - set(TrainConfig.__dataclass_fields__))
+    if unknown:
+        raise RunError(f"--train-config has unknown key(s) {unknown}")
+    settings = dict(args.xtreme_config or {})
+    unknown = sorted(set(settings) - set(XtremeSettings.__dataclass_fields__))
+    if unknown:
+        raise RunError(f"--xtreme-config has unknown key(s) {unknown}")
+    return XtremeRunSpec(
+        model=args.model,
+        task=args.task,
+        setting=args.setting,
+        method=args.method,
+        seed=args.seed,
+        train=TrainConfig(**train),
+        xtreme=XtremeSettings(**settings),
+        components=args.method_components,
+        data_dir=args.data_dir,
+        cache_dir=args.cache_dir,
+        encoder_dir=getattr(args, "encoder_dir", None),
+    )
+
+
+def cmd_train_xtreme(args: argparse.Namespace) -> int:
+    spec = _spec_from_args(args)
+    spec.validate()  # names and settings fail before torch is imported
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    result = train_xtreme_run(spec, args.out)
+    summary = {lang: scores for lang, scores in result.get("languages", {}).items()}
+    print(json.dumps({"status": result["status"], "languages": summary}, indent=2))
+    return 0 if result["status"] in ("ok", "diverged") else 1
+
+
+def cmd_collect_xtreme(args: argparse.Namespace) -> int:
+    from robustft.xtreme_tables import collect_xtreme, write_xtreme_table
+
+    frame = collect_xtreme([Path(p) for p in args.run_dirs])
+    write_xtreme_table(frame, Path(args.out).parent)
+    runs = frame[["model", "task", "setting", "method", "seed"]].drop_duplicates()
+    print(f"{len(runs)} runs -> {args.out}")
+    return 0
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    from robustft.cli import _json_arg, _positive_int
+
+    for name, help_text in (
+        ("train-xtreme", "fine-tune on one XTREME task in one setting and score every language"),
+        ("retrieve-xtreme", "score BUCC or Tatoeba with the encoder of an XNLI run"),
+    ):
+        parser = commands.add_parser(name, help=help_text)
+        parser.add_argument("--model", required=True)
+        parser.add_argument(
+            "--task", required=True, help="xnli, pawsx, udpos, panx, xquad, mlqa, tydiqa, ..."
+        )
+        parser.add_argument("--setting", required=True, help="zero-shot or translate-train-all")
+        parser.add_argument("--method", required=True)
+        parser.add_argument("--seed", required=True, type=int)
+        parser.add_argument("--out", required=True, type=Path)
+        parser.add_argument("--data-dir", default="resources/data")
+        parser.add_argument("--cache-dir", default=None)
+        parser.add_argument("--train-config", type=_json_arg, help="JSON object of train settings")
+        parser.add_argument("--xtreme-config", type=_json_arg, help="JSON object of XtremeSettings")
+        parser.add_argument("--method-components", type=_json_arg)
+        parser.add_argument("--threads", type=_positive_int)
+        if name == "retrieve-xtreme":
+            parser.add_argument("--encoder-dir", required=True, help="the XNLI run's encoder/ directory")
+        parser.set_defaults(func=cmd_train_xtreme)
+
+    collect = commands.add_parser("collect-xtreme", help="XTREME runs -> results/tables/xtreme.csv")
+    collect.add_argument("--out", required=True, type=Path)
+    collect.add_argument("run_dirs", nargs="+")
+    collect.set_defaults(func=cmd_collect_xtreme)
