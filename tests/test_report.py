@@ -270,3 +270,48 @@ def test_paper_average_is_recomputed_over_our_tasks() -> None:
         spec, average_over=["mnli", "qnli", "qqp", "rte", "sst2", "mrpc", "cola", "stsb", "wnli"]
     )
     assert _paper_number(everything, "minilm-l6", "GLUE-avg", "finetune").value == 79.6  # the paper's own Avg
+
+
+def test_artifact_appendix_is_printed_on_appendix_pages(tables_dir: Path, tmp_path: Path) -> None:
+    from robustft.artifacts import ArtifactResult, write_result
+    from robustft.artifacts.base import CLAIM_COLUMNS
+    from robustft.report import _load_artifacts, _render, load_tables
+
+    languages = [f"q{i:03d}" for i in range(150)]  # longer than a page: the table must continue
+    appendix = pd.DataFrame(
+        {
+            "model": "xlmr-tiny",
+            "setting": "zero-shot",
+            "task": ["UDPOS"] * 75 + ["PANX-NER"] * 75,
+            "metric": "f1",
+            "language": languages,
+            "finetune mean": [50.0 + i / 100 for i in range(150)],
+            "finetune n": 3,
+        }
+    )
+    result = ArtifactResult(
+        "noisytune/table3",
+        "NoisyTune",
+        "Table 3",
+        "XTREME",
+        claims=pd.DataFrame(columns=CLAIM_COLUMNS),
+        appendix=appendix,
+        appendix_title="Per-language scores, mean over seeds",
+    )
+    write_result(result, tmp_path / "table3")
+    source = _render(load_tables(tables_dir), _spec(), [], _load_artifacts([tmp_path / "table3"], tmp_path))
+    assert source.index("= Provenance") < source.index("#pagebreak()\n= Appendix")
+    assert '"q149"' in source and '"51.49"' in source and "Per-language scores" in source
+
+    out = tmp_path / "out" / "report.pdf"
+    build_report(tables_dir, out, _spec(), artifact_dirs=[tmp_path / "table3"])
+    assert out.read_bytes().startswith(b"%PDF")
+    if shutil.which("pdftotext"):
+        text = subprocess.run(["pdftotext", str(out), "-"], capture_output=True, text=True, check=True).stdout
+        pages = text.split("\f")
+        first = next(i for i, page in enumerate(pages) if "Per-language scores" in page)
+        assert "q000" in pages[first] and "q149" not in pages[first]
+        assert any(
+            "q149" in page and "finetune mean" in page for page in pages[first + 1 :]
+        )  # header repeats
+        assert all("Appendix" not in page for page in pages[: first - 1])

@@ -718,6 +718,39 @@ def _artifacts_part(artifacts: Sequence[tuple[Mapping[str, Any], pd.DataFrame, s
     return "= Paper artifacts\n" + _t(intro) + "\n\n" + "\n".join(_artifact_section(*a) for a in artifacts)
 
 
+def _appendix_cell(value: Any) -> str:
+    if isinstance(value, float):
+        return _lines(fmt_points(value, 2))
+    return _lines(str(value))
+
+
+def _appendix_part(artifacts: Sequence[tuple[Mapping[str, Any], pd.DataFrame, str | None]]) -> str:
+    """The artifacts' long tables (e.g. per-language scores), each from a new page, in small type; a
+    table longer than a page continues on the next with its header repeated."""
+    parts = []
+    for record, _, _ in artifacts:
+        table = record.get("appendix_table")
+        if table is None or table.empty:
+            continue
+        title = record.get("appendix_title") or f"{record['paper']} {record['artifact']}"
+        # A thin rule where the row's group changes: its text columns bar the last (e.g. all but language).
+        text_columns = [c for c in table.columns if not pd.api.types.is_numeric_dtype(table[c])]
+        group = table[text_columns[:-1]].astype(str).agg("|".join, axis=1) if len(text_columns) > 1 else None
+        starts = (
+            [] if group is None else [i for i in range(1, len(table)) if group.iloc[i] != group.iloc[i - 1]]
+        )
+        rows = [[_appendix_cell(v) for v in row] for row in table.itertuples(index=False)]
+        align = "(" + ", ".join("right" if c not in text_columns else "left" for c in table.columns) + ")"
+        parts.append(
+            f"== {_t(title)}\n"
+            # Scoped: the template's `show table` rule would otherwise set the usual 8.5pt.
+            + "#[\n#show table: set text(size: 7pt)\n#set table(inset: (x: 3pt, y: 1.5pt))\n"
+            + _table(len(table.columns), list(table.columns), rows, align, starts)
+            + "]\n"
+        )
+    return "#pagebreak()\n= Appendix\n" + "#pagebreak()\n".join(parts) if parts else ""
+
+
 def _text_list_section(title: str, items: Sequence[str]) -> str:
     return f"= {title}\n" + (_bullets(items) if items else _t("None recorded.") + "\n")
 
@@ -758,6 +791,7 @@ def _render(
             _text_list_section("Choices where the paper is silent", spec.choices),
             _text_list_section("Notes", spec.notes),
             _provenance_section(tables, spec),
+            _appendix_part(artifacts),
         ]
     )
 
@@ -865,11 +899,13 @@ def _load_artifacts(
     artifact_dirs: Sequence[Path], figures_dir: Path
 ) -> list[tuple[dict[str, Any], pd.DataFrame, str | None]]:
     """Each artifact's result and claims; its figure is copied into the typst root under a unique name."""
-    from robustft.artifacts.base import read_result
+    from robustft.artifacts.base import read_appendix, read_result
 
     loaded = []
     for directory in artifact_dirs:
         record, claims = read_result(Path(directory))
+        # The appendix rides in the record, so the (record, claims, figure) triple stays as it is.
+        record["appendix_table"] = read_appendix(Path(directory), record)
         figure = None
         if record.get("figure"):
             name = record["key"].replace("/", "_") + ".svg"

@@ -73,6 +73,9 @@ class ArtifactResult:
     caption: str = ""
     notes: list[str] = field(default_factory=list)
     choices: list[str] = field(default_factory=list)
+    # A long supporting table (e.g. per-language scores): the report prints it on appendix pages.
+    appendix: pd.DataFrame | None = None
+    appendix_title: str = ""
 
 
 ArtifactFunction = Callable[[pd.DataFrame, ArtifactContext], ArtifactResult]
@@ -272,7 +275,8 @@ def claims_latex(claims: pd.DataFrame) -> str:
 
 
 def write_result(result: ArtifactResult, out_dir: Path) -> dict[str, Any]:
-    """claims.csv / claims.tex / figure.svg / result.json in `out_dir`; result.json is written last."""
+    """claims.csv / claims.tex / figure.svg / appendix.csv / result.json in `out_dir`; result.json is
+    written last. figure.svg and appendix.csv exist only when the result has them."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     claims = result.claims if result.claims is not None else pd.DataFrame(columns=CLAIM_COLUMNS)
@@ -291,6 +295,11 @@ def write_result(result: ArtifactResult, out_dir: Path) -> dict[str, Any]:
         write_bytes_atomic(figure_path, buffer.getvalue())
     else:
         figure_path.unlink(missing_ok=True)
+    appendix_path = out_dir / "appendix.csv"
+    if result.appendix is not None:
+        write_text_atomic(appendix_path, result.appendix.to_csv(index=False))
+    else:
+        appendix_path.unlink(missing_ok=True)  # a stale appendix must not outlive the result it belonged to
     record = {
         "key": result.key,
         "paper": result.paper,
@@ -304,6 +313,8 @@ def write_result(result: ArtifactResult, out_dir: Path) -> dict[str, Any]:
         "choices": result.choices,
         "n_claims": len(claims),
     }
+    if result.appendix is not None:  # absent otherwise, so results without one are unchanged
+        record |= {"appendix": appendix_path.name, "appendix_title": result.appendix_title}
     write_json_atomic(out_dir / "result.json", record)
     return record
 
@@ -313,6 +324,14 @@ def read_result(out_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     record = json.loads((out_dir / "result.json").read_text(encoding="utf-8"))
     claims = pd.read_csv(out_dir / "claims.csv")
     return record, claims
+
+
+def read_appendix(out_dir: Path, record: dict[str, Any]) -> pd.DataFrame | None:
+    """The appendix table `record` (from read_result) names, or None when the result has none."""
+    if not record.get("appendix"):
+        return None
+    # Only empty fields are missing: a language or model called "NA" stays a name.
+    return pd.read_csv(Path(out_dir) / record["appendix"], keep_default_na=False, na_values=[""])
 
 
 # ------------------------------------------------------------------------------------------ figures
