@@ -324,3 +324,11 @@ def test_xtreme_task_score_and_average() -> None:
         xtreme_task_score({"en": {"accuracy": 0.9}, "zh": {}}, "accuracy")
     # Unweighted over tasks: (0.75 + 0.6 + 0.9) / 3 = 0.75.
     assert xtreme_average({"xnli": 0.75, "xquad": 0.6, "bucc2018": 0.9}) == pytest.approx(0.75)
+
+
+def test_tatoeba_searches_the_non_english_side_with_each_english_sentence():
+    # XTREME's direction: English row i must find non-English row i. Source row 1 is closer to English
+    # row 0 than to its own partner, so the reverse direction would score 1/2; XTREME's scores 2/2.
+    source = np.array([[1.0, 0.0], [0.9, 0.1]])
+    target = np.array([[1.0, 0.0], [0.0, 1.0]])
+    assert tatoeba_accuracy(source, target) == 1.0

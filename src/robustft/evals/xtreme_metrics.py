@@ -314,15 +314,19 @@ def bucc_scores(
 
 
 def tatoeba_accuracy(source_emb: np.ndarray, target_emb: np.ndarray) -> float:
-    """Share of rows i whose most cosine-similar target row is row i (Tatoeba's aligned test pairs)."""
+    """Share of English rows i whose most cosine-similar non-English row is row i (aligned pairs).
+
+    The direction is XTREME's (run_retrieval.py: `similarity_search(x, y)` indexes the non-English
+    sentences x and searches them with each English sentence y); the reverse can score differently.
+    """
     x = _l2_normalize(source_emb)
     y = _l2_normalize(target_emb)
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise ValueError(
             f"Tatoeba needs aligned, non-empty rows; got {x.shape[0]} source, {y.shape[0]} target"
         )
-    _, nearest = _knn(x, y, 1)
-    return float(np.mean(nearest[:, 0] == np.arange(x.shape[0])))
+    _, nearest = _knn(y, x, 1)
+    return float(np.mean(nearest[:, 0] == np.arange(y.shape[0])))
 
 
 # ---------------------------------------------------------------------------------------------------------
