@@ -34,6 +34,7 @@ wildcard_constraints:
     prompts=r"alpaca_eval|train_prompts",
     judge=r"[A-Za-z0-9_.-]+",
     lbtask=r"[A-Za-z0-9_]+",
+    setting=r"zero-shot|translate-train-all",
 
 
 include: "workflow/rules/data.smk"
@@ -41,6 +42,7 @@ include: "workflow/rules/finetune.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/instruct.smk"
+include: "workflow/rules/xtreme.smk"
 
 
 onstart:

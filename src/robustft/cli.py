@@ -91,7 +91,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     from robustft.report import ReportSpec, build_report
 
     spec_dict = dict(args.spec)
-    spec_dict["provenance"] = summarize_runs(Path(args.tables), args.config_hash)
+    tables = Path(args.tables)
+    # The GLUE track's runs.csv and/or the XTREME track's xtreme.csv (one row per language: the run
+    # directories repeat, summarize_runs reads each once).
+    provenance: dict[str, str] = {}
+    for table, prefix in (("runs.csv", ""), ("xtreme.csv", "XTREME runs: ")):
+        if (tables / table).exists():
+            summary = summarize_runs(tables, args.config_hash, table=table)
+            if provenance:
+                summary = {
+                    prefix + k: v for k, v in summary.items() if k not in provenance or provenance[k] != v
+                }
+            provenance.update(summary)
+    spec_dict["provenance"] = provenance
     build_report(
         Path(args.tables),
         Path(args.out),
@@ -187,6 +199,7 @@ TRACK_COMMAND_MODULES: tuple[str, ...] = (
     "robustft.evals.judges",
     "robustft.evals.text_stats",
     "robustft.train.sft",
+    "robustft.train.xtreme",
 )
 
 

@@ -796,6 +796,31 @@ def _render(
     )
 
 
+def _render_artifacts_only(
+    spec: ReportSpec, artifacts: Sequence[tuple[Mapping[str, Any], pd.DataFrame, str | None]]
+) -> str:
+    """The report of a config whose runs are all in artifact tables (no runs.csv): the artifacts with
+    their claims, then choices, notes, provenance and the appendix."""
+    template = resources.files("robustft").joinpath("report_templates", "report.typ").read_text("utf-8")
+    entries = dict(spec.provenance)
+    entries["paper numbers"] = "robustft/reference/paper_results.csv (the artifacts name their rows)"
+    provenance = "= Provenance\n" + _table(
+        2, ["Key", "Value"], [[_lines(k), _lines(v)] for k, v in entries.items()], "left"
+    )
+    return "\n".join(
+        [
+            template,
+            f"#set document(title: {typst_string(spec.title)}, date: none)",
+            f'#align(center, text(size: 16pt, weight: "bold", {typst_string(spec.title)}))\n',
+            _artifacts_part(artifacts),
+            _text_list_section("Choices where the paper is silent", spec.choices),
+            _text_list_section("Notes", spec.notes),
+            provenance + _t("Per-run directories are in the artifacts' tables (results/tables/).") + "\n",
+            _appendix_part(artifacts),
+        ]
+    )
+
+
 # ---------------------------------------------------------------- figures
 
 
@@ -928,11 +953,16 @@ def build_report(
     """
     out_pdf = Path(out_pdf)
     figures_dir = Path(figures_dir) if figures_dir is not None else out_pdf.parent
-    tables = load_tables(Path(tables_dir))
-    paths = make_figures(tables, _with_average_tasks(spec, tables), figures_dir, out_pdf.stem)
     artifacts = _load_artifacts(artifact_dirs, figures_dir)
-    # The figures directory is the typst root, so images are addressed by name from the root.
-    source = _render(tables, spec, ["/" + path.name for path in paths], artifacts)
+    if (Path(tables_dir) / "runs.csv").exists():
+        tables = load_tables(Path(tables_dir))
+        paths = make_figures(tables, _with_average_tasks(spec, tables), figures_dir, out_pdf.stem)
+        # The figures directory is the typst root, so images are addressed by name from the root.
+        source = _render(tables, spec, ["/" + path.name for path in paths], artifacts)
+    else:
+        # A config without the GLUE track (e.g. XTREME alone): the paper's artifacts are the report.
+        figures_dir.mkdir(parents=True, exist_ok=True)
+        source = _render_artifacts_only(spec, artifacts)
     out_pdf.parent.mkdir(parents=True, exist_ok=True)
     # No system fonts, no date: the same inputs give the same bytes on any machine.
     pdf = typst.compile(

@@ -59,6 +59,8 @@ def check_config(config: dict[str, Any]) -> None:
         raise ConfigError(f"config key 'report.baseline': {baseline!r} is not one of the configured methods")
     if "instruct" in config["tracks"]:
         check_instruct_config(config)
+    if "xtreme" in config["tracks"]:
+        check_xtreme_config(config)
 
 
 def check_instruct_config(config: dict[str, Any]) -> None:
@@ -116,6 +118,96 @@ def check_instruct_config(config: dict[str, Any]) -> None:
             "config keys 'report.name' and 'instruct.report.name' must differ: both tracks write "
             f"results/reports/{config['report']['name']}.pdf"
         )
+
+
+def check_xtreme_config(config: dict[str, Any]) -> None:
+    """The XTREME block: names exist, per-task blocks name configured tasks, settings build."""
+    from robustft.data.xtreme import XTREME_TASKS
+    from robustft.train.config import RunError, TrainConfig, validate_train_settings
+    from robustft.train.xtreme import XtremeSettings
+
+    block = config["xtreme"]
+    registries = {"models": MODELS, "tasks": XTREME_TASKS, "methods": config["methods"]}
+    for where, grid in [("xtreme", block)] + [(f"xtreme.grids.{n}", g) for n, g in block["grids"].items()]:
+        for key, registry in registries.items():
+            unknown = [value for value in grid.get(key, []) if value not in registry]
+            if unknown:
+                raise ConfigError(f"config key '{where}.{key}': unknown {unknown}; known: {sorted(registry)}")
+    if not xtreme_grid(config):
+        raise ConfigError("config key 'xtreme': the track is enabled but its grid has no runs")
+    unknown = sorted(set(block["data_dir_by_model"]) - set(MODELS))
+    if unknown:
+        raise ConfigError(f"config key 'xtreme.data_dir_by_model': unknown model(s) {unknown}")
+    for key in ("train_by_task", "run_by_task"):
+        unknown = sorted(set(block[key]) - set(XTREME_TASKS))
+        if unknown:
+            raise ConfigError(f"config key 'xtreme.{key}': unknown task(s) {unknown}")
+    unknown = sorted(set(block["train_by_model"]) - set(MODELS))
+    if unknown:
+        raise ConfigError(f"config key 'xtreme.train_by_model': unknown model(s) {unknown}")
+    for model, task in {(run[0], run[1]) for run in xtreme_grid(config)}:
+        train = xtreme_train_settings(config, model, task)
+        unknown = sorted(set(train) - set(TrainConfig.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(f"config key 'xtreme.train' ({model}, {task}): unknown key(s) {unknown}")
+        try:
+            validate_train_settings({**vars(TrainConfig()), **train})
+            XtremeSettings(**xtreme_run_settings(config, task)).validate()
+        except (TypeError, RunError) as err:
+            raise ConfigError(f"config key 'xtreme' ({task}): {err}") from err
+    for role in ("baseline", "method"):
+        name = block["report"][role]
+        if name not in config["methods"]:
+            raise ConfigError(
+                f"config key 'xtreme.report.{role}': {name!r} is not one of the configured methods"
+            )
+
+
+def xtreme_grid(config: dict[str, Any]) -> list[tuple[str, str, str, str, int]]:
+    """Every (model, task, setting, method, seed) of the XTREME track, each once, in config order."""
+    block = config["xtreme"]
+    grids = block["grids"].values() if block["grids"] else [{}]
+    runs: dict[tuple[str, str, str, str, int], None] = {}
+    for grid in grids:
+        for model in grid.get("models", block["models"]):
+            for task in grid.get("tasks", block["tasks"]):
+                for setting in grid.get("settings", block["settings"]):
+                    for method in grid.get("methods", block["methods"]):
+                        for seed in grid.get("seeds", block["seeds"]):
+                            runs[model, task, setting, method, seed] = None
+    return list(runs)
+
+
+def xtreme_train_settings(config: dict[str, Any], model: str, task: str) -> dict[str, Any]:
+    """The top-level `train` block, then `xtreme.train`, `xtreme.train_by_task[task]` and
+    `xtreme.train_by_model[model]`, each laid over the last (a model's settings, such as XLM-R large's
+    smaller learning rate, win over a task's)."""
+    block = config["xtreme"]
+    return {
+        **config["train"],
+        **block["train"],
+        **(block["train_by_task"].get(task) or {}),
+        **(block["train_by_model"].get(model) or {}),
+    }
+
+
+def xtreme_run_settings(config: dict[str, Any], task: str) -> dict[str, Any]:
+    block = config["xtreme"]
+    settings = {**block["run"], **(block["run_by_task"].get(task) or {})}
+    if task == "xnli" and any(t in ("bucc2018", "tatoeba") for _, t, *_ in xtreme_grid(config)):
+        settings["save_encoder"] = True  # the retrieval runs read this run's fine-tuned encoder
+    return settings
+
+
+def xtreme_arguments(config: dict[str, Any], model: str, task: str, method: str) -> str:
+    """The `robustft train-xtreme` options for a model, task and method, shell-quoted."""
+    components = json.dumps(config["methods"][method] or {})
+    train = json.dumps(xtreme_train_settings(config, model, task), sort_keys=True)
+    settings = json.dumps(xtreme_run_settings(config, task), sort_keys=True)
+    return (
+        f"--method-components {shlex.quote(components)} --train-config {shlex.quote(train)} "
+        f"--xtreme-config {shlex.quote(settings)}"
+    )
 
 
 def instruct_grid(config: dict[str, Any]) -> list[tuple[str, str, str, str, int]]:

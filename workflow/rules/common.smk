@@ -6,7 +6,15 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from robustft.provenance import config_hash
-from robustft.workflow_config import check_config, instruct_grid, run_grid, sft_arguments, train_arguments
+from robustft.workflow_config import (
+    check_config,
+    instruct_grid,
+    run_grid,
+    sft_arguments,
+    train_arguments,
+    xtreme_arguments,
+    xtreme_grid,
+)
 
 validate(config, "../schemas/config.schema.yaml", set_default=True)
 check_config(config)
@@ -75,8 +83,8 @@ def artifact_table(wildcards):
 
 def final_targets():
     targets = []
-    if "glue" in config["tracks"]:
-        targets.append(report_pdf())
+    if "glue" in config["tracks"] or "xtreme" in config["tracks"]:
+        targets.append(report_pdf())  # the paper's PDF: GLUE artifacts and/or NoisyTune Table 3
     if "instruct" in config["tracks"]:
         targets.append(instruct_report_pdf())
     return targets
@@ -111,11 +119,17 @@ def artifact_paper_model(wildcards):
     """Our model -> the paper's, from the report block of the artifact's track."""
     if artifact_table(wildcards).endswith("instruct.csv"):
         return json.dumps(config["instruct"]["report"]["paper_model"])
+    if artifact_table(wildcards).endswith("xtreme.csv"):
+        return json.dumps(config["xtreme"]["report"]["paper_model"])
     return json.dumps(config["report"]["paper_model"])
 
 
 def artifact_context(wildcards):
     """Track naming an instruct artifact needs: judge, baseline, paper dataset names, recipes' epochs."""
+    if artifact_table(wildcards).endswith("xtreme.csv"):
+        # Not named `report`: at the start of a line that is a Snakemake keyword.
+        naming = config["xtreme"]["report"]
+        return json.dumps({key: naming[key] for key in ("baseline", "method", "mechanics_check")}, sort_keys=True)
     if not artifact_table(wildcards).endswith("instruct.csv"):
         return "{}"
     block = config["instruct"]
@@ -183,3 +197,38 @@ def generation_prompt_arguments(wildcards):
     if wildcards.prompts == "train_prompts":
         return f"--prompts train --max-prompts {settings['train_prompts']}"
     return "--prompts alpaca_eval" + (f" --max-prompts {settings['max_prompts']}" if settings["max_prompts"] else "")
+
+
+# ---- the XTREME track (rules in xtreme.smk)
+XTREME = "results/xtreme"
+XTREME_RUN = f"{XTREME}/{{model}}/{{task}}/{{setting}}/{{method}}/seed{{seed}}"
+XTREME_GRID = xtreme_grid(config) if "xtreme" in config["tracks"] else []
+XTREME_BLOCK = config["xtreme"]
+# Built once at parse time, like TRAIN_ARGUMENTS.
+XTREME_ARGUMENTS = {
+    (model, task, method): xtreme_arguments(config, model, task, method)
+    for model, task, method in {(run[0], run[1], run[3]) for run in XTREME_GRID}
+    | {(run[0], "xnli", run[3]) for run in XTREME_GRID if run[1] in ("bucc2018", "tatoeba")}
+}
+
+
+def xtreme_run_metrics(model, task, setting, method, seed):
+    return f"{XTREME}/{model}/{task}/{setting}/{method}/seed{seed}/metrics.json"
+
+
+def xtreme_method_arguments(wildcards):
+    return XTREME_ARGUMENTS[wildcards.model, wildcards.task, wildcards.method]
+
+
+def xtreme_data_dir(wildcards):
+    return XTREME_BLOCK["data_dir_by_model"].get(wildcards.model, config["data_dir"])
+
+
+def report_tables():
+    """The tables the paper's report reads: runs.csv (GLUE track) and/or xtreme.csv."""
+    tables = []
+    if "glue" in config["tracks"]:
+        tables.append(f"{TABLES}/runs.csv")
+    if "xtreme" in config["tracks"]:
+        tables.append(f"{TABLES}/xtreme.csv")
+    return tables

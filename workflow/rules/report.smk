@@ -29,8 +29,10 @@ rule artifact:
 
 rule report:
     input:
-        rules.aggregate.output,
-        artifacts=[f"results/artifacts/{key}/result.json" for key in artifacts_of("runs")],
+        report_tables(),
+        artifacts=[
+            f"results/artifacts/{key}/result.json" for key in artifacts_of("runs") + artifacts_of("xtreme")
+        ],
     output:
         pdf=report_pdf(),
     log:

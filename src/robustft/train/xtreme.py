@@ -132,15 +132,14 @@ def configured_languages(spec: XtremeRunSpec) -> list[str]:
     return list(chosen or XTREME_TASKS[spec.task].languages)
 
 
-def eval_languages(spec: XtremeRunSpec, train_languages: list[str]) -> tuple[list[str], list[str]]:
+def eval_languages(spec: XtremeRunSpec) -> tuple[list[str], list[str]]:
     """The languages to score, and those left out: when training and evaluation read the same split
-    (the CPU variant trains on the English dev set) a training language would be scored on its own
-    training data, so it is left out."""
+    (the CPU variant trains on the English dev set) English would be scored on its own training data, so
+    it is left out. Translations are a split of their own (translate-train), never an evaluation split."""
     languages = configured_languages(spec)
     if spec.xtreme.train_split != spec.xtreme.eval_split:
         return languages, []
-    excluded = [lang for lang in languages if lang in train_languages]
-    return [lang for lang in languages if lang not in excluded], excluded
+    return [lang for lang in languages if lang != "en"], [lang for lang in languages if lang == "en"]
 
 
 # ------------------------------------------------------------------------------------------ run
@@ -327,7 +326,7 @@ def _train_and_evaluate(spec, method, task, out_dir: Path, run_record, resume) -
         trainer.save_model(str(out_dir / ENCODER_DIR))
         tokenizer.save_pretrained(str(out_dir / ENCODER_DIR))
 
-    languages, excluded = eval_languages(spec, train_languages)
+    languages, excluded = eval_languages(spec)
     per_language: dict[str, dict[str, float]] = {}
     sources: dict[str, str] = {}
     from tqdm.auto import tqdm
