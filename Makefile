@@ -11,7 +11,7 @@ DATA ?= ../shared/data
 CORES ?= 2
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install demo neftune-demo test lint unit integration replicate clean-results
+.PHONY: install demo neftune-demo xtreme-demo test lint unit integration replicate clean-results
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ demo: install resources/data
 neftune-demo: install resources/data
 	$(BIN)/snakemake --cores $(CORES) --configfile config/neftune-cpu.yaml --rerun-incomplete
 	@echo "report: results/reports/neftune-cpu.pdf   table: results/tables/instruct.csv   logs: logs/"
+
+# NoisyTune Table 3 (XTREME) at CPU scale, mechanics checks -> results/reports/noisytune-xtreme-cpu.pdf
+xtreme-demo: install resources/data
+	$(BIN)/snakemake --cores $(CORES) --configfile config/noisytune-xtreme-cpu.yaml --rerun-incomplete
+	@echo "report: results/reports/noisytune-xtreme-cpu.pdf   table: results/tables/xtreme.csv   logs: logs/xtreme/"
 
 replicate: install resources/data
 	$(BIN)/snakemake prefetch --cores 1 --configfile config/cpu-replication.yaml

@@ -139,8 +139,8 @@ def test_every_method_and_composition_runs_through_the_dag(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("config_name", "min_runs", "n_artifacts"),
     [
-        # Table 2 alone is 4 models x 9 tasks x 2 methods x 5 seeds = 360 runs.
-        ("noisytune.yaml", 360, 6),
+        # Table 2 alone is 4 models x 9 tasks x 2 methods x 5 seeds = 360 runs; Table 3 is the XTREME grid.
+        ("noisytune.yaml", 360, 7),
         # Table 1 alone is 2 models x 8 tasks x 2 methods x 3 seeds = 96 runs; Tables 3, 5, 6 add 84.
         ("smart.yaml", 180, 6),
     ],
@@ -148,10 +148,12 @@ def test_every_method_and_composition_runs_through_the_dag(tmp_path: Path) -> No
 def test_paper_config_dry_runs_to_the_full_grid(
     tmp_path: Path, config_name: str, min_runs: int, n_artifacts: int
 ) -> None:
-    from robustft.workflow_config import load_config, run_grid
+    from robustft.workflow_config import load_config, run_grid, xtreme_grid
 
     config_file = REPO / "config" / config_name
-    expected = len(run_grid(load_config(config_file)))
+    config = load_config(config_file)
+    expected = len(run_grid(config))
+    expected_xtreme = len(xtreme_grid(config)) if "xtreme" in config["tracks"] else 0
     result = snakemake(tmp_path, "-n", "--quiet", "rules", "--configfile", str(config_file))
     assert result.returncode == 0, result.stderr[-3000:]
     counts = {}
@@ -160,6 +162,10 @@ def test_paper_config_dry_runs_to_the_full_grid(
         if len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
     assert counts["train"] == expected >= min_runs
+    # BUCC and Tatoeba runs are retrieval jobs on the XNLI runs' encoders; every other run trains.
+    assert counts.get("xtreme_train", 0) + counts.get("xtreme_retrieve", 0) == expected_xtreme
+    if expected_xtreme:
+        assert counts["collect_xtreme"] == 1 and counts["xtreme_retrieve"] == expected_xtreme * 2 // 9
     assert counts["artifact"] == n_artifacts and counts["report"] == 1
 
 
