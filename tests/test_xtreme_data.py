@@ -797,3 +797,18 @@ def test_load_xtreme_train_refusals() -> None:
         load_xtreme_train("xnli", "translate-train", FIXTURES)
     with pytest.raises(KeyError, match="unknown XTREME task 'squad'"):
         load_xtreme_train("squad", "zero-shot", FIXTURES)
+
+
+def test_unlabelled_local_test_falls_back_to_the_hubs_labelled_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    datasets = pytest.importorskip("datasets")
+    labelled = _dataset(
+        {"premise": ["P0"], "hypothesis": ["H0"], "label": [1]},
+        {
+            "premise": datasets.Value("string"),
+            "hypothesis": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=list(XNLI_LABELS)),
+        },
+    )
+    monkeypatch.setattr("datasets.load_dataset", _FakeHub({("facebook/xnli", "de", "test"): labelled}))
+    data = load_xtreme_split("xnli", "test", "de", _real_dir())  # the real local file has no labels
+    assert data.labels == [1] and "the local test-de.tsv has no labels" in data.source

@@ -168,7 +168,15 @@ def cmd_instruct_report(args: argparse.Namespace) -> int:
 def cmd_prefetch(args: argparse.Namespace) -> int:
     from robustft.prefetch import prefetch
 
-    prefetch(args.models, args.tasks, data_dir=args.data_dir, cache_dir=args.cache_dir, marker=args.marker)
+    xtreme_runs = [tuple(item.split(":")) for item in args.xtreme]
+    prefetch(
+        args.models,
+        args.tasks,
+        data_dir=args.data_dir,
+        cache_dir=args.cache_dir,
+        marker=args.marker,
+        xtreme_runs=xtreme_runs,
+    )
     return 0
 
 
@@ -281,6 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     prefetch.add_argument("--data-dir", default="resources/data")
     prefetch.add_argument("--cache-dir", default="resources/hf")
     prefetch.add_argument("--marker", default=None, help="JSON file listing what was fetched")
+    prefetch.add_argument(
+        "--xtreme",
+        nargs="*",
+        default=[],
+        help="XTREME data as TASK:SETTING:EVAL_SPLIT, e.g. xnli:zero-shot:test",
+    )
     prefetch.set_defaults(func=cmd_prefetch)
 
     launch = commands.add_parser(

@@ -20,8 +20,14 @@ MODEL_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"]
 
 
 def prefetch(
-    models: list[str], tasks: list[str], data_dir: str, cache_dir: str, marker: str | None = None
+    models: list[str],
+    tasks: list[str],
+    data_dir: str,
+    cache_dir: str,
+    marker: str | None = None,
+    xtreme_runs: list[tuple[str, str, str]] = (),
 ) -> dict[str, list[str]]:
+    """`xtreme_runs`: (task, setting, eval split) of the XTREME track, whose data is read once here."""
     from huggingface_hub import snapshot_download
 
     fetched: dict[str, list[str]] = {"models": [], "datasets": [], "local": []}
@@ -41,7 +47,26 @@ def prefetch(
                 continue
             data = load_split(key, split, data_dir, cache_dir)  # goes to the Hub and fills the cache
             fetched["datasets"].append(data.source)
+    for task, setting, split in tqdm(xtreme_runs, desc="XTREME", unit="task"):
+        fetched["datasets"].extend(_prefetch_xtreme(task, setting, split, data_dir, cache_dir))
     if marker:
         write_json_atomic(Path(marker), fetched)
     print(json.dumps(fetched, indent=2))
     return fetched
+
+
+def _prefetch_xtreme(task: str, setting: str, split: str, data_dir: str, cache_dir: str) -> list[str]:
+    """Read an XTREME task's training data (unless it is a retrieval task, which trains nothing) and its
+    evaluation split in every language: what is not local comes from the Hub into the cache."""
+    from robustft.data.xtreme import XTREME_TASKS, load_xtreme_split, load_xtreme_train
+
+    spec = XTREME_TASKS[task]
+    sources = []
+    if spec.kind != "retrieval":
+        data, _ = load_xtreme_train(task, setting, data_dir, cache_dir)
+        sources.append(data.source)
+    for language in spec.languages:
+        sources.append(load_xtreme_split(task, split, language, data_dir, cache_dir).source)
+        if task == "bucc2018" and split != "dev":  # the threshold is chosen on the dev gold
+            sources.append(load_xtreme_split(task, "dev", language, data_dir, cache_dir).source)
+    return sources

@@ -232,3 +232,14 @@ def report_tables():
     if "xtreme" in config["tracks"]:
         tables.append(f"{TABLES}/xtreme.csv")
     return tables
+
+
+def xtreme_prefetch_items():
+    """TASK:SETTING:EVAL_SPLIT for `robustft prefetch --xtreme`, one per task and setting of the grid."""
+    from robustft.workflow_config import xtreme_run_settings
+
+    items = {}
+    for model, task, setting, method, seed in XTREME_GRID:
+        split = {"eval_split": "test", **xtreme_run_settings(config, task)}["eval_split"]
+        items[f"{task}:{setting}:{split}"] = None
+    return list(items)

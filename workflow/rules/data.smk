@@ -14,13 +14,14 @@ rule prefetch:
     log:
         "logs/prefetch.log",
     params:
-        models=" ".join(config["models"]),
-        tasks=" ".join(config["tasks"]),
+        models=" ".join(dict.fromkeys(config["models"] + [run[0] for run in XTREME_GRID])),
+        tasks=" ".join(config["tasks"]) if "glue" in config["tracks"] else "",
+        xtreme=" ".join(xtreme_prefetch_items()),
         data_dir=config["data_dir"],
         cache_dir=config["cache_dir"],
     conda:
         ENV
     shell:
         "HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0"
-        " python -m robustft prefetch --models {params.models} --tasks {params.tasks}"
+        " python -m robustft prefetch --models {params.models} --tasks {params.tasks} --xtreme {params.xtreme}"
         " --data-dir {params.data_dir} --cache-dir {params.cache_dir} --marker {output} > {log} 2>&1"
