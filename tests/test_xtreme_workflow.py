@@ -47,8 +47,10 @@ def test_table3_noisytune_spares_the_token_embeddings(paper_config):
     assert preset == {"noisytune": {"noise_lambda": 0.1, "exclude": ["word_embeddings"]}}
 
 
-def _arguments(config: dict, model: str, task: str, method: str) -> dict[str, dict]:
-    words = shlex.split(xtreme_arguments(config, model, task, method))
+def _arguments(
+    config: dict, model: str, task: str, method: str, setting: str = "zero-shot"
+) -> dict[str, dict]:
+    words = shlex.split(xtreme_arguments(config, model, task, setting, method))
     return {words[i].removeprefix("--"): json.loads(words[i + 1]) for i in range(0, len(words), 2)}
 
 
@@ -58,7 +60,11 @@ def test_model_settings_win_over_task_settings(paper_config):
     base = _arguments(paper_config, "xlm-r-base", "xquad", "finetune")["train-config"]
     assert large["learning_rate"] == 7e-6 and base["learning_rate"] == 2e-5
     assert large["max_seq_length"] == base["max_seq_length"] == 384
-    assert xtreme_train_settings(paper_config, "xlm-r-base", "xnli")["epochs"] == 5
+    assert xtreme_train_settings(paper_config, "xlm-r-base", "xnli", "zero-shot")["epochs"] == 5
+    # translate-train-all reads 15x the data: one pass over it, set by a task/setting key.
+    assert xtreme_train_settings(paper_config, "xlm-r-base", "xnli", "translate-train-all")["epochs"] == 1
+    tta = _arguments(paper_config, "xlm-r-large", "xnli", "finetune", "translate-train-all")["train-config"]
+    assert (tta["epochs"], tta["learning_rate"]) == (1, 7e-6)
 
 
 def test_xnli_keeps_its_encoder_only_when_retrieval_tasks_need_it(paper_config):
@@ -73,7 +79,10 @@ def test_cpu_variant_runs_real_sentence_tasks_and_every_task_on_the_tiny_model(c
     real = {run for run in runs if run[0] == "minilm-l6"}
     tiny = {run for run in runs if run[0] == "xlm-r-tiny-random"}
     assert {run[1] for run in real} == {"xnli", "pawsx"}
-    assert len({run[1] for run in tiny}) == 9 and {run[2] for run in tiny} == {"zero-shot", "translate-train-all"}
+    assert len({run[1] for run in tiny}) == 9 and {run[2] for run in tiny} == {
+        "zero-shot",
+        "translate-train-all",
+    }
     assert cpu_config["xtreme"]["report"]["mechanics_check"] is True
     xnli = _arguments(cpu_config, "minilm-l6", "xnli", "finetune")["xtreme-config"]
     assert (xnli["train_split"], xnli["eval_split"]) == ("dev", "dev")  # test labels are withheld
@@ -86,6 +95,7 @@ def test_cpu_variant_runs_real_sentence_tasks_and_every_task_on_the_tiny_model(c
         (lambda x: x.update(models=["no-such-model"]), "xtreme.models"),
         (lambda x: x.update(methods=["missing_preset"]), "xtreme.methods"),
         (lambda x: x["train_by_task"].update(nope={}), "xtreme.train_by_task"),
+        (lambda x: x["train_by_task"].update({"xnli/few-shot": {}}), "xtreme.train_by_task"),
         (lambda x: x.update(train_by_model={"no-such-model": {}}), "xtreme.train_by_model"),
         (lambda x: x["train_by_task"].update(xnli={"learning_rate": -1}), "learning_rate"),
         (lambda x: x.update(run={"eval_split": "validation"}), "eval_split"),

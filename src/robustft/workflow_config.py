@@ -138,18 +138,24 @@ def check_xtreme_config(config: dict[str, Any]) -> None:
     unknown = sorted(set(block["data_dir_by_model"]) - set(MODELS))
     if unknown:
         raise ConfigError(f"config key 'xtreme.data_dir_by_model': unknown model(s) {unknown}")
+    from robustft.data.xtreme import SETTINGS
+
+    # train_by_task also takes "<task>/<setting>" keys (e.g. xnli/translate-train-all: {epochs: 1}).
+    known = {"train_by_task": set(XTREME_TASKS) | {f"{t}/{s}" for t in XTREME_TASKS for s in SETTINGS}}
     for key in ("train_by_task", "run_by_task"):
-        unknown = sorted(set(block[key]) - set(XTREME_TASKS))
+        unknown = sorted(set(block[key]) - known.get(key, set(XTREME_TASKS)))
         if unknown:
             raise ConfigError(f"config key 'xtreme.{key}': unknown task(s) {unknown}")
     unknown = sorted(set(block["train_by_model"]) - set(MODELS))
     if unknown:
         raise ConfigError(f"config key 'xtreme.train_by_model': unknown model(s) {unknown}")
-    for model, task in {(run[0], run[1]) for run in xtreme_grid(config)}:
-        train = xtreme_train_settings(config, model, task)
+    for model, task, setting in {run[:3] for run in xtreme_grid(config)}:
+        train = xtreme_train_settings(config, model, task, setting)
         unknown = sorted(set(train) - set(TrainConfig.__dataclass_fields__))
         if unknown:
-            raise ConfigError(f"config key 'xtreme.train' ({model}, {task}): unknown key(s) {unknown}")
+            raise ConfigError(
+                f"config key 'xtreme.train' ({model}, {task}, {setting}): unknown key(s) {unknown}"
+            )
         try:
             validate_train_settings({**vars(TrainConfig()), **train})
             XtremeSettings(**xtreme_run_settings(config, task)).validate()
@@ -178,15 +184,17 @@ def xtreme_grid(config: dict[str, Any]) -> list[tuple[str, str, str, str, int]]:
     return list(runs)
 
 
-def xtreme_train_settings(config: dict[str, Any], model: str, task: str) -> dict[str, Any]:
-    """The top-level `train` block, then `xtreme.train`, `xtreme.train_by_task[task]` and
-    `xtreme.train_by_model[model]`, each laid over the last (a model's settings, such as XLM-R large's
-    smaller learning rate, win over a task's)."""
+def xtreme_train_settings(config: dict[str, Any], model: str, task: str, setting: str) -> dict[str, Any]:
+    """The top-level `train` block, then `xtreme.train`, `xtreme.train_by_task` at `task` and at
+    `task/setting`, and `xtreme.train_by_model[model]`, each laid over the last (a model's settings, such
+    as XLM-R large's smaller learning rate, win over a task's)."""
     block = config["xtreme"]
+    by_task = block["train_by_task"]
     return {
         **config["train"],
         **block["train"],
-        **(block["train_by_task"].get(task) or {}),
+        **(by_task.get(task) or {}),
+        **(by_task.get(f"{task}/{setting}") or {}),
         **(block["train_by_model"].get(model) or {}),
     }
 
@@ -199,10 +207,10 @@ def xtreme_run_settings(config: dict[str, Any], task: str) -> dict[str, Any]:
     return settings
 
 
-def xtreme_arguments(config: dict[str, Any], model: str, task: str, method: str) -> str:
-    """The `robustft train-xtreme` options for a model, task and method, shell-quoted."""
+def xtreme_arguments(config: dict[str, Any], model: str, task: str, setting: str, method: str) -> str:
+    """The `robustft train-xtreme` options for a model, task, setting and method, shell-quoted."""
     components = json.dumps(config["methods"][method] or {})
-    train = json.dumps(xtreme_train_settings(config, model, task), sort_keys=True)
+    train = json.dumps(xtreme_train_settings(config, model, task, setting), sort_keys=True)
     settings = json.dumps(xtreme_run_settings(config, task), sort_keys=True)
     return (
         f"--method-components {shlex.quote(components)} --train-config {shlex.quote(train)} "

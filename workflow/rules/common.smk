@@ -206,9 +206,9 @@ XTREME_GRID = xtreme_grid(config) if "xtreme" in config["tracks"] else []
 XTREME_BLOCK = config["xtreme"]
 # Built once at parse time, like TRAIN_ARGUMENTS.
 XTREME_ARGUMENTS = {
-    (model, task, method): xtreme_arguments(config, model, task, method)
-    for model, task, method in {(run[0], run[1], run[3]) for run in XTREME_GRID}
-    | {(run[0], "xnli", run[3]) for run in XTREME_GRID if run[1] in ("bucc2018", "tatoeba")}
+    (model, task, setting, method): xtreme_arguments(config, model, task, setting, method)
+    for model, task, setting, method in {run[:4] for run in XTREME_GRID}
+    | {(run[0], "xnli", *run[2:4]) for run in XTREME_GRID if run[1] in ("bucc2018", "tatoeba")}
 }
 
 
@@ -217,7 +217,7 @@ def xtreme_run_metrics(model, task, setting, method, seed):
 
 
 def xtreme_method_arguments(wildcards):
-    return XTREME_ARGUMENTS[wildcards.model, wildcards.task, wildcards.method]
+    return XTREME_ARGUMENTS[wildcards.model, wildcards.task, wildcards.setting, wildcards.method]
 
 
 def xtreme_data_dir(wildcards):
