@@ -178,17 +178,14 @@ def run_paper_dag(tmp_path: Path, config_name: str, report: str, timeout: int) -
 
     if not (SHARED_DATA / "glue" / "RTE" / "train.tsv").exists():
         pytest.skip(f"real GLUE files not found at {SHARED_DATA}")
-    config_file = REPO / "tests" / "data" / config_name
-    result = snakemake(
-        tmp_path,
-        "--cores",
-        "2",
-        "--configfile",
-        str(config_file),
-        "--config",
-        f"data_dir={SHARED_DATA}",
-        timeout=timeout,
-    )
+    config = yaml.safe_load((REPO / "tests" / "data" / config_name).read_text())
+    config["data_dir"] = str(SHARED_DATA)
+    if "xtreme" in config:  # data directories relative to the repository, as `make` runs them
+        by_model = config["xtreme"].get("data_dir_by_model", {})
+        config["xtreme"]["data_dir_by_model"] = {m: str(REPO / d) for m, d in by_model.items()}
+    config_file = tmp_path / config_name
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))  # component order matters
+    result = snakemake(tmp_path, "--cores", "2", "--configfile", str(config_file), timeout=timeout)
     assert result.returncode == 0, result.stderr[-4000:]
     runs = pd.read_csv(tmp_path / "results/tables/runs.csv")
     assert set(runs["status"]) == {"ok"}
@@ -202,6 +199,8 @@ def run_paper_dag(tmp_path: Path, config_name: str, report: str, timeout: int) -
 
 @pytest.mark.integration
 def test_noisytune_paper_dag_produces_every_artifact_and_the_pdf(tmp_path: Path) -> None:
+    """Both tracks of the NoisyTune config: GLUE (Table 2, Figures 2-6) and XTREME (Table 3, the CPU
+    variant at toy size: real XNLI/PAWS-X on MiniLM, every task on the tiny random XLM-R)."""
     runs, records = run_paper_dag(tmp_path, "noisytune-tiny.yaml", "noisytune", timeout=1800)
     assert set(runs.loc[runs["task"] == "mrpc@0.5", "n_train"]) == {16}  # half of the 32-example budget
     for key, record in records.items():
@@ -209,6 +208,39 @@ def test_noisytune_paper_dag_produces_every_artifact_and_the_pdf(tmp_path: Path)
         claims = pd.read_csv(tmp_path / "results/artifacts" / key / "claims.csv")
         assert len(claims) and claims["verdict"].notna().all(), key
         assert (tmp_path / "results/artifacts" / key / "figure.svg").exists()
+
+    xtreme = pd.read_csv(tmp_path / "results/tables/xtreme.csv")
+    assert set(xtreme["status"]) == {"ok"}
+    tiny = xtreme[xtreme["model"] == "xlm-r-tiny-random"]
+    assert set(tiny["task"]) == {
+        "xnli",
+        "pawsx",
+        "udpos",
+        "panx",
+        "bucc2018",
+        "tatoeba",
+        "xquad",
+        "mlqa",
+        "tydiqa",
+    }
+    assert set(tiny.loc[tiny["task"] == "mlqa", "metric"]) == {"f1", "em"}
+    assert tiny["value"].between(0, 1).all()
+    real = xtreme[xtreme["model"] == "minilm-l6"]
+    # Trained on the English dev set, so English is not scored; the other 14 XNLI languages are.
+    assert set(real.loc[real["task"] == "xnli", "language"]) == {
+        "ar", "bg", "de", "el", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh"
+    }  # fmt: skip
+    retrieval = json.loads(
+        (
+            tmp_path / "results/xtreme/xlm-r-tiny-random/bucc2018/zero-shot/finetune/seed1/metrics.json"
+        ).read_text()
+    )
+    assert retrieval["layer"] is not None and retrieval["layer_chosen_on"] == "the dev gold"
+    claims = pd.read_csv(tmp_path / "results/artifacts/noisytune/table3/claims.csv")
+    assert set(claims["verdict"]) <= {"mechanics check", "not run"} and "mechanics check" in set(
+        claims["verdict"]
+    )
+    assert (tmp_path / "results/artifacts/noisytune/table3/appendix.csv").exists()
 
 
 @pytest.mark.integration
