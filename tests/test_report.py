@@ -315,3 +315,37 @@ def test_artifact_appendix_is_printed_on_appendix_pages(tables_dir: Path, tmp_pa
             "q149" in page and "finetune mean" in page for page in pages[first + 1 :]
         )  # header repeats
         assert all("Appendix" not in page for page in pages[: first - 1])
+
+
+def test_a_config_without_glue_runs_reports_its_artifacts_alone(tmp_path: Path) -> None:
+    """XTREME alone (the CPU variant): no runs.csv, so the PDF is the artifacts, choices and provenance."""
+    from robustft.artifacts import ArtifactResult, write_result
+    from robustft.artifacts.base import CLAIM_COLUMNS
+
+    appendix = pd.DataFrame({"task": ["XNLI"], "language": ["de"], "finetune mean": [35.5]})
+    result = ArtifactResult(
+        "noisytune/table3",
+        "NoisyTune",
+        "Table 3",
+        "XTREME",
+        claims=pd.DataFrame(columns=CLAIM_COLUMNS),
+        notes=["a note that must reach the PDF"],
+        appendix=appendix,
+        appendix_title="Per-language scores",
+    )
+    write_result(result, tmp_path / "table3")
+    tables = tmp_path / "tables"
+    tables.mkdir()  # xtreme.csv would be here; the report reads only the artifacts
+    spec = replace(_spec(), choices=["a choice listed in the report"])
+    out = tmp_path / "out" / "report.pdf"
+    build_report(tables, out, spec, figures_dir=tmp_path / "figures", artifact_dirs=[tmp_path / "table3"])
+    assert out.read_bytes().startswith(b"%PDF")
+    if shutil.which("pdftotext"):
+        text = subprocess.run(["pdftotext", str(out), "-"], capture_output=True, text=True, check=True).stdout
+        for expected in (
+            "Table 3",
+            "a note that must reach the PDF",
+            "a choice listed in the report",
+            "35.50",
+        ):
+            assert expected in text, expected

@@ -107,3 +107,17 @@ def test_bad_xtreme_settings_name_the_key(paper_config, change, named):
     change(config["xtreme"])
     with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
         check_config(config)
+
+
+def test_ci_runs_the_cpu_variant_at_toy_size(cpu_config):
+    """tests/data/noisytune-tiny.yaml (the CI DAG) runs the CPU variant's models, tasks, settings,
+    methods, data and split choices; only the budgets and seeds are smaller."""
+    tiny = load_config(REPO / "tests" / "data" / "noisytune-tiny.yaml")
+    assert "xtreme" in tiny["tracks"] and "noisytune/table3" in tiny["artifacts"]
+    ci, cpu = tiny["xtreme"], cpu_config["xtreme"]
+    for key in ("models", "methods", "data_dir_by_model", "run_by_task", "report"):
+        assert ci[key] == cpu[key], key
+    assert {k: v for k, v in ci["run"].items() if k != "doc_stride"} == cpu["run"]
+    ci_runs, cpu_runs = xtreme_grid(tiny), xtreme_grid(cpu_config)
+    for position in range(4):  # model, task, setting, method: every value of the CPU variant is run in CI
+        assert {run[position] for run in ci_runs} == {run[position] for run in cpu_runs}
