@@ -150,3 +150,14 @@ def test_per_language_appendix_has_mean_std_and_seeds_per_method(tmp_path: Path)
         read_appendix(tmp_path / "table3", json.loads((tmp_path / "table3" / "result.json").read_text()))
         is None
     )
+
+
+def test_translate_train_all_training_languages_and_config_choices_reach_the_report() -> None:
+    frame = xtreme_table()
+    frame["setting"] = "translate-train-all"
+    frame["train_languages"] = frame["task"].map(lambda task: "en" if task == "xquad" else "en+de+zh")
+    result = build(frame, choices=["a choice from xtreme.report.choices"])
+    assert "a choice from xtreme.report.choices" in result.choices
+    notes = " ".join(result.notes)
+    assert "translate-train-all XQuAD: trained on English only" in notes
+    assert "translate-train-all XNLI: trained on en, de, zh" in notes

@@ -694,7 +694,7 @@ def test_hub_qa_xquad_and_tydiqa(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         load_xtreme_split("xquad", "test", "de", tmp_path)
 
 
-def test_hub_tatoeba_and_bucc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hub_tatoeba(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tatoeba = _dataset(
         {
             "source_sentence": ["Ich habe Hunger.\n", "Danke.\n"],
@@ -703,34 +703,30 @@ def test_hub_tatoeba_and_bucc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
             "target_lang": ["eng", "eng"],
         }
     )
-    bucc = _dataset(
-        {
-            "source_sentence": ["Hallo.", "Tschüss."],
-            "target_sentence": ["Hello.", "Bye."],
-            "source_lang": ["de-000000007", "de-000000009"],  # google/xtreme keeps BUCC's ids here
-            "target_lang": ["en-000000003", "en-000000001"],
-        }
+    monkeypatch.setattr(
+        "datasets.load_dataset", _FakeHub({("google/xtreme", "tatoeba.deu", "validation"): tatoeba})
     )
-    hub = _FakeHub(
-        {
-            ("google/xtreme", "tatoeba.deu", "validation"): tatoeba,
-            ("google/xtreme", "bucc18.de", "test"): bucc,
-        }
-    )
-    monkeypatch.setattr("datasets.load_dataset", hub)
     data = load_xtreme_split("tatoeba", "test", "de", tmp_path)
     assert data.source_sentences == ["Ich habe Hunger.", "Danke."] and data.target_sentences == [
         "I am hungry.",
         "Thanks.",
     ]
     assert data.gold == [("0", "0"), ("1", "1")]
-    pairs = load_xtreme_split("bucc2018", "test", "de", tmp_path)
-    assert pairs.gold == [("de-000000007", "en-000000003"), ("de-000000009", "en-000000001")]
-    assert pairs.source_sentences == ["Hallo.", "Tschüss."] and pairs.target_ids == [
-        "en-000000003",
-        "en-000000001",
-    ]
-    assert "the candidate pool is the gold pairs' own sentences" in pairs.source
+
+
+def test_bucc_is_never_read_from_the_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Hub's bucc18 holds only the gold pairs: mined alone they would inflate F1, so it is not used."""
+
+    def hub(*args, **kwargs):
+        raise AssertionError("the Hub must not be asked for BUCC")
+
+    monkeypatch.setattr("datasets.load_dataset", hub)
+    with pytest.raises(DataNotFoundError, match="original release only"):
+        load_xtreme_split("bucc2018", "test", "de", tmp_path)
+    _write(tmp_path / "xtreme/bucc2018/fr-en.test.fr", "fr-1\tSalut.\n")
+    _write(tmp_path / "xtreme/bucc2018/fr-en.test.en", "en-1\tHi.\n")
+    with pytest.raises(DataFormatError, match=r"Restore fr-en\.test\.gold from the BUCC 2018 release"):
+        load_xtreme_split("bucc2018", "test", "fr", tmp_path)
 
 
 # ------------------------------------------------------------------------------------------ training data
@@ -753,7 +749,10 @@ def test_load_xtreme_train_settings(
 ) -> None:
     data, used = load_xtreme_train(task, "zero-shot", FIXTURES)
     assert used == ["en"] and len(data) == zero_shot_size
-    data, used = load_xtreme_train(task, "translate-train-all", FIXTURES)
+    if languages == ["en"]:  # no translations: a zero-shot run under another name, unless asked for
+        with pytest.raises(DataNotFoundError, match="english_only_translate_train"):
+            load_xtreme_train(task, "translate-train-all", FIXTURES)
+    data, used = load_xtreme_train(task, "translate-train-all", FIXTURES, english_only_ok=True)
     assert used == languages and len(data) == all_size
     assert data.source.count(" + ") >= len(languages) - 1
 

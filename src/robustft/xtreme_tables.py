@@ -35,6 +35,7 @@ XTREME_COLUMNS = [
     "value",
     "n",
     "eval_split",
+    "train_languages",  # "en+de+zh": what the run trained on (translate-train-all varies by task)
     "run_dir",
 ]
 SCORE_COLUMNS = [
@@ -122,13 +123,21 @@ def _rows_of_run(run_dir: Path) -> list[dict[str, Any]]:
         status = run_info.get("status")
         if status not in FINISHED_WITHOUT_METRICS:
             return []  # not finished (running, preempted, interrupted) or never started
-        return [{**base, "status": status, "eval_split": run_info.get("eval_split"), "run_dir": str(run_dir)}]
+        eval_split = (run_info.get("spec", {}).get("xtreme") or {}).get("eval_split")
+        return [{**base, "status": status, "eval_split": eval_split, "run_dir": str(run_dir)}]
     # A file copied into the wrong directory would otherwise be counted under the wrong cell.
     recorded = tuple(record.get(key) for key in ("model", "task", "setting", "method", "seed"))
     if recorded != (model, task, setting, method, seed):
         raise ValueError(f"{run_dir}/metrics.json: records {recorded} but its directory says {base}")
     status = record.get("status", "ok")
-    common = {**base, "status": status, "eval_split": record.get("eval_split"), "run_dir": str(run_dir)}
+    trained_on = record.get("train_languages")
+    common = {
+        **base,
+        "status": status,
+        "eval_split": record.get("eval_split"),
+        "train_languages": "+".join(trained_on) if trained_on else None,
+        "run_dir": str(run_dir),
+    }
     if status != "ok":
         return [common]
     rows = []

@@ -129,7 +129,8 @@ def artifact_context(wildcards):
     if artifact_table(wildcards).endswith("xtreme.csv"):
         # Not named `report`: at the start of a line that is a Snakemake keyword.
         naming = config["xtreme"]["report"]
-        return json.dumps({key: naming[key] for key in ("baseline", "method", "mechanics_check")}, sort_keys=True)
+        keys = ("baseline", "method", "mechanics_check", "choices")
+        return json.dumps({key: naming[key] for key in keys}, sort_keys=True)
     if not artifact_table(wildcards).endswith("instruct.csv"):
         return "{}"
     block = config["instruct"]

@@ -328,9 +328,29 @@ def table3(xtreme: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
         f"The paper's Table 3 uses λ = 0.1 and no noise on the token embeddings; `{method}` is expected "
         "to be configured so (not checked here).",
     ]
-    notes = [*language_notes, *notes]
+    result.choices += [str(choice) for choice in context.extra.get("choices") or []]
+    notes = [*language_notes, *_training_language_notes(frame), *notes]
     if mechanics:
         result.notes = [MECHANICS_NOTE, *notes]
     else:
         result.notes = [*notes, *seed_notes(claims[claims["n_pairs"] > 0], PROTOCOL)]
     return result
+
+
+def _training_language_notes(frame: pd.DataFrame) -> list[str]:
+    """Which languages each translate-train-all task trained on, so an English-only run is never read
+    as the paper's translate-train-all (XTREME has no translated UD-POS or PAN-X training data)."""
+    if "train_languages" not in frame:
+        return []
+    trained = frame[(frame["setting"] == "translate-train-all") & frame["train_languages"].notna()]
+    notes = []
+    for task, rows in trained.groupby("task", sort=True):
+        used = sorted(set(rows["train_languages"]))
+        label = PAPER_NAME.get(task, task)
+        if used == ["en"]:
+            notes.append(f"translate-train-all {label}: trained on English only (no translations found).")
+        else:
+            notes.append(
+                f"translate-train-all {label}: trained on {', '.join(u.replace('+', ', ') for u in used)}."
+            )
+    return notes

@@ -353,9 +353,11 @@ register_xtreme_task(
         primary_metric="f1",
         labels=None,
         local_files={"dev": ("{lang}-en.dev.{lang}",), "test": ("{lang}-en.test.{lang}",)},
+        # google/xtreme's bucc18 holds only the gold pairs: mining among them alone, with no distractor
+        # sentences, would inflate F1 towards 1. So BUCC is read from the original release only.
         hub_id="google/xtreme",
         hub_config="bucc18.{lang}",
-        hub_splits={"dev": "validation", "test": "test"},
+        hub_splits={},
     )
 )
 register_xtreme_task(
@@ -542,13 +544,20 @@ def load_xtreme_split(
 
 
 def load_xtreme_train(
-    task: str, setting: str, data_dir: str | Path, cache_dir: str | None = None, split: str = "train"
+    task: str,
+    setting: str,
+    data_dir: str | Path,
+    cache_dir: str | None = None,
+    split: str = "train",
+    english_only_ok: bool = False,
 ) -> tuple[SplitData | TaggingSplit | QASplit, list[str]]:
     """The training data of a task in a setting, and the languages it holds (English first).
 
     zero-shot: the English `split` of the task's training corpus (SQuAD for the QA tasks).
     translate-train-all: that English split plus the translate-train data of every language found
     under the corpus's local `translate-train/` folder or, when there is none, every language the Hub has.
+    Where that finds no translation at all (UD-POS, PAN-X: XTREME released none), the run would be a
+    zero-shot run under another name, so it stops unless `english_only_ok` says to train on English.
     """
     spec = XTREME_TASKS.get(task)
     if spec is None:
@@ -573,6 +582,14 @@ def load_xtreme_train(
             f"translate-train-all for {spec.paper_name} needs XTREME's machine-translated "
             f"{corpus.paper_name} training data, and {folder} has none (no Hub dataset holds it). "
             f"Download it from {TRANSLATIONS_URL} into that folder ({names})."
+        )
+    if not languages and not english_only_ok:
+        folder = corpus.local_dir(data_dir) / "translate-train"
+        raise DataNotFoundError(
+            f"translate-train-all for {spec.paper_name} found no translated training data in {folder} "
+            f"({', '.join(corpus.local_files['translate-train'])}) and XTREME released none: put "
+            "translations there, or set the run setting english_only_translate_train: true to train on "
+            "English alone (the report then lists English as the only training language)"
         )
     parts = [load_xtreme_split(corpus.key, split, "en", data_dir, cache_dir)]
     parts += [
@@ -663,6 +680,12 @@ def _not_found_message(spec: XtremeTask, split: str, language: str, paths: list[
         return f"{what}, and no Hub dataset holds it: download XTREME's translations from {TRANSLATIONS_URL}."
     if split == "translate-train":
         return f"{what}: XTREME released no translations of {spec.paper_name}; put your own file there."
+    if spec.key == "bucc2018":
+        return (
+            f"{what}. BUCC is read from the original release only (the Hub's copy holds just the gold "
+            "pairs, which would inflate F1): run google-research/xtreme's scripts/download_data.sh, or "
+            "unpack https://comparable.limsi.fr/bucc2018/ there."
+        )
     return f"{what}, and no Hub dataset holds {spec.paper_name} {split}."
 
 
@@ -724,6 +747,12 @@ def _withheld(spec: XtremeTask, path: Path, split: str, language: str, missing: 
         options.append(f"move this file away so that the labelled {split} split is read from the Hub: {hub}")
     else:
         options.append("replace it with the original release's labelled file")
+    if spec.key == "bucc2018":
+        options = [
+            f"restore {language}-en.{split}.gold from the BUCC 2018 release "
+            f"(bucc2018-{language}-en.training-gold.tar.bz2 holds XTREME's test split, "
+            "https://comparable.limsi.fr/bucc2018/)"
+        ]
     advice = ", or ".join(options)
     return LabelsWithheldError(
         f"{path}: {missing}: XTREME withholds the {spec.paper_name} {split} labels. "
@@ -1061,8 +1090,6 @@ def _read_hub(spec: XtremeTask, split: str, language: str, cache_dir: str | None
         return _hub_tagging(spec, dataset, where)
     if spec.kind == "qa":
         return _hub_qa(spec, dataset, where, split, language)
-    if spec.key == "bucc2018":
-        return _hub_bucc(dataset, where, language)
     return _hub_tatoeba(dataset, where)
 
 
@@ -1135,38 +1162,6 @@ def _hub_qa(spec: XtremeTask, dataset: Any, where: str, split: str, language: st
     if not rows:
         raise LookupError(f"{where} has no questions in language {language!r}")
     return _qa_split(rows, where, strict=split in ("dev", "test"))
-
-
-def _hub_bucc(dataset: Any, where: str, language: str) -> RetrievalSplit:
-    names = ("source_sentence", "target_sentence", "source_lang", "target_lang")
-    sources, targets, source_keys, target_keys = _columns(dataset, names, where)
-
-    # google/xtreme's bucc18 keeps BUCC's sentence ids in its *_lang columns; make ids where it does not.
-    def ident(value: Any, side: str, row: int) -> str:
-        return str(value) if re.fullmatch(rf"{side}-\d+", str(value)) else f"{side}-{row:09d}"
-
-    source_sentences: dict[str, str] = {}
-    target_sentences: dict[str, str] = {}
-    gold: list[tuple[str, str]] = []
-    for row, (source, target, source_key, target_key) in enumerate(
-        zip(*[sources, targets, source_keys, target_keys], strict=True)
-    ):
-        source_id, target_id = ident(source_key, language, row), ident(target_key, "en", row)
-        source_sentences.setdefault(source_id, str(source).rstrip("\r\n"))
-        target_sentences.setdefault(target_id, str(target).rstrip("\r\n"))
-        gold.append((source_id, target_id))
-    note = (
-        "the Hub holds only the gold pairs, so the candidate pool is the gold pairs' own sentences, not "
-        "BUCC's full comparable corpus: scores are not comparable to the paper's"
-    )
-    return RetrievalSplit(
-        source_ids=list(source_sentences),
-        source_sentences=list(source_sentences.values()),
-        target_ids=list(target_sentences),
-        target_sentences=list(target_sentences.values()),
-        gold=gold,
-        source=f"{where} ({note})",
-    )
 
 
 def _hub_tatoeba(dataset: Any, where: str) -> RetrievalSplit:

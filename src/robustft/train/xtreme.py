@@ -49,6 +49,8 @@ class XtremeSettings:
     retrieval_layer: int | str = "best"  # a hidden layer (0 = embeddings), or the best one
     bucc_k: int = 4
     save_encoder: bool = False  # XNLI runs that retrieval tasks read keep their fine-tuned encoder
+    # translate-train-all with no translations found (UD-POS, PAN-X): stop (False) or train on English
+    english_only_translate_train: bool = False
 
     def validate(self) -> None:
         for name in ("train_split", "eval_split"):
@@ -256,7 +258,12 @@ def _train_and_evaluate(spec, method, task, out_dir: Path, run_record, resume) -
 
     config, settings = spec.train, spec.xtreme
     train_data, train_languages = load_xtreme_train(
-        spec.task, spec.setting, spec.data_dir, spec.cache_dir, split=settings.train_split
+        spec.task,
+        spec.setting,
+        spec.data_dir,
+        spec.cache_dir,
+        split=settings.train_split,
+        english_only_ok=settings.english_only_translate_train,
     )
     tokenizer = load_tokenizer(spec.model, cache_dir=spec.cache_dir)
     model, new_parameters = _load_model(spec, task)
