@@ -23,9 +23,16 @@ logger = logging.getLogger(__name__)
 
 
 def sentence_embeddings(
-    model: Any, tokenizer: Any, sentences: list[str], max_seq_length: int, batch_size: int = 64
+    model: Any,
+    tokenizer: Any,
+    sentences: list[str],
+    max_seq_length: int,
+    batch_size: int = 64,
+    layers: list[int] | None = None,
 ) -> np.ndarray:
-    """Mean-pooled token states at every layer: an array [layers + 1, sentences, hidden] in fp32."""
+    """Mean-pooled token states: an array [layers, sentences, hidden] in fp32, every layer (0 = the
+    embeddings) or only `layers` (BUCC's test side at full size is ~400k sentences: one layer of XLM-R
+    large is 1.7 GB, all 25 would not fit in a job's memory)."""
     import torch
 
     device = next(model.parameters()).device
@@ -42,8 +49,9 @@ def sentence_embeddings(
             ).to(device)
             states = model(**batch, output_hidden_states=True).hidden_states
             mask = batch["attention_mask"].unsqueeze(-1).float()
-            layers = [(layer.float() * mask).sum(1) / mask.sum(1).clamp(min=1) for layer in states]
-            pooled.append(torch.stack(layers).cpu().numpy())
+            kept = states if layers is None else [states[i] for i in layers]
+            means = [(state.float() * mask).sum(1) / mask.sum(1).clamp(min=1) for state in kept]
+            pooled.append(torch.stack(means).cpu().numpy())
     return np.concatenate(pooled, axis=1)
 
 
@@ -62,7 +70,7 @@ def _bucc_by_layer(split, embed, k: int, thresholds: list[float] | None = None) 
 def _bucc_at_layer(split, embed, k: int, layer: int, threshold: float) -> dict[str, float]:
     from robustft.evals.xtreme_metrics import bucc_mine, bucc_scores
 
-    source, target = embed(split.source_sentences)[layer], embed(split.target_sentences)[layer]
+    source, target = embed(split.source_sentences, [layer])[0], embed(split.target_sentences, [layer])[0]
     candidates = bucc_mine(source, target, split.source_ids, split.target_ids, k=k)
     return bucc_scores(candidates, split.gold, threshold=threshold)
 
@@ -111,9 +119,9 @@ def evaluate_retrieval(spec: Any, task: Any) -> dict[str, Any]:
     limit = spec.train.max_eval_samples
     languages = configured_languages(spec)
 
-    def embed(sentences: list[str]) -> np.ndarray:
+    def embed(sentences: list[str], layers: list[int] | None = None) -> np.ndarray:
         return sentence_embeddings(
-            model, tokenizer, sentences, spec.train.max_seq_length, spec.train.eval_batch_size
+            model, tokenizer, sentences, spec.train.max_seq_length, spec.train.eval_batch_size, layers
         )
 
     primary, k = task.primary_metric, settings.bucc_k
@@ -178,6 +186,23 @@ def evaluate_retrieval(spec: Any, task: Any) -> dict[str, Any]:
         "layer_chosen_on": chosen_on,
         "mean_by_layer": mean_by_layer,
         "encoder_dir": str(encoder_dir),
+        "encoder_run": _encoder_run(encoder_dir),
+        "data": {lang: split.source for lang, split in splits.items()},
         "train_languages": None,
         "n_train": None,
+    }
+
+
+def _encoder_run(encoder_dir: Any) -> dict[str, Any]:
+    """Which XNLI run made the encoder: its config hash, commit and status (from its run.json)."""
+    import json
+    from pathlib import Path
+
+    run_json = Path(encoder_dir).parent / "run.json"
+    if not run_json.is_file():
+        return {"run_json": None}
+    record = json.loads(run_json.read_text())
+    return {
+        "run_json": str(run_json),
+        **{key: record.get(key) for key in ("config_hash", "git_commit", "status")},
     }
