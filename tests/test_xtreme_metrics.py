@@ -8,13 +8,14 @@ import pytest
 from robustft.evals.xtreme_metrics import (
     bucc_mine,
     bucc_scores,
+    expand_candidates,
+    get_entities,
     mixed_segmentation,
     normalize_answer,
     squad_scores,
     tagging_f1,
     tatoeba_accuracy,
-    xtreme_average,
-    xtreme_task_score,
+    unify_sentences,
 )
 
 # ---------------------------------------------------------------------------------------------------------
@@ -142,7 +143,20 @@ def test_mlqa_vietnamese_articles_and_english_agrees_with_squad_on_ascii() -> No
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Tagging F1 (seqeval, default mode)
+# Tagging F1 (seqeval 0.0.12, default mode). Every case below was also checked against seqeval 0.0.12 itself.
+
+
+def test_get_entities_keeps_the_whole_pos_tag_as_its_type() -> None:
+    # 0.0.12: type = tag.split("-")[-1], the whole UPOS tag, so CCONJ and SCONJ are different chunks: 4.
+    # (seqeval 1.x types them tag[1:] = "CONJ" both, and its start rule for S- drops the CCONJ chunk: 3.)
+    assert get_entities(["NOUN", "CCONJ", "SCONJ", "VERB"]) == [
+        ("NOUN", 0, 0),
+        ("CCONJ", 1, 1),
+        ("SCONJ", 2, 2),
+        ("VERB", 3, 3),
+    ]
+    # IOB2 entities, and a trailing chunk closed by the end of the sequence.
+    assert get_entities(["B-PER", "I-PER", "O", "B-LOC"]) == [("PER", 0, 1), ("LOC", 3, 3)]
 
 
 def test_tagging_f1_ner_wrong_type_and_wrong_boundary() -> None:
@@ -156,6 +170,13 @@ def test_tagging_f1_ner_wrong_type_and_wrong_boundary() -> None:
     assert tagging_f1([["B-PER", "O", "B-LOC"]], [["B-PER", "O", "B-ORG"]]) == pytest.approx(0.5)
 
 
+def test_tagging_f1_b_inside_an_entity_splits_it() -> None:
+    # Gold B-PER I-PER I-PER = {PER[0:2]}; predicted B-PER I-PER B-PER = {PER[0:1], PER[2]}: a B- where an
+    # I- belongs ends one chunk and starts another, so neither matches: 0 correct of 1 gold, 2 predicted.
+    assert tagging_f1([["B-PER", "I-PER", "I-PER", "O"]], [["B-PER", "I-PER", "B-PER", "O"]]) == 0.0
+    assert get_entities(["B-PER", "I-PER", "B-PER", "O"]) == [("PER", 0, 1), ("PER", 2, 2)]
+
+
 def test_tagging_f1_default_mode_accepts_i_after_o() -> None:
     # conlleval-style default mode reads "O I-PER I-PER" as the chunk PER[1:2] = gold -> F1 1
     # (strict IOB2 mode would reject the I- start and score 0).
@@ -163,12 +184,29 @@ def test_tagging_f1_default_mode_accepts_i_after_o() -> None:
 
 
 def test_tagging_f1_pos_is_chunk_f1_not_token_accuracy() -> None:
-    # seqeval splits a bare tag as prefix=first letter, type=rest; equal neighbours merge into one chunk.
-    # Gold DET NOUN VERB -> chunks {ET[0], OUN[1], ERB[2]}; predicted DET NOUN NOUN -> {ET[0], OUN[1:2]}.
+    # A bare tag's prefix is its first letter, its type the whole tag; equal neighbours merge into one chunk.
+    # Gold DET NOUN VERB -> chunks {DET[0], NOUN[1], VERB[2]}; predicted DET NOUN NOUN -> {DET[0], NOUN[1:2]}.
     # 1 correct: P 1/2, R 1/3, F1 = 2*(1/2)(1/3)/(5/6) = 2/5 (token accuracy would be 2/3).
     assert tagging_f1([["DET", "NOUN", "VERB"]], [["DET", "NOUN", "NOUN"]]) == pytest.approx(0.4)
     # Identical POS sequences score 1.
     assert tagging_f1([["PRON", "VERB", "PUNCT"]], [["PRON", "VERB", "PUNCT"]]) == 1.0
+
+
+def test_tagging_f1_pos_by_hand_with_0_0_12_rules() -> None:
+    # Prefixes: D, N, V, C plain letters (a run of one tag merges); S (SCONJ) always a one-token chunk (end
+    # after S, start at S); I (INTJ) continues an INTJ run.
+    # gold DET NOUN NOUN CCONJ SCONJ SCONJ INTJ INTJ
+    #   -> DET[0] NOUN[1:2] CCONJ[3] SCONJ[4] SCONJ[5] INTJ[6:7]                 6 chunks
+    # pred DET NOUN VERB CCONJ SCONJ SCONJ INTJ INTJ
+    #   -> DET[0] NOUN[1] VERB[2] CCONJ[3] SCONJ[4] SCONJ[5] INTJ[6:7]           7 chunks
+    # correct: DET, CCONJ, SCONJ[4], SCONJ[5], INTJ = 5: P 5/7, R 5/6, F1 = 2*5/(7+6) = 10/13.
+    # (seqeval 1.x loses both CCONJ chunks and scores 8/11; token accuracy is 7/8.)
+    gold = [["DET", "NOUN", "NOUN", "CCONJ", "SCONJ", "SCONJ", "INTJ", "INTJ"]]
+    pred = [["DET", "NOUN", "VERB", "CCONJ", "SCONJ", "SCONJ", "INTJ", "INTJ"]]
+    assert tagging_f1(gold, pred) == pytest.approx(10 / 13)
+    # Sentences are joined with an "O", so NOUN | NOUN is two chunks {NOUN[0], NOUN[2]}, and NOUN | VERB
+    # gets one of them right: P 1/2, R 1/2, F1 1/2 (one merged NOUN[0:1] chunk would have scored 0).
+    assert tagging_f1([["NOUN"], ["NOUN"]], [["NOUN"], ["VERB"]]) == pytest.approx(0.5)
 
 
 def test_tagging_f1_length_mismatch_names_the_sentence() -> None:
@@ -252,6 +290,67 @@ def test_bucc_mine_recovers_planted_pairs_among_distractors() -> None:
     assert min(score for s, t, score in mined if (s, t) in planted) > best_other
 
 
+def test_unify_sentences_first_seen_order_and_ids_as_bucc_eval_reads_them() -> None:
+    unique, ids = unify_sentences(["a1", "a2", "b1", "a3", "c1"], ["x", "y", "x", "x ", "z"])
+    # Mining rows: exact texts, first-seen order ("x " is its own row, as in text_load_unify) ...
+    assert unique == ["x", "y", "x ", "z"]
+    # ... but bucc_eval compares stripped texts, so "x" and "x " share the ids of all three rows.
+    assert ids == [["a1", "b1", "a3"], ["a2"], ["a1", "b1", "a3"], ["c1"]]
+    with pytest.raises(ValueError, match="2 ids for 1 sentences"):
+        unify_sentences(["a", "b"], ["x"])
+
+
+def test_expand_candidates_maps_rows_to_ids_and_drops_repeated_texts() -> None:
+    source_ids = [["s1"], ["s2", "s3"], ["s4"]]  # source row 1 is a text two sentences share
+    target_ids = [["t1"], ["t2"], ["t3", "t4"]]  # so is target row 2
+    candidates = [("0", "0", 1.5), ("1", "1", 1.4), ("2", "2", 1.3), ("2", "1", 1.2), ("2", "1", 1.25)]
+    # (1, 1) and (2, 2) touch a repeated text: XTREME's read_sent2id has no id for it, so both go;
+    # (2, 1) is proposed twice and keeps its best score.
+    assert expand_candidates(candidates, source_ids, target_ids) == [("s1", "t1", 1.5), ("s4", "t2", 1.25)]
+
+
+def test_bucc_duplicate_english_sentence_follows_xtreme() -> None:
+    # Four German sentences de-i, whose translations are the English texts e0..e3 (diagonal cosines 0.9,
+    # 0.8, 0.7, 0.15; every other cosine 0.1). e0 occurs twice in the English corpus, as en-1 and en-2, and
+    # the gold pairs de-0 with the second copy, en-2.
+    cos = np.full((4, 4), 0.1)
+    np.fill_diagonal(cos, [0.9, 0.8, 0.7, 0.15])
+    source, unique_target = _embeddings_with_cosines(cos)
+    de_ids = ["de-0", "de-1", "de-2", "de-3"]
+    en_ids = ["en-1", "en-2", "en-3", "en-4", "en-5"]
+    en_texts = ["e0", "e0", "e1", "e2", "e3"]
+    gold = [("de-0", "en-2"), ("de-1", "en-3"), ("de-2", "en-4"), ("de-3", "en-5")]
+
+    # XTREME's path: unify, mine the unique texts, map back to ids, score.
+    de_texts, de_ids_by_row = unify_sentences(de_ids, ["d0", "d1", "d2", "d3"])
+    en_unique, en_ids_by_row = unify_sentences(en_ids, en_texts)
+    assert en_unique == ["e0", "e1", "e2", "e3"] and en_ids_by_row[0] == ["en-1", "en-2"]
+    rows = [str(i) for i in range(4)]
+    # k=2: each row's two nearest are its partner (c) and a 0.1, so both sides' means are (c + 0.1)/2 and
+    # margin(i, i) = c / ((c + 0.1)/2) = 2c/(c + 0.1): 1.8, 1.7778, 1.75, 1.2; the diagonal is mined.
+    mined = bucc_mine(source, unique_target, rows[: len(de_texts)], rows, k=2)
+    assert [(s, t) for s, t, _ in mined] == [("0", "0"), ("1", "1"), ("2", "2"), ("3", "3")]
+    candidates = expand_candidates(mined, de_ids_by_row, en_ids_by_row)
+    # The e0 pair is dropped (its text has two ids), so gold (de-0, en-2) is never extracted: the other
+    # three are all right, the best cut keeps them all: P 1, R 3/4, F1 6/7.
+    assert [(s, t) for s, t, _ in candidates] == [("de-1", "en-3"), ("de-2", "en-4"), ("de-3", "en-5")]
+    scores = bucc_scores(candidates, gold)
+    assert scores["precision"] == 1.0
+    assert scores["recall"] == pytest.approx(0.75)
+    assert scores["f1"] == pytest.approx(6 / 7)
+
+    # Plain mining on the raw rows: de-0's two nearest targets are both copies of e0 (mean 0.9, e0's own
+    # mean stays 0.5), so its margin falls to 0.9 / 0.7 = 1.286, below de-1 and de-2 but above de-3 (1.2),
+    # and it pairs with whichever copy wins a floating-point tie between identical rows. With en-1 the
+    # pair is a false positive ranked above a true one; the best cut keeps all 4: P 3/4, R 3/4, F1 0.75.
+    # With en-2 it would be right: F1 1. Either way not what XTREME's script reports.
+    raw = bucc_mine(source, unique_target[[0, 0, 1, 2, 3]], de_ids, en_ids, k=2)
+    (raw_de0,) = [(t, score) for s, t, score in raw if s == "de-0"]
+    assert raw_de0[0] in {"en-1", "en-2"}
+    assert raw_de0[1] == pytest.approx(0.9 / 0.7, rel=1e-5)
+    assert bucc_scores(raw, gold)["f1"] == pytest.approx(0.75 if raw_de0[0] == "en-1" else 1.0)
+
+
 def test_bucc_mine_checks_ids() -> None:
     with pytest.raises(ValueError, match="source ids"):
         bucc_mine(np.eye(2), np.eye(2), ["a"], ["x", "y"])
@@ -310,20 +409,6 @@ def test_tatoeba_accuracy_uses_cosine_not_dot_product() -> None:
 def test_tatoeba_needs_aligned_rows() -> None:
     with pytest.raises(ValueError, match="aligned"):
         tatoeba_accuracy(np.eye(3), np.eye(2, 3))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Aggregation
-
-
-def test_xtreme_task_score_and_average() -> None:
-    per_language = {"en": {"f1": 0.8, "em": 0.7}, "de": {"f1": 0.6, "em": 0.4}, "zh": {"f1": 0.4, "em": 0.1}}
-    assert xtreme_task_score(per_language, "f1") == pytest.approx(0.6)  # (0.8+0.6+0.4)/3
-    assert xtreme_task_score(per_language, "em") == pytest.approx(0.4)  # (0.7+0.4+0.1)/3
-    with pytest.raises(KeyError, match="zh"):
-        xtreme_task_score({"en": {"accuracy": 0.9}, "zh": {}}, "accuracy")
-    # Unweighted over tasks: (0.75 + 0.6 + 0.9) / 3 = 0.75.
-    assert xtreme_average({"xnli": 0.75, "xquad": 0.6, "bucc2018": 0.9}) == pytest.approx(0.75)
 
 
 def test_tatoeba_searches_the_non_english_side_with_each_english_sentence():

@@ -1,4 +1,4 @@
-"""XTREME metrics: extractive QA (SQuAD / MLQA scripts), tagging F1 (seqeval), BUCC mining, Tatoeba.
+"""XTREME metrics: extractive QA (SQuAD / MLQA scripts), tagging F1 (seqeval 0.0.12), BUCC mining, Tatoeba.
 
 Every score is a fraction in [0, 1]. Each function ports the script XTREME (Hu et al., 2020) runs, so that
 our numbers are comparable with the paper tables:
@@ -9,11 +9,14 @@ our numbers are comparable with the paper tables:
   file ``mlqa_evaluation_v1.py`` at commit 5ef5c731a96acb7008b51aac4acb5fa9dff4f297), which XTREME applies
   to MLQA: Unicode punctuation, per-language articles, and character-level ("mixed") segmentation for zh.
 - Tagging: ``seqeval.metrics.f1_score`` in its default (conlleval-style) mode, as google-research/xtreme
-  ``third_party/run_tag.py`` does for both UD-POS and PAN-X.
-- Retrieval: google-research/xtreme ``third_party/utils_retrieve.py`` (itself from LASER): ratio-margin
-  mining with ``mine_bitext`` defaults, the F1-optimal threshold of ``bucc_optimize``, the extraction and
-  scoring of ``bucc_eval``; Tatoeba is nearest-neighbour accuracy by cosine. numpy replaces faiss: an
-  exact inner-product search on L2-normalised vectors is what faiss ``IndexFlatIP`` computes.
+  ``third_party/run_tag.py`` does for both UD-POS and PAN-X, ported from seqeval 0.0.12 (the version an
+  unpinned ``pip install seqeval`` gave XTREME in March 2020; seqeval 1.x chunks bare POS tags differently).
+- Retrieval: google-research/xtreme ``third_party/utils_retrieve.py`` (itself from LASER): duplicate
+  sentences unified before mining (``text_load_unify``), ratio-margin mining with ``mine_bitext`` defaults,
+  mined text pairs mapped back to sentence ids (``read_candidate2score``), the F1-optimal threshold of
+  ``bucc_optimize``, the extraction and scoring of ``bucc_eval``; Tatoeba is nearest-neighbour accuracy by
+  cosine. numpy replaces faiss: an exact inner-product search on L2-normalised vectors is what faiss
+  ``IndexFlatIP`` computes.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
-import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -159,25 +161,73 @@ def squad_scores(
 # Sequence tagging
 
 
-def tagging_f1(true_tags: Sequence[Sequence[str]], predicted_tags: Sequence[Sequence[str]]) -> float:
-    """seqeval's micro F1 over chunks, default mode, as XTREME's run_tag.py scores UD-POS and PAN-X.
+# XTREME (google-research/xtreme, March 2020) installed seqeval unpinned, i.e. 0.0.12. seqeval 1.x takes a
+# tag's type as tag[1:], so a bare POS tag loses its first letter and CCONJ/SCONJ both become "CONJ"; 0.0.12
+# takes tag.split("-")[-1], the whole tag. Porting 0.0.12's rules pins XTREME's numbers whatever seqeval
+# version is installed (and drops the dependency).
 
-    For PAN-X (IOB2) this is the usual entity F1. For UD-POS it is *not* token accuracy: seqeval reads the
-    first letter of a bare tag as its chunk prefix, so "NOUN" is prefix "N", type "OUN", and a run of equal
-    tags forms one chunk that must be predicted in full. XTREME's POS numbers carry this quirk; so do ours.
+
+def _chunk_ends(prev_tag: str, tag: str, prev_type: str, type_: str) -> bool:
+    """seqeval 0.0.12 ``end_of_chunk``: did a chunk end between the previous and the current token?"""
+    if prev_tag in ("E", "S"):
+        return True
+    if prev_tag in ("B", "I") and tag in ("B", "S", "O"):
+        return True
+    return prev_tag not in ("O", ".") and prev_type != type_
+
+
+def _chunk_starts(prev_tag: str, tag: str, prev_type: str, type_: str) -> bool:
+    """seqeval 0.0.12 ``start_of_chunk``: does a chunk start at the current token?"""
+    if tag in ("B", "S"):
+        return True
+    if prev_tag in ("E", "S", "O") and tag in ("E", "I"):
+        return True
+    return tag not in ("O", ".") and prev_type != type_
+
+
+def get_entities(tags: Sequence[str]) -> list[tuple[str, int, int]]:
+    """(type, first, last) chunks of a tag sequence, exactly as seqeval 0.0.12 ``get_entities``.
+
+    The chunk prefix is a tag's first character and its type ``tag.split("-")[-1]``: "B-PER" is prefix
+    B, type PER; a bare UPOS tag is its own type with its first letter as prefix, so equal neighbours
+    merge into one chunk (NOUN NOUN), except where the letter is a boundary prefix: S (SCONJ, SYM) always
+    makes a one-token chunk, I (INTJ) continues a run of INTJ. No tag is rejected, as in 0.0.12.
     """
-    # Imported here so that the package imports without seqeval (only tagging runs need it).
-    from seqeval.metrics import f1_score
+    prev_tag, prev_type, begin = "O", "", 0
+    chunks: list[tuple[str, int, int]] = []
+    for i, label in enumerate([*tags, "O"]):  # the trailing "O" closes a chunk that runs to the end
+        tag, type_ = label[0], label.split("-")[-1]
+        if _chunk_ends(prev_tag, tag, prev_type, type_):
+            chunks.append((prev_type, begin, i - 1))
+        if _chunk_starts(prev_tag, tag, prev_type, type_):
+            begin = i
+        prev_tag, prev_type = tag, type_
+    return chunks
 
+
+def tagging_f1(true_tags: Sequence[Sequence[str]], predicted_tags: Sequence[Sequence[str]]) -> float:
+    """seqeval 0.0.12's micro F1 over chunks (``f1_score``), as XTREME's run_tag.py scores UD-POS and PAN-X.
+
+    For PAN-X (IOB2) this is the usual entity F1. For UD-POS it is *not* token accuracy: a run of equal
+    tags forms one chunk that must be predicted in full (see ``get_entities``). XTREME's POS numbers carry
+    this quirk; so do ours. Sentences are joined with an "O" between them, as seqeval flattens nested lists.
+
+    Source: seqeval 0.0.12 (github.com/chakki-works/seqeval; PyPI sdist seqeval-0.0.12.tar.gz, sha256
+    9c7764b88b6d1430ab59de63efddf19495fca82159920fd11e362a405f8fc378), file
+    ``seqeval/metrics/sequence_labeling.py``: ``get_entities``, ``end_of_chunk``, ``start_of_chunk`` and
+    ``f1_score`` in the default prefix mode (``suffix=False``), which is how XTREME's run_tag.py calls it.
+    """
     if len(true_tags) != len(predicted_tags):
         raise ValueError(f"{len(true_tags)} gold sentences but {len(predicted_tags)} predicted")
     for index, (gold, pred) in enumerate(zip(true_tags, predicted_tags, strict=True)):
         if len(gold) != len(pred):
             raise ValueError(f"sentence {index}: {len(gold)} gold tags but {len(pred)} predicted tags")
-    with warnings.catch_warnings():
-        # seqeval warns "X seems not to be NE tag" for every bare POS tag; the behaviour is intended.
-        warnings.filterwarnings("ignore", message=".*seems not to be NE tag", category=UserWarning)
-        return float(f1_score([list(s) for s in true_tags], [list(s) for s in predicted_tags]))
+    true_chunks = set(get_entities([tag for sentence in true_tags for tag in [*sentence, "O"]]))
+    pred_chunks = set(get_entities([tag for sentence in predicted_tags for tag in [*sentence, "O"]]))
+    n_correct = len(true_chunks & pred_chunks)
+    precision = n_correct / len(pred_chunks) if pred_chunks else 0.0
+    recall = n_correct / len(true_chunks) if true_chunks else 0.0
+    return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -213,6 +263,49 @@ def _knn(queries: np.ndarray, database: np.ndarray, k: int) -> tuple[np.ndarray,
     return sims, inds
 
 
+def unify_sentences(ids: Sequence[str], sentences: Sequence[str]) -> tuple[list[str], list[list[str]]]:
+    """The unique texts in first-seen order, and for each the sentence ids that hold it.
+
+    XTREME mines unique texts, not rows (``mine_bitext`` -> ``text_load_unify``), so a sentence repeated in
+    the corpus is one row of the search and weighs once in every neighbourhood mean. The ids of a text are
+    those ``bucc_eval`` reads for it: its scorer (``read_sent2id``) compares texts with surrounding
+    whitespace stripped, so "a" and "a " are two rows to mine but share one list of ids.
+    """
+    if len(ids) != len(sentences):
+        raise ValueError(f"{len(ids)} ids for {len(sentences)} sentences")
+    unique = list(dict.fromkeys(sentences))  # first-seen order
+    ids_by_text: dict[str, list[str]] = {}
+    for sentence_id, sentence in zip(ids, sentences, strict=True):
+        ids_by_text.setdefault(sentence.strip(), []).append(sentence_id)
+    return unique, [list(ids_by_text[sentence.strip()]) for sentence in unique]
+
+
+def expand_candidates(
+    candidates: Sequence[tuple[str, str, float]],
+    source_ids_by_row: Sequence[Sequence[str]],
+    target_ids_by_row: Sequence[Sequence[str]],
+) -> list[tuple[str, str, float]]:
+    """Mined (row, row, score) pairs of the unified texts as (source_id, target_id, score) pairs.
+
+    ``candidates`` are ``bucc_mine`` output whose ids are rows of ``unify_sentences`` as strings; the id
+    lists are its second return value. This is XTREME's ``read_candidate2score`` (google-research/xtreme
+    ``third_party/utils_retrieve.py`` at commit 4940374c91213da89b28feec25413788566ad7d9; the same rule as
+    LASER ``tasks/bucc/bucc.py``): its ``read_sent2id`` deletes every text held by more than one id, so a
+    pair whose source or target text is repeated is *dropped*, not expanded to every id pair. Such a gold
+    pair can never be extracted and counts only against recall, as in the published BUCC numbers. A pair
+    seen twice keeps its best score.
+    """
+    best: dict[tuple[str, str], float] = {}
+    for src_row, trg_row, score in candidates:
+        src_ids = source_ids_by_row[int(src_row)]
+        trg_ids = target_ids_by_row[int(trg_row)]
+        if len(src_ids) != 1 or len(trg_ids) != 1:
+            continue
+        pair = (src_ids[0], trg_ids[0])
+        best[pair] = max(float(score), best.get(pair, float(score)))
+    return [(src, trg, score) for (src, trg), score in best.items()]
+
+
 def bucc_mine(
     source_emb: np.ndarray,
     target_emb: np.ndarray,
@@ -229,7 +322,8 @@ def bucc_mine(
     every target its best source (backward); all these proposals, sorted by score, are accepted greedily
     while neither side is already used (so the result is one-to-one); a proposal is kept only if its score
     is > 0 (``mine_bitext``'s threshold=0). The BUCC threshold is chosen later, by ``bucc_scores``.
-    XTREME first drops duplicate sentences (``text_load_unify``); pass de-duplicated rows here.
+    XTREME mines unique texts: pass the rows of ``unify_sentences`` with ids ``str(row)``, then map the
+    mined pairs to sentence ids with ``expand_candidates`` before ``bucc_scores``.
     """
     x = _l2_normalize(source_emb)
     y = _l2_normalize(target_emb)
@@ -327,28 +421,3 @@ def tatoeba_accuracy(source_emb: np.ndarray, target_emb: np.ndarray) -> float:
         )
     _, nearest = _knn(y, x, 1)
     return float(np.mean(nearest[:, 0] == np.arange(y.shape[0])))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Aggregation
-
-
-def xtreme_task_score(per_language: Mapping[str, Mapping[str, float]], metric: str) -> float:
-    """A task's score: the unweighted mean of ``metric`` over its languages (English included)."""
-    if not per_language:
-        raise ValueError("xtreme_task_score needs at least one language")
-    missing = [lang for lang, scores in per_language.items() if metric not in scores]
-    if missing:
-        raise KeyError(f"metric {metric!r} missing for language(s) {missing}")
-    return float(np.mean([float(scores[metric]) for scores in per_language.values()]))
-
-
-def xtreme_average(task_scores: Mapping[str, float]) -> float:
-    """The XTREME score: unweighted mean over tasks of each task's primary metric.
-
-    The QA tasks (XQuAD, MLQA, TyDiQA-GoldP) enter with their F1, as on XTREME's leaderboard; EM is
-    reported beside it but not averaged. Tasks count equally whatever their number of languages.
-    """
-    if not task_scores:
-        raise ValueError("xtreme_average needs at least one task score")
-    return float(np.mean([float(score) for score in task_scores.values()]))
