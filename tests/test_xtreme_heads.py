@@ -142,3 +142,18 @@ def test_qa_refuses_a_window_with_no_room_for_context(tokenizer):
     question = Example("q3", " ".join(["why"] * 14), CONTEXT, ["wheat"], [CONTEXT.index("wheat")])
     with pytest.raises(ValueError, match="no room for the context"):
         encode_qa([question], tokenizer, settings, train=True)
+
+
+def test_qa_windows_start_every_doc_stride_context_tokens(tokenizer):
+    # XTREME's run_squad: window k starts at context token k * doc_stride (not an overlap of doc_stride).
+    settings = QAWindowSettings(max_seq_length=40, doc_stride=10, max_query_length=64)
+    features = encode_qa([_example()], tokenizer, settings, train=False)
+    context_spans = [[span for span in spans if span is not None] for spans in features.offsets]
+    first_tokens = [spans[0][0] for spans in context_spans]
+    whole = [
+        span
+        for span in tokenizer(CONTEXT, return_offsets_mapping=True, add_special_tokens=False)[
+            "offset_mapping"
+        ]
+    ]
+    assert len(first_tokens) >= 2 and first_tokens == [whole[10 * k][0] for k in range(len(first_tokens))]

@@ -55,23 +55,32 @@ def sentence_embeddings(
     return np.concatenate(pooled, axis=1)
 
 
-def _bucc_by_layer(split, embed, k: int, thresholds: list[float] | None = None) -> list[dict[str, float]]:
-    """BUCC scores of one language at every layer (thresholds None: each layer's best on this split)."""
-    from robustft.evals.xtreme_metrics import bucc_mine, bucc_scores
+def _bucc_candidates(split, embed, k: int, layers: list[int] | None) -> list[list[tuple[str, str, float]]]:
+    """Mined (source id, target id, margin) candidates at each layer. As XTREME, the unique texts are
+    mined (a repeated sentence is one row of the search), then mapped back to the sentence ids."""
+    from robustft.evals.xtreme_metrics import bucc_mine, expand_candidates, unify_sentences
 
-    source, target = embed(split.source_sentences), embed(split.target_sentences)
-    scores = []
-    for layer in range(source.shape[0]):
-        candidates = bucc_mine(source[layer], target[layer], split.source_ids, split.target_ids, k=k)
-        scores.append(bucc_scores(candidates, split.gold, None if thresholds is None else thresholds[layer]))
-    return scores
+    source_texts, source_ids = unify_sentences(split.source_ids, split.source_sentences)
+    target_texts, target_ids = unify_sentences(split.target_ids, split.target_sentences)
+    source, target = embed(source_texts, layers), embed(target_texts, layers)
+    rows_s, rows_t = [str(i) for i in range(len(source_texts))], [str(i) for i in range(len(target_texts))]
+    return [
+        expand_candidates(bucc_mine(source[i], target[i], rows_s, rows_t, k=k), source_ids, target_ids)
+        for i in range(source.shape[0])
+    ]
+
+
+def _bucc_by_layer(split, embed, k: int) -> list[dict[str, float]]:
+    """BUCC scores of one language at every layer, each with its best threshold on this split."""
+    from robustft.evals.xtreme_metrics import bucc_scores
+
+    return [bucc_scores(candidates, split.gold) for candidates in _bucc_candidates(split, embed, k, None)]
 
 
 def _bucc_at_layer(split, embed, k: int, layer: int, threshold: float) -> dict[str, float]:
-    from robustft.evals.xtreme_metrics import bucc_mine, bucc_scores
+    from robustft.evals.xtreme_metrics import bucc_scores
 
-    source, target = embed(split.source_sentences, [layer])[0], embed(split.target_sentences, [layer])[0]
-    candidates = bucc_mine(source, target, split.source_ids, split.target_ids, k=k)
+    (candidates,) = _bucc_candidates(split, embed, k, [layer])
     return bucc_scores(candidates, split.gold, threshold=threshold)
 
 

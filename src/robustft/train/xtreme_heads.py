@@ -3,9 +3,11 @@
 Each kind turns its split into model features for training, and turns the model's outputs on an
 evaluation split back into predictions in the split's own terms (labels, one tag per word, answer text),
 following XTREME's reference code (google-research/xtreme): a tag is read from a word's first sub-token;
-sentences longer than the window are cut into word chunks that fit it; QA contexts are read in
-overlapping windows, questions cut to `max_query_length` tokens, and the best span is the highest
-start+end logit over every window, at most `max_answer_length` tokens long.
+sentences longer than the window are cut into word chunks that fit it; QA contexts are read in windows
+that start every `doc_stride` tokens, questions cut to `max_query_length` tokens, and the best span is
+the highest start+end logit over every window, at most `max_answer_length` tokens long. (XTREME's legacy
+code also keeps a token's score only in the window where it has the most context; we score a span in
+every window that holds it, as Hugging Face's run_qa does.)
 """
 
 from __future__ import annotations
@@ -125,8 +127,8 @@ def decode_tagging(
         for offset, position in enumerate(first_positions):
             predicted[index][start + offset] = tag_names[int(logits[row, position].argmax())]
     # A word cut off by truncation (only possible inside an over-long single word's chunk) gets the
-    # task's outside tag; it is counted as a prediction, not skipped, so F1 stays honest.
-    fallback = "O" if "O" in tag_names else tag_names[0]
+    # task's outside tag (NER "O", POS "X": other); it is counted as a prediction, not skipped.
+    fallback = next((tag for tag in ("O", "X") if tag in tag_names), tag_names[0])
     return [[tag if tag is not None else fallback for tag in sentence] for sentence in predicted]
 
 
@@ -150,56 +152,75 @@ class QAFeatures:
     offsets: list[list[tuple[int, int] | None]]  # character span of each context token, None elsewhere
 
 
-def encode_qa(examples: list[Any], tokenizer: Any, settings: QAWindowSettings, train: bool) -> QAFeatures:
-    import datasets
-
-    questions = [_cut_question(e.question, tokenizer, settings.max_query_length) for e in examples]
-    longest_question = max((len(tokenizer(q)["input_ids"]) for q in questions), default=0)
-    room = settings.max_seq_length - longest_question - 1
+def _window_overlap(question_tokens: int, settings: QAWindowSettings, special_tokens: int) -> int:
+    """Tokens shared by consecutive windows. XTREME's run_squad starts a window every `doc_stride`
+    context tokens, so two windows of `room` context tokens overlap by room - doc_stride (0 when the
+    stride is as long as a window: then they only touch)."""
+    room = settings.max_seq_length - question_tokens - special_tokens
     if room < 8:
         raise ValueError(
             f"max_seq_length {settings.max_seq_length} leaves no room for the context after a "
-            f"{longest_question}-token question: raise it or lower max_query_length"
+            f"{question_tokens}-token question: raise it or lower max_query_length"
         )
-    # The windows' overlap must be shorter than the context part of a window.
-    stride = min(settings.doc_stride, room // 2)
-    encoded = tokenizer(
-        questions,
-        [e.context for e in examples],
-        truncation="only_second",
-        max_length=settings.max_seq_length,
-        stride=stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-    )
-    sample_map = encoded.pop("overflow_to_sample_mapping")
-    all_offsets = encoded.pop("offset_mapping")
-    columns = {key: list(value) for key, value in encoded.items()}
-    starts, ends, offsets = [], [], []
-    for row, example_index in enumerate(sample_map):
-        sequence_ids = encoded.sequence_ids(row)
-        context_offsets = [
-            tuple(span) if sequence_ids[p] == 1 else None for p, span in enumerate(all_offsets[row])
-        ]
-        offsets.append(context_offsets)
-        if not train:
-            continue
-        example = examples[example_index]
-        answer_start = example.answer_starts[0]
-        answer_end = answer_start + len(example.answers[0])
-        positions = [p for p, span in enumerate(context_offsets) if span is not None]
-        first, last = positions[0], positions[-1]
-        if context_offsets[first][0] > answer_start or context_offsets[last][1] < answer_end:
-            starts.append(0)  # the answer is not inside this window: point at the first ([CLS]) token
-            ends.append(0)
-            continue
-        start = next(p for p in positions if context_offsets[p][1] > answer_start)
-        end = max(p for p in positions if context_offsets[p][0] < answer_end)
-        starts.append(start)
-        ends.append(end)
-    if train:
-        columns["start_positions"], columns["end_positions"] = starts, ends
-    return QAFeatures(datasets.Dataset.from_dict(columns), list(sample_map), offsets)
+    return max(0, room - settings.doc_stride)
+
+
+def encode_qa(examples: list[Any], tokenizer: Any, settings: QAWindowSettings, train: bool) -> QAFeatures:
+    """Every example's windows. The overlap depends on the question's length (longer questions leave
+    less room for context), and a tokenizer call takes one overlap, so examples are encoded in groups of
+    equal overlap; features carry their example's index, so the order does not matter."""
+    import datasets
+
+    questions = [_cut_question(e.question, tokenizer, settings.max_query_length) for e in examples]
+    special = tokenizer.num_special_tokens_to_add(pair=True)
+    question_tokens = [len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]]
+    groups: dict[int, list[int]] = defaultdict(list)
+    for index, length in enumerate(question_tokens):
+        groups[_window_overlap(length, settings, special)].append(index)
+
+    columns: dict[str, list[Any]] = defaultdict(list)
+    example_index: list[int] = []
+    offsets: list[list[tuple[int, int] | None]] = []
+    for overlap, indices in sorted(groups.items()):
+        encoded = tokenizer(
+            [questions[i] for i in indices],
+            [examples[i].context for i in indices],
+            truncation="only_second",
+            max_length=settings.max_seq_length,
+            stride=overlap,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+        )
+        sample_map = encoded.pop("overflow_to_sample_mapping")
+        all_offsets = encoded.pop("offset_mapping")
+        for key, value in encoded.items():
+            columns[key].extend(value)
+        for row, local_index in enumerate(sample_map):
+            sequence_ids = encoded.sequence_ids(row)
+            context_offsets = [
+                tuple(span) if sequence_ids[p] == 1 else None for p, span in enumerate(all_offsets[row])
+            ]
+            offsets.append(context_offsets)
+            example_index.append(indices[local_index])
+            if train:
+                start, end = _answer_positions(examples[indices[local_index]], context_offsets)
+                columns["start_positions"].append(start)
+                columns["end_positions"].append(end)
+    return QAFeatures(datasets.Dataset.from_dict(dict(columns)), example_index, offsets)
+
+
+def _answer_positions(example: Any, context_offsets: list[tuple[int, int] | None]) -> tuple[int, int]:
+    """The answer's first and last token in a window, or (0, 0), the first ([CLS]) token, when the
+    answer is not wholly inside it."""
+    answer_start = example.answer_starts[0]
+    answer_end = answer_start + len(example.answers[0])
+    positions = [p for p, span in enumerate(context_offsets) if span is not None]
+    first, last = positions[0], positions[-1]
+    if context_offsets[first][0] > answer_start or context_offsets[last][1] < answer_end:
+        return 0, 0
+    start = next(p for p in positions if context_offsets[p][1] > answer_start)
+    end = max(p for p in positions if context_offsets[p][0] < answer_end)
+    return start, end
 
 
 def decode_qa(
