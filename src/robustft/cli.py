@@ -167,8 +167,14 @@ def cmd_instruct_report(args: argparse.Namespace) -> int:
 
 def cmd_prefetch(args: argparse.Namespace) -> int:
     from robustft.prefetch import prefetch
+    from robustft.train.config import RunError
 
-    xtreme_runs = [tuple(item.split(":")) for item in args.xtreme]
+    xtreme_runs = []
+    for item in args.xtreme:
+        parts = item.split(":")
+        if len(parts) != 4:
+            raise RunError(f"--xtreme {item!r}: expected TASK:SETTING:EVAL_SPLIT:TRAIN_SPLIT")
+        xtreme_runs.append(tuple(parts))
     prefetch(
         args.models,
         args.tasks,
@@ -293,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--xtreme",
         nargs="*",
         default=[],
-        help="XTREME data as TASK:SETTING:EVAL_SPLIT, e.g. xnli:zero-shot:test",
+        help="XTREME data as TASK:SETTING:EVAL_SPLIT:TRAIN_SPLIT, e.g. xnli:zero-shot:test:train",
     )
     prefetch.set_defaults(func=cmd_prefetch)
 

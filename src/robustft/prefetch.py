@@ -25,9 +25,9 @@ def prefetch(
     data_dir: str,
     cache_dir: str,
     marker: str | None = None,
-    xtreme_runs: list[tuple[str, str, str]] = (),
+    xtreme_runs: list[tuple[str, str, str, str]] = (),
 ) -> dict[str, list[str]]:
-    """`xtreme_runs`: (task, setting, eval split) of the XTREME track, whose data is read once here."""
+    """`xtreme_runs`: (task, setting, eval split, train split) of the XTREME track, read once here."""
     from huggingface_hub import snapshot_download
 
     fetched: dict[str, list[str]] = {"models": [], "datasets": [], "local": []}
@@ -47,15 +47,17 @@ def prefetch(
                 continue
             data = load_split(key, split, data_dir, cache_dir)  # goes to the Hub and fills the cache
             fetched["datasets"].append(data.source)
-    for task, setting, split in tqdm(xtreme_runs, desc="XTREME", unit="task"):
-        fetched["datasets"].extend(_prefetch_xtreme(task, setting, split, data_dir, cache_dir))
+    for task, setting, split, train_split in tqdm(xtreme_runs, desc="XTREME", unit="task"):
+        fetched["datasets"].extend(_prefetch_xtreme(task, setting, split, train_split, data_dir, cache_dir))
     if marker:
         write_json_atomic(Path(marker), fetched)
     print(json.dumps(fetched, indent=2))
     return fetched
 
 
-def _prefetch_xtreme(task: str, setting: str, split: str, data_dir: str, cache_dir: str) -> list[str]:
+def _prefetch_xtreme(
+    task: str, setting: str, split: str, train_split: str, data_dir: str, cache_dir: str
+) -> list[str]:
     """Read an XTREME task's training data (unless it is a retrieval task, which trains nothing) and its
     evaluation split in every language: what is not local comes from the Hub into the cache."""
     from robustft.data.xtreme import XTREME_TASKS, load_xtreme_split, load_xtreme_train
@@ -63,7 +65,10 @@ def _prefetch_xtreme(task: str, setting: str, split: str, data_dir: str, cache_d
     spec = XTREME_TASKS[task]
     sources = []
     if spec.kind != "retrieval":
-        data, _ = load_xtreme_train(task, setting, data_dir, cache_dir)
+        # English-only translate-train-all is refused at run time unless configured; here it only fetches.
+        data, _ = load_xtreme_train(
+            task, setting, data_dir, cache_dir, split=train_split, english_only_ok=True
+        )
         sources.append(data.source)
     for language in spec.languages:
         sources.append(load_xtreme_split(task, split, language, data_dir, cache_dir).source)

@@ -236,11 +236,14 @@ def report_tables():
 
 
 def xtreme_prefetch_items():
-    """TASK:SETTING:EVAL_SPLIT for `robustft prefetch --xtreme`, one per task and setting of the grid."""
+    """TASK:SETTING:EVAL_SPLIT:TRAIN_SPLIT for `robustft prefetch --xtreme`, once each, for the runs that
+    read `data_dir` (a model with its own `data_dir_by_model` reads local files only)."""
     from robustft.workflow_config import xtreme_run_settings
 
     items = {}
     for model, task, setting, method, seed in XTREME_GRID:
-        split = {"eval_split": "test", **xtreme_run_settings(config, task)}["eval_split"]
-        items[f"{task}:{setting}:{split}"] = None
+        if model in XTREME_BLOCK["data_dir_by_model"]:
+            continue
+        settings = {"eval_split": "test", "train_split": "train", **xtreme_run_settings(config, task)}
+        items[f"{task}:{setting}:{settings['eval_split']}:{settings['train_split']}"] = None
     return list(items)
