@@ -157,3 +157,24 @@ def test_qa_windows_start_every_doc_stride_context_tokens(tokenizer):
         ]
     ]
     assert len(first_tokens) >= 2 and first_tokens == [whole[10 * k][0] for k in range(len(first_tokens))]
+
+
+def test_xtreme_runs_refuse_settings_they_would_ignore():
+    from robustft.train.config import RunError, TrainConfig
+    from robustft.train.xtreme import XtremeRunSpec, XtremeSettings, configured_languages
+
+    spec = XtremeRunSpec(
+        "xlm-r-tiny-random", "xnli", "zero-shot", "finetune", 1, train=TrainConfig(report_epoch="best")
+    )
+    with pytest.raises(RunError, match="report_epoch"):
+        spec.validate()
+    spec = XtremeRunSpec(
+        "xlm-r-tiny-random",
+        "pawsx",
+        "zero-shot",
+        "finetune",
+        1,
+        xtreme=XtremeSettings(eval_languages=["de", "xx"]),
+    )
+    with pytest.raises(RunError, match=r"pawsx: eval_languages \['xx'\]"):
+        configured_languages(spec)

@@ -96,6 +96,18 @@ class XtremeRunSpec:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise RunError(f"seed must be an integer, got {self.seed!r}")
         validate_train_settings(asdict(self.train))
+        # GLUE-track settings an XTREME run has no use for: refused rather than silently ignored.
+        unused = {
+            "report_epoch": "last",
+            "save_predictions": False,
+            "pad_to_max_length": False,
+            "norm_checkpoints": 0,
+        }
+        set_here = [key for key, default in unused.items() if getattr(self.train, key) != default]
+        if set_here:
+            raise RunError(
+                f"train setting(s) {set_here} do not apply to XTREME runs (evaluation is once, at the end)"
+            )
         self.xtreme.validate()
         method = build_method(self.method, self.components)
         kind = XTREME_TASKS[self.task].kind
@@ -131,7 +143,14 @@ def configured_languages(spec: XtremeRunSpec) -> list[str]:
                 f"{spec.xtreme.eval_split} files for it"
             )
         return found
-    return list(chosen or XTREME_TASKS[spec.task].languages)
+    languages = list(chosen or XTREME_TASKS[spec.task].languages)
+    unknown = [lang for lang in languages if lang not in XTREME_TASKS[spec.task].languages]
+    if unknown:
+        raise RunError(
+            f"{spec.task}: eval_languages {unknown} are not XTREME languages of the task "
+            f"({', '.join(XTREME_TASKS[spec.task].languages)})"
+        )
+    return languages
 
 
 def eval_languages(spec: XtremeRunSpec) -> tuple[list[str], list[str]]:
