@@ -11,7 +11,6 @@ per-task number) and the run's XTREME average over the nine tasks, by the rule `
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -103,15 +102,10 @@ def run_dir_key(run_dir: Path) -> tuple[str, str, str, str, int]:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
-    if not isinstance(payload, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(payload).__name__}")
-    return payload
+    """The JSON object in `path` (checked as runs.csv's collector checks it), or None when it is absent."""
+    from robustft.tables import _read_json as read_object
+
+    return read_object(path) if path.exists() else None
 
 
 def _rows_of_run(run_dir: Path) -> list[dict[str, Any]]:
