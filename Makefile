@@ -33,17 +33,17 @@ resources/data:
 demo: install resources/data
 	$(BIN)/snakemake prefetch --cores 1 --configfile config/config.yaml
 	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml --rerun-incomplete
-	@echo "report: results/reports/demo.pdf   tables: results/tables/   logs: logs/"
+	@echo "report: results/reports/demo.pdf   tables: results/tables/demo/   logs: logs/"
 
 # The instruction-tuning track (NEFTune) at CPU scale -> results/reports/neftune-cpu.pdf
 neftune-demo: install resources/data
 	$(BIN)/snakemake --cores $(CORES) --configfile config/neftune-cpu.yaml --rerun-incomplete
-	@echo "report: results/reports/neftune-cpu.pdf   table: results/tables/instruct.csv   logs: logs/"
+	@echo "report: results/reports/neftune-cpu.pdf   table: results/tables/neftune-cpu/instruct.csv   logs: logs/"
 
 # NoisyTune Table 3 (XTREME) at CPU scale, mechanics checks -> results/reports/noisytune-xtreme-cpu.pdf
 xtreme-demo: install resources/data
 	$(BIN)/snakemake --cores $(CORES) --configfile config/noisytune-xtreme-cpu.yaml --rerun-incomplete
-	@echo "report: results/reports/noisytune-xtreme-cpu.pdf   table: results/tables/xtreme.csv   logs: logs/xtreme/"
+	@echo "report: results/reports/noisytune-xtreme-cpu.pdf   table: results/tables/noisytune-xtreme-cpu/xtreme.csv   logs: logs/xtreme/"
 
 replicate: install resources/data
 	$(BIN)/snakemake prefetch --cores 1 --configfile config/cpu-replication.yaml

@@ -15,8 +15,15 @@ sys.path.insert(0, str(SRC))
 # Snakemake formats the prefix as well, so the shell's own braces are doubled twice.
 shell.prefix(f'export PYTHONPATH="{SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
+from robustft.workflow_config import DEFAULT_CONFIG  # noqa: E402
 
-configfile: "config/config.yaml"
+
+# A config file means exactly what it says: `--configfile F` replaces the demo config instead of being
+# merged over it (Snakemake's own default), so no demo setting (e.g. its small train_by_task subsets)
+# leaks into a paper config. With no --configfile, the demo runs; `--config KEY=VALUE` still overrides.
+if not workflow.overwrite_configfiles:
+
+    configfile: DEFAULT_CONFIG
 
 
 include: "workflow/rules/common.smk"
@@ -27,6 +34,7 @@ wildcard_constraints:
     task=r"[A-Za-z0-9_.@-]+",
     method=r"[A-Za-z0-9_.+-]+",
     seed=r"\d+",
+    key=r"[0-9a-f]{8}",
     paper=r"[a-z0-9_]+",
     artifact=r"[a-z0-9_]+",
     dataset=r"[A-Za-z0-9_.-]+",

@@ -7,10 +7,11 @@ import json
 import shlex
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
-from robustft.cli import _run_key, build_parser, main
+from robustft.cli import build_parser, main
 from robustft.data import TASKS
 from robustft.methods import build_method
 from robustft.models import MODELS
@@ -263,6 +264,18 @@ def test_null_method_is_not_silently_plain_finetuning(tmp_path: Path) -> None:
     assert [c.name for c in build_method("noisytune", args.method_components).components] == ["noisytune"]
 
 
-def test_run_key_from_metrics_path() -> None:
-    path = Path("results/runs/minilm-l6/rte/noisytune/seed3/metrics.json")
-    assert _run_key(path) == ("minilm-l6", "rte", "noisytune", 3)
+def test_aggregate_reads_exactly_the_named_runs(tmp_path: Path) -> None:
+    """Two configs' runs of one (model, task, method, seed) differ in their settings key: aggregating one
+    config's metrics files never reads the other's run."""
+
+    ours = tmp_path / "runs/minilm-l6/rte/finetune/seed1-0000aaaa/metrics.json"
+    theirs = tmp_path / "runs/minilm-l6/rte/finetune/seed1-1111bbbb/metrics.json"
+    for path, score in ((ours, 0.6), (theirs, 0.9)):
+        path.parent.mkdir(parents=True)
+        record = {"model": "minilm-l6", "task": "rte", "method": "finetune", "seed": 1, "status": "ok"}
+        path.write_text(json.dumps({**record, "primary_metric": "accuracy", "metrics": {"accuracy": score}}))
+    out = tmp_path / "tables"
+    assert main(["aggregate", "--runs", str(tmp_path / "runs"), "--out", str(out), str(ours)]) == 0
+    runs = pd.read_csv(out / "runs.csv")
+    assert runs["run_dir"].tolist() == [str(ours.parent)]
+    assert runs["score"].tolist() == [60.0]  # points, like the papers

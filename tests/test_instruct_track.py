@@ -151,8 +151,12 @@ def test_table1_pairs_win_rates_over_prompts(instruct_table):
     assert claim["ci_low"] < claim["delta"] < claim["ci_high"]
     # The paper's Alpaca numbers (Table 1, GPT-4 judge): 29.79 -> 64.69.
     assert (claim["paper_baseline"], claim["paper_value"]) == (29.79, 64.69)
-    assert claim["verdict"] == "reproduced"
+    # One seed per method: the prompts are many, but the floor counts seeds (report.min_seeds, default 3).
+    assert claim["n_seeds"] == 1 and claim["verdict"] == "too few seeds"
+    assert claim["magnitude"] == "ours smaller"  # a tiny judge on a few prompts: far short of +34.9
     assert any("local (local_hf, smollm2-135m)" in note for note in result.notes)
+    lenient = ArtifactContext(paper_model=context.paper_model, n_boot=2000, min_seeds=1)
+    assert get_artifact("neftune/table1").build(table, lenient).claims.iloc[0]["verdict"] == "direction only"
 
 
 def test_table1_is_not_run_without_a_judge(instruct_table):

@@ -22,7 +22,10 @@ def test_instruct_dag_end_to_end(tmp_path: Path) -> None:
     result = snakemake(tmp_path, *args, timeout=1500)
     assert result.returncode == 0, result.stderr[-4000:]
 
-    table = pd.read_csv(tmp_path / "results/tables/instruct.csv")
+    from robustft.workflow_config import artifacts_dir, instruct_run_dir, load_config, tables_dir
+
+    config = load_config(CONFIG)
+    table = pd.read_csv(tmp_path / tables_dir(config) / "instruct.csv")
     sft = table[table["source"] == "sft"]
     assert set(sft["status"]) == {"ok"} and set(sft["method"]) == {"finetune", "neftune_a5"}
     wins = table[(table["source"] == "judge:local") & (table["metric"] == "win_rate")]
@@ -31,14 +34,14 @@ def test_instruct_dag_end_to_end(tmp_path: Path) -> None:
     assert set(truthfulqa["status"]) == {"ok"} and truthfulqa["value"].between(0, 100).all()
     assert set(table.loc[table["source"] == "leaderboard:hellaswag", "status"]) == {"not run"}
 
-    run = tmp_path / "results/instruct/smollm2-135m/alpaca_seed/default/neftune_a5/seed0"
+    run = tmp_path / instruct_run_dir(config, "smollm2-135m", "alpaca_seed", "default", "neftune_a5", 0)
     generations = [json.loads(line) for line in (run / "generations/alpaca_eval.jsonl").open()]
     assert len(generations) == 6 and all(isinstance(g["output"], str) for g in generations)
     history = [json.loads(line) for line in (run / "sft/history.jsonl").open()]
     assert any(h.get("eval_heldout_loss") is not None for h in history)
 
     records = {
-        key: json.loads((tmp_path / "results/artifacts" / key / "result.json").read_text())
+        key: json.loads((tmp_path / artifacts_dir(config) / key / "result.json").read_text())
         for key in (
             "neftune/table1",
             "neftune/table4",

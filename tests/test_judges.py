@@ -22,6 +22,7 @@ from robustft.evals.judges import (
     Pair,
     annotate,
     build_judge,
+    judge_needs_network,
     parse_ranking,
     win_rate_summary,
 )
@@ -131,6 +132,32 @@ def test_prompt_format_order_and_cache(tmp_path, api_key, caplog):
         assert [a["preference"] for a in again] == [a["preference"] for a in annotations]
     assert len(cache.read_text().splitlines()) == len(PAIRS)
     assert SECRET not in all_text(tmp_path) and SECRET not in caplog.text
+
+
+def test_only_an_api_judge_needs_the_network():
+    """The workflow runs such a judge where Snakemake runs, since compute nodes are offline."""
+    assert judge_needs_network({"kind": "openai", "model": "gpt-4"})
+    assert not judge_needs_network({"kind": "local_hf", "model": "smollm2-135m"})
+    with pytest.raises(ValueError, match=r"'kind' must be one of .*got 'gpt'"):
+        judge_needs_network({"kind": "gpt"})
+
+
+def test_a_judgement_cut_short_by_a_killed_job_is_judged_again(tmp_path, api_key, caplog):
+    """All jobs of a judge append to one cache: a line torn by a killed job never stops a later one."""
+    cache = tmp_path / "fake.jsonl"
+    with FakeJudgeServer() as server:
+        first = annotate(PAIRS, openai_judge(server.url), cache)
+        data = cache.read_bytes()
+        cache.write_bytes(data[: len(data) - 40])  # the last judgement's writer was killed mid-line
+        with caplog.at_level(logging.WARNING):
+            again = annotate(PAIRS, openai_judge(server.url), cache)
+        assert "unfinished last line" in caplog.text
+        assert len(server.requests) == len(PAIRS) + 1, "only the torn judgement is made again"
+        assert [a["preference"] for a in again] == [a["preference"] for a in first]
+        # The fragment stays, closed, between whole lines; a third job skips it and asks nothing.
+        third = annotate(PAIRS, openai_judge(server.url), cache)
+        assert len(server.requests) == len(PAIRS) + 1 and all(a["cached"] for a in third)
+    assert len(cache.read_text().splitlines()) == len(PAIRS) + 1
 
 
 def test_unreachable_endpoint_names_the_url_and_keeps_earlier_judgements(tmp_path, api_key, caplog):

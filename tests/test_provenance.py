@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from robustft.provenance import config_hash
 
 
@@ -28,3 +30,29 @@ def test_config_hash_sees_the_order_of_components() -> None:
 def test_config_hash_sees_a_changed_setting() -> None:
     base = {"components": {"noisytune": {"noise_lambda": 0.15}}}
     assert config_hash(base) != config_hash({"components": {"noisytune": {"noise_lambda": 0.1}}})
+
+
+def test_a_table_of_other_runs_is_refused_when_the_report_is_built(tmp_path: Path) -> None:
+    """A runs.csv copied or restored from another config (Snakemake's metadata cannot tell) names run
+    directories the report's config does not ask for: the report stops, saying how many and which."""
+    import pandas as pd
+    import pytest
+
+    from robustft.errors import TableMismatchError
+    from robustft.provenance import check_table_runs
+
+    ours = [
+        "results/runs/minilm-l6/rte/finetune/seed1-0000aaaa",
+        "results/runs/minilm-l6/rte/finetune/seed2-0000aaaa",
+    ]
+    table = tmp_path / "runs.csv"
+    pd.DataFrame({"run_dir": ours}).to_csv(table, index=False)
+    check_table_runs(table, ours)  # exactly the config's runs: fine
+
+    theirs = [path.replace("0000aaaa", "1111bbbb") for path in ours]
+    pd.DataFrame({"run_dir": theirs[:1] + ours[1:]}).to_csv(table, index=False)
+    with pytest.raises(TableMismatchError) as error:
+        check_table_runs(table, ours)
+    message = str(error.value)
+    assert "1 run(s) that the config does not ask for" in message and theirs[0] in message
+    assert "1 run(s) of the config that the table lacks" in message and ours[0] in message

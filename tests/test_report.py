@@ -15,9 +15,11 @@ import typst
 
 from robustft.report import (
     CONTRADICTED,
+    DIRECTION_ONLY,
     NO_PAPER_VALUE,
     NOT_RUN,
     REPRODUCED,
+    TOO_FEW_SEEDS,
     WITHIN_NOISE,
     ReportSpec,
     build_report,
@@ -85,6 +87,7 @@ def _write_tables(tables_dir: Path, models: list[str]) -> None:
         .reset_index()
     )
     avg["task"], avg["metric"] = "GLUE-avg", "average"
+    avg["average_over"] = ";".join(sorted(TASK_EFFECT))  # as tables.summarize names its task set
     summary = pd.concat([summary, avg], ignore_index=True)
     summary["n_diverged"] = [
         int((m, t, me) == (m, "rte", "noisytune"))
@@ -115,6 +118,7 @@ def _write_tables(tables_dir: Path, models: list[str]) -> None:
                     "p_wilcoxon": 0.0625,
                     "p_holm": 0.0012 if task == "rte" else 0.012 if low * high > 0 else 0.9,
                     "min_seeds_for_significance": 3 if task == "rte" else 23,
+                    "average_over": None,  # named on average rows only
                 }
             )
     tables_dir.mkdir(parents=True, exist_ok=True)
@@ -155,14 +159,50 @@ def tables_dir(tmp_path: Path) -> Path:
         (0.0, 0.1, 0.8, 5, CONTRADICTED),
         (0.9, -0.3, 0.6, 5, WITHIN_NOISE),
         (0.9, 0.0, 0.6, 5, WITHIN_NOISE),
-        (0.9, math.nan, math.nan, 1, WITHIN_NOISE),
+        (0.9, math.nan, math.nan, 1, TOO_FEW_SEEDS),
+        (0.9, 0.2, 1.5, 2, TOO_FEW_SEEDS),  # a clear CI on 2 seeds still says nothing about their spread
         (0.9, math.nan, math.nan, 0, NOT_RUN),
+        (0.9, 0.05, 0.1, 5, DIRECTION_ONLY),  # right sign, a tenth of the paper's Δ
+        (-0.4, -3.0, -1.0, 5, DIRECTION_ONLY),
         (None, 0.2, 0.6, 5, NO_PAPER_VALUE),
     ],
 )
 def test_verdict(paper_delta: float | None, low: float, high: float, n_pairs: int, expected: str) -> None:
     assert verdict(paper_delta, low, high, n_pairs) == expected
     assert verdict(paper_delta, low, high, n_pairs, 0.01) == expected  # a significant test changes nothing
+
+
+def test_two_seeds_that_agree_are_too_few_whatever_their_test_says() -> None:
+    """The case that used to read "reproduced": differences 1.0 and 1.1 give CI [1.0, 1.1], p = 0.03."""
+    from robustft.stats import paired_bootstrap_ci, paired_ttest
+
+    method, baseline = [61.0, 62.1], [60.0, 61.0]
+    low, high = paired_bootstrap_ci(method, baseline)
+    p_value = paired_ttest(method, baseline)
+    assert p_value < 0.05 and low > 0
+    assert verdict(1.05, low, high, 2, p_value) == TOO_FEW_SEEDS
+    assert verdict(1.05, low, high, 2, p_value, min_seeds=2) == REPRODUCED  # the floor is configurable
+
+
+@pytest.mark.parametrize(
+    ("paper_delta", "low", "high", "expected"),
+    [
+        (1.0, 0.5, 1.5, "paper Δ in CI"),
+        (1.0, 0.05, 0.1, "ours smaller"),
+        (1.0, -2.0, -1.0, "ours smaller"),  # the opposite effect is short of the paper's too
+        (1.0, 1.2, 3.0, "ours larger"),
+        (-1.0, -0.3, -0.1, "ours smaller"),  # measured in the paper's direction
+        (-1.0, -3.0, -2.0, "ours larger"),
+        (0.0, 0.1, 0.3, "ours larger"),
+        (0.0, -0.1, 0.3, "paper Δ in CI"),
+        (None, 0.1, 0.3, None),
+        (1.0, math.nan, math.nan, None),
+    ],
+)
+def test_magnitude_places_the_papers_delta_against_our_ci(paper_delta, low, high, expected) -> None:
+    from robustft.report import magnitude
+
+    assert magnitude(paper_delta, low, high) == expected
 
 
 @pytest.mark.parametrize("p_value", [0.2, 0.05, math.nan])
@@ -263,11 +303,12 @@ def test_paper_average_is_recomputed_over_our_tasks() -> None:
     spec = ReportSpec.from_dict(
         {"title": "t", "paper": "NoisyTune", "artifact": "Table 2", "paper_model": {"minilm-l6": "bert-base"}}
     )
-    partial = replace(spec, average_over=["rte", "cola"])
+    partial = replace(spec, average_over={"minilm-l6": ["rte", "cola"]})
     number = _paper_number(partial, "minilm-l6", "GLUE-avg", "finetune")
     assert number is not None and number.value == pytest.approx((67.7 + 58.1) / 2)  # Table 2, BERT-base
     everything = replace(
-        spec, average_over=["mnli", "qnli", "qqp", "rte", "sst2", "mrpc", "cola", "stsb", "wnli"]
+        spec,
+        average_over={"minilm-l6": ["mnli", "qnli", "qqp", "rte", "sst2", "mrpc", "cola", "stsb", "wnli"]},
     )
     assert _paper_number(everything, "minilm-l6", "GLUE-avg", "finetune").value == 79.6  # the paper's own Avg
 
@@ -349,3 +390,53 @@ def test_a_config_without_glue_runs_reports_its_artifacts_alone(tmp_path: Path) 
             "35.50",
         ):
             assert expected in text, expected
+
+
+def _all_degenerate(tables_dir: Path) -> None:
+    """Mark every ok run degenerate (one prediction for all of dev), as the demo's runs are."""
+    runs = pd.read_csv(tables_dir / "runs.csv")
+    runs["degenerate"] = runs["status"] == "ok"
+    runs.to_csv(tables_dir / "runs.csv", index=False)
+    summary = pd.read_csv(tables_dir / "summary.csv")
+    summary["n_degenerate"] = summary["n"]
+    summary.to_csv(tables_dir / "summary.csv", index=False)
+
+
+def test_report_counts_degenerate_runs_and_warns_when_all_are(tables_dir: Path) -> None:
+    assert "degenerate" not in render_typst_source(tables_dir, _spec())  # older tables: nothing to say
+    _all_degenerate(tables_dir)
+    source = render_typst_source(tables_dir, _spec())
+    assert "5/5 degenerate" in source and "4/4 degenerate" in source  # beside each mean
+    assert "Every run of this report is degenerate" in source
+    assert "39 of the 39 runs that finished ok are degenerate" in source
+
+
+def test_report_warns_only_about_the_cells_that_are_all_degenerate(tables_dir: Path) -> None:
+    summary = pd.read_csv(tables_dir / "summary.csv")
+    summary["n_degenerate"] = 0
+    summary.loc[(summary["task"] == "mrpc") & (summary["method"] == "finetune"), "n_degenerate"] = 5
+    summary.loc[(summary["task"] == "cola") & (summary["method"] == "finetune"), "n_degenerate"] = 2
+    summary.to_csv(tables_dir / "summary.csv", index=False)
+    source = render_typst_source(tables_dir, _spec())
+    assert "2/5 degenerate" in source
+    assert "cells consist only of degenerate runs" in source and "minilm-l6 MRPC finetune" in source
+    assert "minilm-l6 CoLA finetune" not in source
+
+
+def test_report_shows_diverged_runs_beside_the_delta_and_the_magnitude(tables_dir: Path) -> None:
+    comparisons = pd.read_csv(tables_dir / "comparisons.csv")
+    comparisons["n_diverged_method"] = (comparisons["task"] == "rte").astype(int)
+    comparisons["n_diverged_baseline"] = 0
+    comparisons.to_csv(tables_dir / "comparisons.csv", index=False)
+    source = render_typst_source(tables_dir, _spec())
+    assert '"1 / 0 diverged"' in source
+    assert source.count(' diverged"') == 1  # only where a run diverged
+    assert 'paper-num("paper Δ in CI")' in source  # RTE: paper Δ 1.1 inside our CI [0.6, 2.4]
+    assert "too few seeds = fewer paired seeds than 3 (report.min_seeds)" in source
+
+
+def test_report_min_seeds_comes_from_the_spec(tables_dir: Path) -> None:
+    source = render_typst_source(tables_dir, _spec(min_seeds=6))
+    assert f'verdict("{TOO_FEW_SEEDS}")' in source and f'verdict("{REPRODUCED}")' not in source
+    with pytest.raises(ValueError, match="min_seeds"):
+        _spec(min_seeds=0)

@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ROBUSTFT_TEST_DATA", REPO.parent / "shared" / "data"))
 CONFIG = REPO / "tests" / "data" / "workflow-slurm.yaml"
-RUNS = ["minilm-l6/rte/finetune/seed1", "minilm-l6/rte/noisytune/seed1"]
+RUNS = [("minilm-l6", "rte", "finetune", 1), ("minilm-l6", "rte", "noisytune", 1)]
 # This cluster has no accounting database, so no sacct; status checks from 5 s instead of 40 s.
 CLUSTER_OPTIONS = [
     "--slurm-no-account",
@@ -100,12 +100,16 @@ def test_workflow_through_sbatch(slurm_cluster: None, tmp_path: Path) -> None:
     for rule in ("aggregate", "report"):
         assert f"localrule {rule}:" in output
 
+    from robustft.workflow_config import glue_run_dir, load_config
+
+    config = load_config(CONFIG)
     recorded = set()
     for run in RUNS:
-        run_dir = tmp_path / "results/runs" / run
+        run_path = Path(glue_run_dir(config, *run))  # results/runs/<model>/<task>/<method>/seed<S>-<key>
+        run_dir = tmp_path / run_path
         assert json.loads((run_dir / "metrics.json").read_text())["status"] == "ok"
         recorded.add(json.loads((run_dir / "run.json").read_text())["slurm_job_id"])
-        log = (tmp_path / "logs/train" / run).with_suffix(".log").read_text()
+        log = (tmp_path / "logs/train" / Path(*run_path.parts[2:])).with_suffix(".log").read_text()
         assert "100%|" in log and "it/s]" in log  # Trainer's progress bars reach the job's log
     assert recorded == set(submitted)  # each run recorded the id of the SLURM job that ran it
     assert (tmp_path / "results/reports/slurm.pdf").read_bytes().startswith(b"%PDF")

@@ -194,3 +194,31 @@ def test_seeds_needed_is_minimal(effect):
 @pytest.mark.parametrize(("delta", "sd"), [(0.0, 1.0), (1.0, math.nan), (math.nan, 1.0), (1.0, 0.0)])
 def test_seeds_needed_none_when_undefined(delta, sd):
     assert seeds_needed(delta, sd) is None
+
+
+def test_docs_verdicts_md_is_the_vocabulary_in_stats() -> None:
+    """docs/verdicts.md documents exactly stats.VERDICTS and stats.MAGNITUDES (regenerate it with
+    robustft.stats.verdicts_markdown() after changing them)."""
+    from pathlib import Path
+
+    from robustft.stats import verdicts_markdown
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "verdicts.md").read_text(encoding="utf-8")
+    assert doc.endswith(verdicts_markdown())
+    assert doc.count("| verdict | meaning |") == 1
+
+
+def test_every_verdict_the_rule_gives_is_documented() -> None:
+    from robustft.stats import VERDICTS, verdict
+
+    grid = [math.nan, None, -1.0, 0.0, 0.5, 1.0]
+    cis = [(math.nan, math.nan), (-1.0, 1.0), (0.2, 0.6), (0.9, 1.2), (-0.6, -0.2)]
+    seen = {
+        verdict(paper, low, high, n, p)
+        for paper in grid
+        for low, high in cis
+        for n in (0, 1, 2, 3, 5)
+        for p in (None, 0.01, 0.2, math.nan)
+    }
+    assert seen <= set(VERDICTS)
+    assert {"reproduced", "direction only", "too few seeds", "contradicted", "within noise"} <= seen

@@ -15,6 +15,7 @@ from scipy import stats as sps
 from robustft.tables import (
     COMPARISON_COLUMNS,
     SUMMARY_COLUMNS,
+    average_tasks,
     collect_runs,
     compare,
     summarize,
@@ -96,6 +97,7 @@ def test_collect_runs_columns_and_rows(runs_root):
         *["model", "task", "method", "seed", "status", "metric", "score"],
         *["m_accuracy", "m_eval_loss", "m_mcc"],
         *["n_train", "n_eval", "epoch", "train_runtime_s", "train_samples_per_second"],
+        *["degenerate", "diverged_because"],
         *["wall_time_s", "git_commit", "config_hash", "slurm_job_id", "run_dir"],
     ]
     assert len(runs) == len(GRID)  # the unfinished seed5 is not there
@@ -248,6 +250,69 @@ def test_other_benchmarks_and_variants_stay_out_of_the_average_and_its_holm_fami
     assert others["p_holm"].tolist() == pytest.approx([min(1, 2 * smaller), max(min(1, 2 * smaller), larger)])
 
 
+def _with_mrpc_and_mixout(runs_root: Path) -> pd.DataFrame:
+    """finetune and mixout also ran MRPC, noisytune did not; mixout is finetune + 1 point (+5 on MRPC)."""
+    for seed, value in enumerate([0.80, 0.82, 0.84], start=1):
+        write_run(runs_root, "MRPC", "finetune", seed, value)
+        write_run(runs_root, "MRPC", "mixout", seed, value + 0.05)
+        write_run(runs_root, "RTE", "mixout", seed, GRID[("RTE", "finetune", seed)] + 0.01)
+        write_run(runs_root, "CoLA", "mixout", seed, GRID[("CoLA", "finetune", seed)] + 0.01)
+    return collect_runs(runs_root)
+
+
+def test_a_table_of_methods_averages_the_tasks_every_one_of_them_ran(runs_root, monkeypatch):
+    """A table showing all three methods: every average row covers CoLA and RTE only, and says so,
+    rather than mix 2-task and 3-task averages; a table of finetune and mixout keeps MRPC."""
+    monkeypatch.setitem(PRIMARY, "MRPC", "accuracy")
+    runs = _with_mrpc_and_mixout(runs_root)
+    assert average_tasks(runs) == {MODEL: ["CoLA", "RTE"]}
+    assert average_tasks(runs, ["finetune", "mixout"]) == {MODEL: ["CoLA", "MRPC", "RTE"]}
+    # A method with no run of the model does not empty the set.
+    assert average_tasks(runs, ["finetune", "mixout", "smart"]) == {MODEL: ["CoLA", "MRPC", "RTE"]}
+
+    shared = average_tasks(runs)
+    summary = summarize(runs, average_over=shared)
+    comparisons = compare(runs, n_boot=200, average_over=shared)
+    averages = summary[summary["task"] == "GLUE-avg"]
+    assert sorted(averages["method"]) == ["finetune", "mixout", "noisytune"]
+    assert set(averages["average_over"]) == {"CoLA;RTE"}
+    # finetune's average is over CoLA and RTE alone (as in the two-task tests above), MRPC left out.
+    assert row(summary, task="GLUE-avg", method="finetune")["mean"] == pytest.approx((55 + 58.5 + 58) / 3)
+    assert row(summary, task="GLUE-avg", method="mixout")["mean"] == pytest.approx((56 + 59.5 + 59) / 3)
+    assert row(summary, task="MRPC", method="finetune")["n"] == 3  # still reported as a task
+
+    compared = comparisons[comparisons["task"] == "GLUE-avg"]
+    assert sorted(compared["method"]) == ["mixout", "noisytune"]
+    assert set(compared["average_over"]) == {"CoLA;RTE"}
+    assert row(comparisons, task="GLUE-avg", method="mixout")["delta"] == pytest.approx(1.0)
+    assert row(comparisons, task="MRPC", method="mixout")["delta"] == pytest.approx(5.0)
+    assert summary.loc[summary["task"] != "GLUE-avg", "average_over"].isna().all()
+
+
+def test_csv_average_rows_stand_alone_so_a_method_run_on_fewer_tasks_shrinks_no_other(runs_root, monkeypatch):
+    """summary.csv: each method's average over the tasks it ran; comparisons.csv: over those it and the
+    baseline both ran. noisytune's 2 tasks never shrink finetune's or mixout's 3-task average."""
+    monkeypatch.setitem(PRIMARY, "MRPC", "accuracy")
+    runs = _with_mrpc_and_mixout(runs_root)
+    summary, comparisons = summarize(runs), compare(runs, n_boot=200)
+    named = summary[summary["task"] == "GLUE-avg"].set_index("method")["average_over"].to_dict()
+    assert named == {"finetune": "CoLA;MRPC;RTE", "mixout": "CoLA;MRPC;RTE", "noisytune": "CoLA;RTE"}
+    # Seeds 1-3 of finetune: (50+60+80)/3, (55+62+82)/3, (52+64+84)/3.
+    assert row(summary, task="GLUE-avg", method="finetune")["mean"] == pytest.approx((190 + 199 + 200) / 9)
+    compared = comparisons[comparisons["task"] == "GLUE-avg"].set_index("method")
+    assert compared["average_over"].to_dict() == {"mixout": "CoLA;MRPC;RTE", "noisytune": "CoLA;RTE"}
+    assert compared.loc["mixout", "delta"] == pytest.approx((1 + 1 + 5) / 3)
+    assert compared.loc["noisytune", "delta"] == pytest.approx(13 / 6)  # its pair shares CoLA and RTE only
+
+
+def test_compare_average_over_sets_the_task_set(runs_root):
+    """A table assembled from several compare calls passes one task set to all of them."""
+    runs = collect_runs(runs_root)
+    shared = row(compare(runs, n_boot=200, average_over={MODEL: ["CoLA", "RTE"]}), task="GLUE-avg")
+    assert shared["average_over"] == "CoLA;RTE" and shared["delta"] == pytest.approx(13 / 6)
+    assert "GLUE-avg" not in set(compare(runs, n_boot=200, average_over={MODEL: ["RTE"]})["task"])
+
+
 def test_summarize_single_task_has_no_average_and_single_seed_has_no_std(tmp_path):
     write_run(tmp_path, "RTE", "finetune", 1, 0.6)
     summary = summarize(collect_runs(tmp_path), avg_name="avg")
@@ -339,3 +404,38 @@ def test_write_tables_csv_is_lossless_and_latex_is_formatted(runs_root, tmp_path
     assert "0.0198" in comparisons_tex and "0.01980" not in comparisons_tex  # p-values, 3 significant
     assert "2.33" in comparisons_tex
     assert "--" in comparisons_tex  # the average row has no Holm p-value
+
+
+def _mark_degenerate(root: Path, task: str, method: str, seeds: list[int]) -> None:
+    """Record in metrics.json, as the trainer does, that these runs predicted one class for all of dev."""
+    for seed in seeds:
+        path = root / MODEL / task / method / f"seed{seed}" / "metrics.json"
+        record = json.loads(path.read_text())
+        record["degenerate"] = True
+        path.write_text(json.dumps(record))
+
+
+def test_degenerate_runs_stay_averaged_and_are_counted(runs_root):
+    _mark_degenerate(runs_root, "RTE", "finetune", [1, 2, 3])
+    _mark_degenerate(runs_root, "CoLA", "noisytune", [2])
+    runs = collect_runs(runs_root)
+    assert row(runs, task="RTE", method="finetune", seed=1)["degenerate"] == True  # noqa: E712
+    assert pd.isna(row(runs, task="RTE", method="noisytune", seed=1)["degenerate"])  # not recorded
+    summary = summarize(runs)
+    rte = row(summary, task="RTE", method="finetune")
+    assert (rte["n"], rte["n_degenerate"]) == (3, 3)
+    assert rte["mean"] == pytest.approx(62.0)  # a real outcome: still in the mean
+    assert row(summary, task="CoLA", method="noisytune")["n_degenerate"] == 1
+    assert row(summary, task="RTE", method="noisytune")["n_degenerate"] == 0
+    # The average's seeds 1-3 of finetune each have a degenerate task run; noisytune's seed 2 has one.
+    assert row(summary, task="GLUE-avg", method="finetune")["n_degenerate"] == 3
+    assert row(summary, task="GLUE-avg", method="noisytune")["n_degenerate"] == 1
+
+
+def test_compare_counts_diverged_runs_beside_the_pairs(runs_root):
+    comparisons = compare(collect_runs(runs_root), n_boot=200)
+    rte = row(comparisons, task="RTE", method="noisytune")
+    assert rte["n_pairs"] == 3 and (rte["n_diverged_method"], rte["n_diverged_baseline"]) == (1, 0)
+    cola = row(comparisons, task="CoLA", method="noisytune")
+    assert (cola["n_diverged_method"], cola["n_diverged_baseline"]) == (0, 0)  # a failed run is not diverged
+    assert row(comparisons, task="GLUE-avg", method="noisytune")["n_diverged_method"] == 1

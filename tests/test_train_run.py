@@ -352,3 +352,73 @@ def test_final_eval_last_and_best() -> None:
     assert _final_eval(history, "eval_dev_accuracy", "last")["epoch"] == 4.0
     assert _final_eval(history, "eval_dev_accuracy", "best")["epoch"] == 2.0
     assert _final_eval(history[:1], "eval_dev_accuracy", "last") == {}
+
+
+# ------------------------------------------------------------------------------------------ blow-ups
+
+
+def test_exploding_loss_is_reported_diverged(tiny_model: str, mini_glue: Path, tmp_path: Path) -> None:
+    """lr 1000: the loss stays finite but ends orders of magnitude above its start. That used to be
+    `status: ok`, its majority-class accuracy averaged in; the divergence_factor rule calls it diverged."""
+    out = tmp_path / "lr1000"
+    result = train_run(
+        make_spec(tiny_model, mini_glue, method="finetune", learning_rate=1000.0, logging_steps=1), out
+    )
+    metrics = _read(out, "metrics.json")
+    assert metrics["status"] == "diverged" == result["status"], metrics
+    assert "divergence_factor 10" in metrics["diverged_because"]
+    assert metrics["diverged_at_step"] is not None
+    assert all(math.isfinite(v) for v in metrics["metrics"].values())  # finite: the NaN check missed it
+    assert _read(out, "run.json")["status"] == "diverged"
+
+
+def test_divergence_factor_null_keeps_only_the_nan_rule(
+    tiny_model: str, mini_glue: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "lr1000-null"
+    spec = make_spec(
+        tiny_model,
+        mini_glue,
+        method="finetune",
+        learning_rate=1000.0,
+        logging_steps=1,
+        divergence_factor=None,
+    )
+    assert train_run(spec, out)["status"] == "ok"
+
+
+@pytest.fixture
+def constant_run(tiny_model: str, mini_glue: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A run whose model gives the same logits for every example at evaluation (training is untouched)."""
+    from transformers import BertForSequenceClassification
+
+    original = BertForSequenceClassification.forward
+
+    @functools.wraps(original)
+    def constant_logits(self, *args, **kwargs):
+        output = original(self, *args, **kwargs)
+        if not self.training:
+            output.logits = output.logits * 0.0 + 1.0
+        return output
+
+    monkeypatch.setattr(BertForSequenceClassification, "forward", constant_logits)
+    return tmp_path / "constant", monkeypatch
+
+
+@pytest.mark.parametrize("task", ["rte", "stsb"])
+def test_constant_predictor_is_marked_degenerate(
+    constant_run, tiny_model: str, mini_glue: Path, task: str
+) -> None:
+    out, _ = constant_run
+    result = train_run(make_spec(tiny_model, mini_glue, task=task, method="finetune"), out)
+    assert result["status"] == "ok" and result["degenerate"] is True
+    assert _read(out, "metrics.json")["degenerate"] is True
+    if task == "stsb":
+        assert result["metrics"]["pearson"] == 0.0  # the score it used to pass off as a result
+
+
+def test_a_run_that_discriminates_is_not_degenerate(rte_run) -> None:
+    _, out, result = rte_run
+    history = [r for r in read_jsonl(out / "history.jsonl") if "eval_dev_degenerate" in r]
+    assert history, "every evaluation records whether its predictions were constant"
+    assert result["degenerate"] is bool(history[-1]["eval_dev_degenerate"])

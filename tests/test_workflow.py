@@ -32,6 +32,26 @@ def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.Compl
     return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def resolved(config_file: Path, **overrides: object) -> dict:
+    """A config file resolved as the workflow resolves it, with top-level overrides (like --config)."""
+    from robustft.workflow_config import load_config
+
+    return {**load_config(config_file), **overrides}
+
+
+def tables_of(workdir: Path, config: dict) -> Path:
+    """Where the workflow writes this config's tables (results/tables/<config name>)."""
+    from robustft.workflow_config import tables_dir
+
+    return workdir / tables_dir(config)
+
+
+def artifacts_of(workdir: Path, config: dict) -> Path:
+    from robustft.workflow_config import artifacts_dir
+
+    return workdir / artifacts_dir(config)
+
+
 @pytest.mark.parametrize(
     ("override", "named"),
     [
@@ -61,8 +81,11 @@ def test_dry_run_fans_out_the_grid(tmp_path: Path) -> None:
 def test_workflow_end_to_end_on_real_glue(tmp_path: Path) -> None:
     if not (SHARED_DATA / "glue" / "RTE" / "train.tsv").exists():
         pytest.skip(f"real GLUE files not found at {SHARED_DATA}")
+    from robustft.workflow_config import glue_run_dir
+
+    config = resolved(TINY_CONFIG, data_dir=str(SHARED_DATA))
     # An interrupted earlier attempt: files but no metrics.json. It must not count, and must be redone.
-    stale = tmp_path / "results/runs/minilm-l6/rte/noisytune/seed2"
+    stale = tmp_path / glue_run_dir(config, "minilm-l6", "rte", "noisytune", 2)
     stale.mkdir(parents=True)
     (stale / "history.jsonl").write_text('{"step": 999, "loss": 123.0}\n')
 
@@ -71,7 +94,8 @@ def test_workflow_end_to_end_on_real_glue(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-4000:]
 
-    runs = pd.read_csv(tmp_path / "results/tables/runs.csv")
+    tables = tables_of(tmp_path, config)
+    runs = pd.read_csv(tables / "runs.csv")
     assert len(runs) == 8 and set(runs["status"]) == {"ok"}
     assert set(runs["method"]) == {"finetune", "noisytune"} and set(runs["seed"]) == {1, 2}
     assert runs["n_train"].eq(48).all() and runs["n_eval"].eq(48).all()
@@ -82,13 +106,27 @@ def test_workflow_end_to_end_on_real_glue(tmp_path: Path) -> None:
     assert run_record["method_log"]["noisytune"]["tensors_perturbed"] > 0
     assert run_record["data"]["train"].startswith("local:")
 
-    summary = pd.read_csv(tmp_path / "results/tables/summary.csv")
+    summary = pd.read_csv(tables / "summary.csv")
     assert {"GLUE-avg", "rte", "cola"} <= set(summary["task"])
-    comparisons = pd.read_csv(tmp_path / "results/tables/comparisons.csv")
+    comparisons = pd.read_csv(tables / "comparisons.csv")
     assert set(comparisons["method"]) == {"noisytune"} and comparisons["n_pairs"].eq(2).all()
     pdf = tmp_path / "results/reports/tiny.pdf"
     assert pdf.read_bytes().startswith(b"%PDF")
-    assert (tmp_path / "logs/train/minilm-l6/rte/finetune/seed1.log").exists()
+    run_dir = Path(glue_run_dir(config, "minilm-l6", "rte", "finetune", 1))
+    assert (tmp_path / "logs/train/minilm-l6/rte/finetune" / f"{run_dir.name}.log").exists()
+
+    # A runs.csv from another config (copied in, restored, or kept after --drop-metadata) looks up to date
+    # to Snakemake; the report itself refuses it, naming the runs it was not asked for.
+    other_key = runs["run_dir"].str.replace(r"seed(\d+)-\w+$", r"seed\1-0000aaaa", regex=True)
+    foreign = runs.assign(run_dir=other_key)
+    foreign.to_csv(tables / "runs.csv", index=False)
+    rerun = snakemake(
+        tmp_path, "--cores", "1", "--configfile", str(TINY_CONFIG), "--config", f"data_dir={SHARED_DATA}",
+        "--forcerun", "report",
+    )  # fmt: skip
+    assert rerun.returncode != 0
+    log = (tmp_path / "logs/report/tiny.log").read_text()
+    assert "8 run(s) that the config does not ask for" in log and "seed1-0000aaaa" in log
 
 
 @pytest.mark.parametrize("config_file", sorted((REPO / "config").glob("*.yaml")), ids=lambda p: p.name)
@@ -124,53 +162,27 @@ def test_every_method_and_composition_runs_through_the_dag(tmp_path: Path) -> No
     result = snakemake(tmp_path, "--cores", "2", "--configfile", str(config_file), timeout=1800)
     assert result.returncode == 0, result.stderr[-4000:]
 
-    runs = pd.read_csv(tmp_path / "results/tables/runs.csv")
+    from robustft.workflow_config import glue_run_dir
+
+    resolved_config = resolved(config_file)
+    runs = pd.read_csv(tables_of(tmp_path, resolved_config) / "runs.csv")
     assert sorted(runs["method"]) == sorted(methods)
     assert set(runs["status"]) == {"ok"}, runs[["method", "status"]]
     for method, components in methods.items():
-        record = json.loads((tmp_path / f"results/runs/minilm-l6/rte/{method}/seed1/run.json").read_text())
+        run_dir = tmp_path / glue_run_dir(resolved_config, "minilm-l6", "rte", method, 1)
+        record = json.loads((run_dir / "run.json").read_text())
         assert [next(iter(c)) for c in record["method"]["components"]] == list(components), method
     assert (tmp_path / "results/reports/methods.pdf").read_bytes().startswith(b"%PDF")
-    cost = pd.read_csv(tmp_path / "results/artifacts/crossmethod/table/claims.csv")
+    cost = pd.read_csv(artifacts_of(tmp_path, resolved_config) / "crossmethod/table/claims.csv")
     assert set(cost["method"]) == set(methods) - {"finetune"}
     assert cost["hours_per_run"].gt(0).all() and cost["samples_per_s"].gt(0).all()
 
 
-@pytest.mark.parametrize(
-    ("config_name", "min_runs", "n_artifacts"),
-    [
-        # Table 2 alone is 4 models x 9 tasks x 2 methods x 5 seeds = 360 runs; Table 3 is the XTREME grid.
-        ("noisytune.yaml", 360, 7),
-        # Table 1 alone is 2 models x 8 tasks x 2 methods x 3 seeds = 96 runs; Tables 3, 5, 6 add 84.
-        ("smart.yaml", 180, 6),
-    ],
-)
-def test_paper_config_dry_runs_to_the_full_grid(
-    tmp_path: Path, config_name: str, min_runs: int, n_artifacts: int
-) -> None:
-    from robustft.workflow_config import load_config, run_grid, xtreme_grid
-
-    config_file = REPO / "config" / config_name
-    config = load_config(config_file)
-    expected = len(run_grid(config))
-    expected_xtreme = len(xtreme_grid(config)) if "xtreme" in config["tracks"] else 0
-    result = snakemake(tmp_path, "-n", "--quiet", "rules", "--configfile", str(config_file))
-    assert result.returncode == 0, result.stderr[-3000:]
-    counts = {}
-    for line in result.stdout.splitlines():  # the job-count table: "<rule> <count>"
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit():
-            counts[parts[0]] = int(parts[1])
-    assert counts["train"] == expected >= min_runs
-    # BUCC and Tatoeba runs are retrieval jobs on the XNLI runs' encoders; every other run trains.
-    assert counts.get("xtreme_train", 0) + counts.get("xtreme_retrieve", 0) == expected_xtreme
-    if expected_xtreme:
-        assert counts["collect_xtreme"] == 1 and counts["xtreme_retrieve"] == expected_xtreme * 2 // 9
-    assert counts["artifact"] == n_artifacts and counts["report"] == 1
-
-
-def run_paper_dag(tmp_path: Path, config_name: str, report: str, timeout: int) -> tuple[pd.DataFrame, dict]:
-    """Run a toy paper DAG on real GLUE files; return its runs table and {artifact key: result.json}.
+def run_paper_dag(
+    tmp_path: Path, config_name: str, report: str, timeout: int
+) -> tuple[pd.DataFrame, dict, dict]:
+    """Run a toy paper DAG on real GLUE files; return its runs table, {artifact key: result.json} and
+    the resolved config.
 
     Checks what every paper DAG promises: the workflow succeeds, every run is ok, and the PDF exists.
     """
@@ -187,29 +199,31 @@ def run_paper_dag(tmp_path: Path, config_name: str, report: str, timeout: int) -
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))  # component order matters
     result = snakemake(tmp_path, "--cores", "2", "--configfile", str(config_file), timeout=timeout)
     assert result.returncode == 0, result.stderr[-4000:]
-    runs = pd.read_csv(tmp_path / "results/tables/runs.csv")
+    resolved_config = resolved(config_file)
+    runs = pd.read_csv(tables_of(tmp_path, resolved_config) / "runs.csv")
     assert set(runs["status"]) == {"ok"}
     assert (tmp_path / f"results/reports/{report}.pdf").read_bytes().startswith(b"%PDF")
     records = {
-        key: json.loads((tmp_path / "results/artifacts" / key / "result.json").read_text())
-        for key in yaml.safe_load(config_file.read_text())["artifacts"]
+        key: json.loads((artifacts_of(tmp_path, resolved_config) / key / "result.json").read_text())
+        for key in resolved_config["artifacts"]
     }
-    return runs, records
+    return runs, records, resolved_config
 
 
 @pytest.mark.integration
 def test_noisytune_paper_dag_produces_every_artifact_and_the_pdf(tmp_path: Path) -> None:
     """Both tracks of the NoisyTune config: GLUE (Table 2, Figures 2-6) and XTREME (Table 3, the CPU
     variant at toy size: real XNLI/PAWS-X on MiniLM, every task on the tiny random XLM-R)."""
-    runs, records = run_paper_dag(tmp_path, "noisytune-tiny.yaml", "noisytune", timeout=1800)
+    runs, records, config = run_paper_dag(tmp_path, "noisytune-tiny.yaml", "noisytune", timeout=1800)
+    artifacts = artifacts_of(tmp_path, config)
     assert set(runs.loc[runs["task"] == "mrpc@0.5", "n_train"]) == {16}  # half of the 32-example budget
     for key, record in records.items():
         assert record["status"] == "regenerated", (key, record["reason"])
-        claims = pd.read_csv(tmp_path / "results/artifacts" / key / "claims.csv")
+        claims = pd.read_csv(artifacts / key / "claims.csv")
         assert len(claims) and claims["verdict"].notna().all(), key
-        assert (tmp_path / "results/artifacts" / key / "figure.svg").exists()
+        assert (artifacts / key / "figure.svg").exists()
 
-    xtreme = pd.read_csv(tmp_path / "results/tables/xtreme.csv")
+    xtreme = pd.read_csv(tables_of(tmp_path, config) / "xtreme.csv")
     assert set(xtreme["status"]) == {"ok"}
     tiny = xtreme[xtreme["model"] == "xlm-r-tiny-random"]
     assert set(tiny["task"]) == {
@@ -230,24 +244,23 @@ def test_noisytune_paper_dag_produces_every_artifact_and_the_pdf(tmp_path: Path)
     assert set(real.loc[real["task"] == "xnli", "language"]) == {
         "ar", "bg", "de", "el", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh"
     }  # fmt: skip
-    retrieval = json.loads(
-        (
-            tmp_path / "results/xtreme/xlm-r-tiny-random/bucc2018/zero-shot/finetune/seed1/metrics.json"
-        ).read_text()
-    )
+    from robustft.workflow_config import xtreme_run_dir
+
+    bucc = xtreme_run_dir(config, "xlm-r-tiny-random", "bucc2018", "zero-shot", "finetune", 1)
+    retrieval = json.loads((tmp_path / bucc / "metrics.json").read_text())
     assert retrieval["layer"] is not None and retrieval["layer_chosen_on"] == "the dev gold"
-    claims = pd.read_csv(tmp_path / "results/artifacts/noisytune/table3/claims.csv")
+    claims = pd.read_csv(artifacts / "noisytune/table3/claims.csv")
     assert set(claims["verdict"]) <= {"mechanics check", "not run"} and "mechanics check" in set(
         claims["verdict"]
     )
-    assert (tmp_path / "results/artifacts/noisytune/table3/appendix.csv").exists()
+    assert (artifacts / "noisytune/table3/appendix.csv").exists()
 
 
 @pytest.mark.integration
 def test_smart_paper_dag_produces_every_artifact_and_the_pdf(tmp_path: Path) -> None:
     """Tables 1 and 3 regenerate from GLUE; the artifacts whose data are not offline say why not."""
     # 12 runs, SMART's at 3x the cost of fine-tuning, on a shared 2-core machine
-    runs, records = run_paper_dag(tmp_path, "smart-tiny.yaml", "smart", timeout=1500)
+    runs, records, config = run_paper_dag(tmp_path, "smart-tiny.yaml", "smart", timeout=1500)
     assert len(runs) == 12
     # train_by_task.rte.save_predictions: one line per dev example (32) for RTE runs only.
     for run_dir in runs["run_dir"]:
@@ -264,6 +277,6 @@ def test_smart_paper_dag_produces_every_artifact_and_the_pdf(tmp_path: Path) -> 
             assert record["reason"].strip(), key
     assert statuses["smart/table1"] == statuses["smart/table3"] == "regenerated"
     assert statuses["smart/table4"] == "not run"
-    claims = pd.read_csv(tmp_path / "results/artifacts/smart/table1/claims.csv")
+    claims = pd.read_csv(artifacts_of(tmp_path, config) / "smart/table1/claims.csv")
     assert set(claims["task"]) == {"rte", "mrpc", "GLUE-avg"}
     assert claims["verdict"].notna().all() and claims["best_method"].notna().sum() == 2

@@ -72,7 +72,10 @@ def test_claims_pair_seeds_and_sit_beside_the_papers_values() -> None:
     assert xnli["ci_low"] > 0 and xnli["p_kind"] == "Holm" and xnli["p_value"] < 0.05
     # Paper, xlm-r-base zero-shot: XNLI 74.8 -> 75.2; XQuAD EM 56.6 -> 57.1.
     assert xnli["paper_baseline"] == pytest.approx(74.8) and xnli["paper_value"] == pytest.approx(75.2)
-    assert xnli["paper_delta"] == pytest.approx(0.4) and xnli["verdict"] == "reproduced"
+    assert xnli["paper_delta"] == pytest.approx(0.4)
+    # We scored en and de, the paper's XNLI number is its mean over 15 languages: no verdict against it.
+    assert xnli["verdict"] == "not comparable"
+    assert any("XNLI: not comparable, scored 2 of 15 languages" in note for note in result.notes)
     assert claims.loc["zero-shot: XQuAD em", "paper_delta"] == pytest.approx(0.5)
     assert claims.loc["zero-shot: XQuAD f1", "metric"] == "f1"
     # The average over the two tasks we ran: ours Δ 2; the paper's recomputed over XNLI and XQuAD by the
@@ -81,7 +84,36 @@ def test_claims_pair_seeds_and_sit_beside_the_papers_values() -> None:
     assert average["delta"] == pytest.approx(2.0) and average["p_kind"] == "t-test"
     assert average["paper_delta"] == pytest.approx(69.95 - 69.525)
     assert any("averaged over XNLI, XQuAD" in note for note in result.notes)
+    assert average["verdict"] == "not comparable"
+    assert any(
+        "not comparable, 2 of its tasks scored on a subset of their languages" in n for n in result.notes
+    )
     assert result.figure is not None
+
+
+def test_a_task_scored_on_all_its_languages_gets_a_verdict_and_a_subset_does_not(monkeypatch) -> None:
+    from robustft.artifacts.base import verdict
+    from robustft.data.xtreme import XTREME_TASKS
+
+    every = dict.fromkeys(XTREME_TASKS["xnli"].languages, 0.70)
+    monkeypatch.setitem(BASE, ("xnli", "accuracy"), every)
+    result = build(xtreme_table())
+    claims = result.claims.set_index("task")
+    xnli = claims.loc["zero-shot: XNLI"]
+    assert xnli["n_pairs"] == 3 and xnli["verdict"] == verdict(
+        xnli["paper_delta"], xnli["ci_low"], xnli["ci_high"], xnli["n_pairs"], xnli["p_value"]
+    )
+    assert xnli["verdict"] != "not comparable"
+    # XQuAD is still scored on 2 of its 11 languages, and the average inherits that.
+    assert claims.loc["zero-shot: XQuAD f1", "verdict"] == "not comparable"
+    assert claims.loc["zero-shot: XTREME-avg", "verdict"] == "not comparable"
+    assert any(
+        note.startswith(
+            "xlmr-tiny zero-shot: XQuAD f1: not comparable, scored 2 of 11 languages (missing ar,"
+        )
+        for note in result.notes
+    )
+    assert any("not comparable, 1 of its tasks scored on a subset" in note for note in result.notes)
 
 
 def test_tasks_without_runs_are_not_run_with_the_reason() -> None:

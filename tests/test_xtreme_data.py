@@ -38,8 +38,7 @@ CONTRACT = {
         "UDPOS",
         "tagging",
         ("f1",),
-        "af ar bg de el en es et eu fa fi fr he hi hu id it ja kk ko mr nl pt ru ta te th tl tr ur vi wo "
-        "yo zh",
+        "af ar bg de el en es et eu fa fi fr he hi hu id it ja kk ko mr nl pt ru ta te th tl tr ur vi yo zh",
     ),
     "panx": (
         "PANX-NER",
@@ -109,6 +108,15 @@ def _write(path: Path, text: str) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ registry
+
+
+def test_udpos_has_xtremes_33_languages_not_xtreme_rs_wolof() -> None:
+    # google-research/xtreme's UD-POS test languages; Wolof ('wo') was added by XTREME-R.
+    xtreme = "af ar bg de el en es et eu fa fi fr he hi hu id it ja kk ko mr nl pt ru ta te th tl tr ur vi "
+    xtreme += "yo zh"
+    languages = XTREME_TASKS["udpos"].languages
+    assert len(languages) == len(set(languages)) == 33 and "wo" not in languages
+    assert sorted(languages) == sorted(xtreme.split())
 
 
 def test_registry_follows_the_contract() -> None:

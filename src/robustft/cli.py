@@ -13,6 +13,11 @@ from typing import Any
 logger = logging.getLogger("robustft")
 
 
+WORKFLOW_CONFIG_HELP = (
+    "the resolved workflow config (JSON): the report then checks that its tables hold exactly its runs"
+)
+
+
 def _json_arg(text: str) -> Any:
     try:
         return json.loads(text)
@@ -71,19 +76,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_aggregate(args: argparse.Namespace) -> int:
     from robustft import tables
 
-    expected = [_run_key(Path(p)) for p in args.metrics] if args.metrics else None
-    runs = tables.collect_runs(Path(args.runs), expected=expected)
+    runs = tables.collect_runs(Path(args.runs), metrics_paths=args.metrics or None)
     summary = tables.summarize(runs)
     comparisons = tables.compare(runs, baseline=args.baseline)
     tables.write_tables(runs, summary, comparisons, Path(args.out))
     print(f"{len(runs)} runs -> {args.out}/runs.csv, summary.csv, comparisons.csv (+ .tex)")
     return 0
-
-
-def _run_key(metrics_path: Path) -> tuple[str, str, str, int]:
-    """results/runs/<model>/<task>/<method>/seed<S>/metrics.json -> (model, task, method, S)."""
-    seed_dir, method_dir, task_dir, model_dir = list(metrics_path.parents)[:4]
-    return model_dir.name, task_dir.name, method_dir.name, int(seed_dir.name.removeprefix("seed"))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -92,6 +90,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     spec_dict = dict(args.spec)
     tables = Path(args.tables)
+    _check_tables_of_config(tables, args.workflow_config, ("runs", "xtreme"))
     # The GLUE track's runs.csv and/or the XTREME track's xtreme.csv (one row per language: the run
     # directories repeat, summarize_runs reads each once).
     provenance: dict[str, str] = {}
@@ -121,7 +120,13 @@ def cmd_artifact(args: argparse.Namespace) -> int:
     from robustft.artifacts import ArtifactContext, get_artifact, write_result
 
     artifact = get_artifact(args.artifact)
-    context = ArtifactContext(paper_model=dict(args.paper_model or {}), extra=dict(args.context or {}))
+    from robustft.stats import MIN_PAIRED_SEEDS
+
+    context = ArtifactContext(
+        paper_model=dict(args.paper_model or {}),
+        extra=dict(args.context or {}),
+        min_seeds=args.min_seeds or MIN_PAIRED_SEEDS,
+    )
     result = artifact.build(pd.read_csv(Path(args.tables) / f"{artifact.table}.csv"), context)
     record = write_result(result, Path(args.out))
     print(f"{artifact.key}: {record['status']} {record['reason']}".rstrip() + f" -> {args.out}")
@@ -139,9 +144,27 @@ def cmd_collect_instruct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_tables_of_config(
+    tables: Path, workflow_config: dict[str, Any] | None, names: tuple[str, ...]
+) -> None:
+    """With --workflow-config (the workflow passes it), each table the report reads must hold exactly the
+    runs that config asks for; by hand, without it, the tables are taken as they are."""
+    if workflow_config is None:
+        return
+    from robustft.provenance import check_table_runs
+    from robustft.workflow_config import expected_run_dirs
+
+    expected = expected_run_dirs(workflow_config)
+    for name in names:
+        if (tables / f"{name}.csv").exists():
+            check_table_runs(tables / f"{name}.csv", expected[name])
+
+
 def cmd_instruct_report(args: argparse.Namespace) -> int:
     from robustft.instruct_report import InstructReportSpec, build_instruct_report
     from robustft.provenance import summarize_runs
+
+    _check_tables_of_config(Path(args.table).parent, args.workflow_config, ("instruct",))
 
     spec = InstructReportSpec.from_dict(
         {
@@ -201,6 +224,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from robustft.workflow_config import load_config
 
     config = load_config(Path(args.config))
+    if args.jobs:
+        from robustft.workflow_config import training_jobs
+
+        for job in training_jobs(config):
+            print(json.dumps(job, sort_keys=True))
+        return 0
     print(json.dumps(config, indent=2, sort_keys=True))
     return 0
 
@@ -253,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--spec", type=_json_arg, required=True, help="JSON report spec (config's report block)"
     )
     report.add_argument("--config-hash", default="unknown")
+    report.add_argument("--workflow-config", type=_json_arg, help=WORKFLOW_CONFIG_HELP)
     report.add_argument("--figures", default="figures")
     report.add_argument("--out", required=True)
     report.add_argument("--artifacts", nargs="*", default=[], help="artifact result directories to append")
@@ -267,6 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_json_arg,
         default={},
         help="JSON: track naming (judge, baseline, paper_dataset, ...)",
+    )
+    artifact.add_argument(
+        "--min-seeds",
+        type=_positive_int,
+        default=None,
+        help="fewer paired seeds than this: verdict 'too few seeds' (default 3: stats.MIN_PAIRED_SEEDS)",
     )
     artifact.add_argument(
         "--out", required=True, help="directory for claims.csv/.tex, figure.svg, result.json"
@@ -284,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--spec", type=_json_arg, required=True, help="JSON (config's instruct.report)"
     )
     instruct_report.add_argument("--config-hash", default="unknown")
+    instruct_report.add_argument("--workflow-config", type=_json_arg, help=WORKFLOW_CONFIG_HELP)
     instruct_report.add_argument("--figures", required=True)
     instruct_report.add_argument("--out", required=True)
     instruct_report.add_argument("--artifacts", nargs="*", default=[])
@@ -317,6 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate a workflow config and print it with defaults")
     check.add_argument("config")
+    check.add_argument(
+        "--jobs",
+        action="store_true",
+        help="print each training job (run directory, method components, settings) as one JSON line, "
+        "exactly as the workflow schedules it",
+    )
     check.set_defaults(func=cmd_check_config)
 
     for module in TRACK_COMMAND_MODULES:
@@ -330,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
     from robustft.data import DataFormatError, DataNotFoundError
+    from robustft.errors import TableMismatchError
     from robustft.methods import MethodConfigError
     from robustft.models import ModelNotFoundError
     from robustft.train.config import RunError
@@ -343,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         MethodConfigError,
         RunError,
         ConfigError,
+        TableMismatchError,
     )
     try:
         return args.func(args)

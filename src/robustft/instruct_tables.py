@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from robustft.io import seed_of_run_dir
+
 INSTRUCT_COLUMNS = [
     "model",
     "dataset",
@@ -43,8 +45,8 @@ SFT_METRICS = (
 
 def run_dir_key(run_dir: Path) -> tuple[str, str, str, str, int]:
     """results/instruct/<model>/<dataset>/<recipe>/<method>/seed<S> -> its five keys."""
-    seed_dir, method, recipe, dataset, model = list(run_dir.parts[::-1][:5])
-    return model, dataset, recipe, method, int(seed_dir.removeprefix("seed"))
+    _, method, recipe, dataset, model = list(run_dir.parts[::-1][:5])
+    return model, dataset, recipe, method, seed_of_run_dir(run_dir)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

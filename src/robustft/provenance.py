@@ -11,6 +11,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from robustft.errors import TableMismatchError
+
 PACKAGES = (
     "robustft",
     "torch",
@@ -92,6 +94,31 @@ def slurm_job_id() -> str | None:
     job = os.environ.get("SLURM_JOB_ID")
     array = os.environ.get("SLURM_ARRAY_TASK_ID")
     return f"{job}_{array}" if job and array else job
+
+
+def check_table_runs(table_path: Path, expected_run_dirs: list[str]) -> None:
+    """A report is built only from the runs its own config asked for: the table's run directories must be
+    exactly `expected_run_dirs`. Snakemake's metadata alone cannot promise this (a table copied or restored
+    from elsewhere, or kept after --drop-metadata, looks up to date), so the report checks it itself."""
+    import pandas as pd
+
+    def normalized(paths: Any) -> set[str]:
+        return {os.path.normpath(os.path.abspath(str(path))) for path in paths}
+
+    found = normalized(pd.read_csv(table_path, usecols=["run_dir"])["run_dir"].dropna().unique())
+    expected = normalized(expected_run_dirs)
+    foreign, missing = sorted(found - expected), sorted(expected - found)
+    if foreign or missing:
+        lines = [f"{table_path}: the table does not hold exactly the runs this config asks for"]
+        if foreign:
+            lines.append(f"  {len(foreign)} run(s) that the config does not ask for, e.g. {foreign[0]}")
+        if missing:
+            lines.append(f"  {len(missing)} run(s) of the config that the table lacks, e.g. {missing[0]}")
+        lines.append(
+            "  Rebuild the table from this config's runs: snakemake --forcerun aggregate (GLUE), "
+            "collect_xtreme or collect_instruct, with the same --configfile."
+        )
+        raise TableMismatchError("\n".join(lines))
 
 
 def summarize_runs(

@@ -26,6 +26,11 @@ PAPER_TASK_NAME: dict[str, str] = {
     "wnli": "WNLI",
 }
 
+# Tasks whose primary score some paper prints under another name than PAPER_TASK_NAME's, in the order
+# tried: SMART's Tables 1 and 2 split MNLI into "MNLI-m" and "MNLI-mm" columns, and our primary MNLI
+# metric is the matched dev set's accuracy.
+PAPER_DATASET_ALIASES: dict[str, tuple[str, ...]] = {"mnli": ("MNLI-m",)}
+
 # Name of the GLUE average, both as a "task" in our summary tables and as a dataset in the papers.
 GLUE_AVG = "GLUE-avg"
 
@@ -65,6 +70,16 @@ class PaperNumber:
 def paper_task_name(task: str) -> str:
     """The paper's name for one of our task keys; unknown tasks (and the average) pass through."""
     return PAPER_TASK_NAME.get(task, task)
+
+
+def paper_dataset_name(paper: str, artifact: str, task: str) -> str:
+    """The dataset name under which `paper`'s `artifact` prints our task's primary score: the paper's
+    usual name (paper_task_name) if the artifact uses it, else the first alias it uses (SMART Table 1:
+    "MNLI-m" for mnli), else the usual name. Unknown tasks and the average pass through."""
+    names = (paper_task_name(task), *PAPER_DATASET_ALIASES.get(task, ()))
+    frame = _load()
+    used = set(frame.loc[(frame["paper"] == paper) & (frame["artifact"] == artifact), "dataset"])
+    return next((name for name in names if name in used), names[0])
 
 
 @functools.cache

@@ -8,7 +8,7 @@ every number in the PDF can be traced to one row of those tables or of `paper_re
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
@@ -28,18 +28,38 @@ from robustft.reference import (
     AmbiguousPaperValue,
     PaperNumber,
     load_paper_results,
+    paper_dataset_name,
     paper_lookup,
     paper_task_name,
 )
+from robustft.stats import (  # the verdict vocabulary and rules: one place for every report
+    CONTRADICTED,
+    DIRECTION_ONLY,
+    MAGNITUDES,
+    MIN_PAIRED_SEEDS,
+    NO_PAPER_VALUE,
+    NOT_RUN,
+    REPRODUCED,
+    TOO_FEW_SEEDS,
+    VERDICTS,
+    WITHIN_NOISE,
+    magnitude,
+    verdict,
+)
 
 OK_STATUS = "ok"
+# The verdicts the GLUE comparison can give (the artifacts' own, e.g. "clear gain", are listed with them).
+GLUE_VERDICTS = (
+    REPRODUCED,
+    DIRECTION_ONLY,
+    CONTRADICTED,
+    WITHIN_NOISE,
+    TOO_FEW_SEEDS,
+    NOT_RUN,
+    NO_PAPER_VALUE,
+)
 CI_LABEL = "95% CI"
 
-REPRODUCED = "reproduced"
-CONTRADICTED = "contradicted"
-WITHIN_NOISE = "within noise"
-NOT_RUN = "not run"
-NO_PAPER_VALUE = "no paper value"
 
 _RUNS_COLUMNS = {
     "model",
@@ -52,7 +72,18 @@ _RUNS_COLUMNS = {
     "wall_time_s",
     "git_commit",
 }
-_SUMMARY_COLUMNS = {"model", "task", "method", "metric", "n", "n_diverged", "n_failed", "mean", "std"}
+_SUMMARY_COLUMNS = {
+    "model",
+    "task",
+    "method",
+    "metric",
+    "n",
+    "n_diverged",
+    "n_failed",
+    "mean",
+    "std",
+    "average_over",
+}
 _COMPARISON_COLUMNS = {
     "model",
     "task",
@@ -67,6 +98,7 @@ _COMPARISON_COLUMNS = {
     "p_wilcoxon",
     "p_holm",
     "min_seeds_for_significance",
+    "average_over",
 }
 
 
@@ -87,9 +119,12 @@ class ReportSpec:
     choices: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     provenance: dict[str, str] = field(default_factory=dict)
-    # The tasks our average covers (filled from summary.csv when the report is rendered). When they are
-    # not all nine GLUE tasks, the paper's "average" is recomputed over the same tasks.
-    average_over: list[str] = field(default_factory=list)
+    # Per model, the tasks its average rows cover (filled from summary.csv's average_over column when the
+    # report is rendered). When they are not all nine GLUE tasks, the paper's "average" is recomputed
+    # over the same tasks.
+    average_over: dict[str, list[str]] = field(default_factory=dict)
+    # Fewer paired seeds than this and a claim's verdict is "too few seeds" (config `report.min_seeds`).
+    min_seeds: int = MIN_PAIRED_SEEDS
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ReportSpec:
@@ -106,6 +141,9 @@ class ReportSpec:
             values[key] = [str(item) for item in values.get(key) or []]
         for key in ("paper_model", "paper_method", "provenance"):
             values[key] = {str(k): str(v) for k, v in (values.get(key) or {}).items()}
+        min_seeds = values.get("min_seeds", MIN_PAIRED_SEEDS)
+        if isinstance(min_seeds, bool) or not isinstance(min_seeds, int) or min_seeds < 1:
+            raise ValueError(f"report spec min_seeds must be an integer >= 1, got {min_seeds!r}")
         return cls(**values)
 
     def paper_method_name(self, method: str) -> str:
@@ -159,33 +197,15 @@ def _check_counts(tables: ReportTables) -> None:
             )
 
 
-SIGNIFICANCE = 0.05
+def verdict_glossary(min_seeds: int = MIN_PAIRED_SEEDS, words: Sequence[str] | None = None) -> str:
+    """The verdicts (all, or `words`) and their meanings in one sentence each, from stats.VERDICTS."""
+    shown = [w for w in VERDICTS if words is None or w in words]
+    text = "; ".join(f"{word} = {VERDICTS[word]}" for word in shown) + "."
+    return text.replace("report.min_seeds (default 3)", f"{min_seeds} (report.min_seeds)")
 
 
-def verdict(
-    paper_delta: float | None, ci_low: float, ci_high: float, n_pairs: float, p_value: float | None = None
-) -> str:
-    """Compare the sign of our effect's CI with the sign of the paper's effect.
-
-    "not run": no seed pairs. "within noise": the CI includes 0, there is no CI (too few pairs), or the
-    paired test is not significant (p >= 0.05, Holm-adjusted where a family exists): with 3-5 seeds the
-    percentile bootstrap CI alone is too narrow to carry a claim. "reproduced": CI entirely on the
-    paper's side of 0 and the test significant. "contradicted": likewise on the other side, or away
-    from 0 when the paper reports exactly no change. "no paper value": a clear effect but nothing in
-    the paper to compare it with.
-    """
-    if _missing(n_pairs) or n_pairs <= 0:
-        return NOT_RUN
-    if _missing(ci_low) or _missing(ci_high) or ci_low <= 0 <= ci_high:
-        return WITHIN_NOISE
-    if p_value is not None and (_missing(p_value) or p_value >= SIGNIFICANCE):
-        return WITHIN_NOISE
-    if _missing(paper_delta):
-        return NO_PAPER_VALUE
-    ours_positive = ci_low > 0
-    if paper_delta != 0 and ours_positive == (paper_delta > 0):
-        return REPRODUCED
-    return CONTRADICTED
+def magnitude_glossary() -> str:
+    return "; ".join(f"{word} = {meaning}" for word, meaning in MAGNITUDES.items()) + "."
 
 
 def _claim_p(row: Any) -> float:
@@ -296,11 +316,13 @@ def _methods(summary: pd.DataFrame, spec: ReportSpec) -> list[str]:
 def _paper_number(spec: ReportSpec, model: str, task: str, method: str) -> PaperNumber | None:
     if model not in spec.paper_model:
         return None
-    covered = {paper_task_name(t) for t in spec.average_over}
-    if task == GLUE_AVG and spec.average_over and covered != set(GLUE_TABLE_ORDER):
-        return _paper_average_over(spec, model, method)
+    averaged = spec.average_over.get(model, [])
+    if task == GLUE_AVG and averaged and {paper_task_name(t) for t in averaged} != set(GLUE_TABLE_ORDER):
+        return _paper_average_over(spec, model, method, averaged)
     paper_model, method_name = spec.paper_model[model], spec.paper_method_name(method)
-    key = (spec.paper, spec.artifact, paper_model, paper_task_name(task), method_name)
+    # The artifact's own name for the task (SMART Table 1 prints MNLI as "MNLI-m" and "MNLI-mm").
+    dataset = paper_dataset_name(spec.paper, spec.artifact, task)
+    key = (spec.paper, spec.artifact, paper_model, dataset, method_name)
     try:
         return paper_lookup(*key)
     except AmbiguousPaperValue:
@@ -310,12 +332,12 @@ def _paper_number(spec: ReportSpec, model: str, task: str, method: str) -> Paper
         return paper_lookup(*key, get_task(task).primary_metric)
 
 
-def _paper_average_over(spec: ReportSpec, model: str, method: str) -> PaperNumber | None:
-    """The mean of the paper's per-task numbers over the tasks we ran: a like-for-like average."""
-    numbers = [_paper_number(spec, model, task, method) for task in spec.average_over]
+def _paper_average_over(spec: ReportSpec, model: str, method: str, tasks: list[str]) -> PaperNumber | None:
+    """The mean of the paper's per-task numbers over the tasks our average covers: like for like."""
+    numbers = [_paper_number(spec, model, task, method) for task in tasks]
     if not numbers or any(number is None for number in numbers):
         return None
-    names = ", ".join(paper_task_name(t) for t in spec.average_over)
+    names = ", ".join(paper_task_name(t) for t in tasks)
     return PaperNumber(
         value=sum(number.value for number in numbers) / len(numbers),
         metric="average",
@@ -359,6 +381,12 @@ def _summary_section(tables: ReportTables, spec: ReportSpec, models: list[str], 
         f"{_runs(len(runs) - len(ok))} diverged or failed and are excluded from every number. "
         f"Wall time: {hours}."
     )
+    if "degenerate" in ok:
+        degenerate = int(ok["degenerate"].fillna(False).astype(bool).sum())
+        text += (
+            f" {degenerate} of the {_runs(len(ok))} that finished ok are degenerate (one prediction for "
+            "every dev example); they are averaged in and counted beside each mean."
+        )
     return f"{_t(text)}\n\n" + _model_sentences(spec, models) + _data_budget(runs, tasks)
 
 
@@ -420,11 +448,13 @@ def _method_section(spec: ReportSpec, rows: pd.DataFrame) -> str:
         "not adjusted). The CI is not adjusted for multiplicity.",
         f"Paper Δ: the paper's {spec.paper} {spec.artifact} value for the method minus its value for "
         f"{spec.paper_method_name(spec.baseline)}, for the paper model our model is mapped to.",
-        "Verdict: reproduced = our CI lies entirely on the side of 0 of the paper's Δ and the paired "
-        "t-test is significant at 0.05 (Holm-adjusted; unadjusted for the average row); contradicted = "
-        "the same on the other side; within noise = the CI includes 0 or the test is not significant "
-        "(a percentile bootstrap over 3-5 seed pairs is too narrow to carry a claim alone); not run = no "
-        "seed pairs; no paper value = a clear effect with no paper number to compare.",
+        "Verdict (the paired t-test is Holm-adjusted across tasks; the average row's is not): "
+        + verdict_glossary(spec.min_seeds, GLUE_VERDICTS)
+        + " A percentile bootstrap over 3-5 seed pairs is too narrow to carry a claim alone.",
+        "Under the verdict, in grey, the magnitude: " + magnitude_glossary(),
+        "Under the pair count: how many runs of the method / of the baseline diverged in that cell. They "
+        "are left out of the pairing (a diverged run has no score), so fewer pairs than seeds is never "
+        "silent.",
         "Seeds needed: seed pairs a two-sided paired t-test (α = 0.05) would need for 80% power to "
         "detect our observed Δ at our observed spread of the per-seed differences.",
     ]
@@ -473,14 +503,60 @@ def _main_table(tables: ReportTables, spec: ReportSpec, models: list[str], tasks
     notes = [
         f"{task}: our metric is {ours}, the paper's is {paper}." for task, ours, paper in sorted(mismatches)
     ]
-    task_set = {t for t in tasks if t != GLUE_AVG}
-    if GLUE_AVG in tasks and {paper_task_name(t) for t in task_set} != set(GLUE_TABLE_ORDER):
-        notes.append(
-            f"Avg covers the {len(task_set)} tasks we ran. The paper value under it is the mean of the "
-            f"paper's numbers for the same tasks, recomputed here; the paper's own Avg column covers all "
-            f"{len(GLUE_TABLE_ORDER)} GLUE tasks."
+    if GLUE_AVG in tasks:
+        notes += _average_notes(spec, models)
+    return text + ("\n" + _bullets(notes) if notes else "") + _degenerate_warning(tables.summary)
+
+
+def _degenerate_text(cell: pd.Series) -> str:
+    """ ", k/n degenerate" when some of the cell's runs predicted one class (or one value) for every dev
+    example. They stay in the mean (a real outcome), but a reader must know the mean is made of them."""
+    count = cell.get("n_degenerate")
+    if _missing(count) or int(count) == 0:
+        return ""
+    return f", {int(count)}/{int(cell['n'])} degenerate"
+
+
+def _degenerate_warning(summary: pd.DataFrame) -> str:
+    """A callout naming the cells whose every run learned nothing (one prediction for all of dev)."""
+    if "n_degenerate" not in summary:
+        return ""
+    every = summary[(summary["n"] > 0) & (summary["n_degenerate"] == summary["n"])]
+    if every.empty:
+        return ""
+    cells = [f"{r.model} {paper_task_name(r.task)} {r.method}" for r in every.itertuples(index=False)]
+    everything = len(every) == int((summary["n"] > 0).sum())
+    lead = (
+        "Every run of this report is degenerate"
+        if everything
+        else f"{len(every)} of {int((summary['n'] > 0).sum())} cells consist only of degenerate runs"
+    )
+    text = (
+        f"{lead}: the model predicted one class (or, on a regression task, one value) for every dev "
+        "example, so its score measures the class balance of dev, not what fine-tuning learned, and no "
+        "difference between methods on these cells means anything. Cells: " + "; ".join(cells) + "."
+    )
+    return f"\n#callout[{_t(text)}]\n"
+
+
+def _average_notes(spec: ReportSpec, models: list[str]) -> list[str]:
+    """Name the task set of each model's Avg, and say where the paper's value under it comes from."""
+    notes = []
+    for model in models:
+        averaged = spec.average_over.get(model)
+        if not averaged:
+            continue
+        note = (
+            f"Avg of {model}: average over {', '.join(paper_task_name(t) for t in averaged)}, the tasks "
+            "every method in this table ran for this model, for every method alike."
         )
-    return text + ("\n" + _bullets(notes) if notes else "")
+        if model in spec.paper_model and {paper_task_name(t) for t in averaged} != set(GLUE_TABLE_ORDER):
+            note += (
+                " The paper value under it is the mean of the paper's numbers for the same tasks, "
+                f"recomputed here; the paper's own Avg column covers all {len(GLUE_TABLE_ORDER)} GLUE tasks."
+            )
+        notes.append(note)
+    return notes
 
 
 def _task_header(summary: pd.DataFrame, task: str) -> str:
@@ -505,6 +581,7 @@ def _main_cell(
         ours, metric = f"{fmt_points(cell['mean'], 1)} ± {fmt_points(cell['std'], 1)}", cell["metric"]
         if int(cell["n"]) != n_max:
             ours += f" (n={int(cell['n'])})"
+        ours += _degenerate_text(cell)
     if paper is not None and metric is not None and metric != paper.metric:
         mismatches.add((paper_task_name(task), metric, paper.metric))
     return _lines(ours, fmt_points(None if paper is None else paper.value, 1))
@@ -523,9 +600,14 @@ def _comparison_rows(
     rows["n_pairs"] = rows["n_pairs"].fillna(0)
     rows["paper_delta"] = [_paper_delta(spec, r.model, r.task, r.method) for r in rows.itertuples()]
     rows["verdict"] = [
-        verdict(r.paper_delta, r.ci_low, r.ci_high, r.n_pairs, _claim_p(r))
+        verdict(r.paper_delta, r.ci_low, r.ci_high, r.n_pairs, _claim_p(r), spec.min_seeds)
         for r in rows.itertuples(index=False)
     ]
+    rows["magnitude"] = [magnitude(r.paper_delta, r.ci_low, r.ci_high) for r in rows.itertuples(index=False)]
+    # Older comparisons.csv files lack the diverged counts: unknown, not zero.
+    for column in ("n_diverged_method", "n_diverged_baseline"):
+        if column not in rows:
+            rows[column] = math.nan
     return rows
 
 
@@ -542,25 +624,48 @@ def _comparison_section(rows: pd.DataFrame) -> str:
                 _lines(r.model),
                 _lines(paper_task_name(r.task)),
                 _lines(r.method),
-                _lines(str(int(r.n_pairs))),
+                _lines(str(int(r.n_pairs)), _diverged_text(r.n_diverged_method, r.n_diverged_baseline)),
                 _lines(effect),
                 _lines(fmt_p(r.p_ttest)),
                 _lines(fmt_p(r.p_wilcoxon)),
                 _lines(fmt_p(r.p_holm)),
                 # The paper prints one decimal, so its Δ has no second one.
                 _lines(fmt_signed(r.paper_delta, 1)),
-                f"verdict({typst_string(r.verdict)})",
+                _verdict_cell(r.verdict, r.magnitude),
                 _lines(_fmt_seeds(r.min_seeds_for_significance)),
             ]
         )
     header = ["Model", "Task", "Method", "Pairs", f"Δ ours [{CI_LABEL}]", "p (t-test)", "p (Wilcoxon)"]
     header += ["p (Holm)", "Paper Δ", "Verdict", "Seeds needed"]
     align = "(left, left, left, right, right, right, right, right, right, left, right)"
+    averages = _average_sets(rows, "comparisons.csv")
+    named = [
+        f"{GLUE_AVG} of {model}: average over {', '.join(paper_task_name(t) for t in tasks)}, for every "
+        "method."
+        for model, tasks in averages.items()
+    ]
     return (
         "= Effect of each method against the baseline\n"
         + _table(len(header), header, cells, align, group_starts)
+        + ("\n" + _bullets(named) if named else "")
         + _underpowered(rows)
     )
+
+
+def _diverged_text(method_count: float, baseline_count: float) -> str | None:
+    """ "k / m diverged" (method / baseline runs) under the pair count, or None when none diverged: a
+    diverged seed is left out of the pairing, and this says so beside the Δ it would have changed."""
+    counts = [0 if _missing(c) else int(c) for c in (method_count, baseline_count)]
+    if _missing(method_count) and _missing(baseline_count):
+        return None
+    return f"{counts[0]} / {counts[1]} diverged" if any(counts) else None
+
+
+def _verdict_cell(word: str, size: str | None) -> str:
+    """The verdict in its colour, with the magnitude (paper Δ against our CI) in grey under it."""
+    if not isinstance(size, str) or not size:
+        return f"verdict({typst_string(word)})"
+    return f"[#verdict({typst_string(word)}) \\ #paper-num({typst_string(size)})]"
 
 
 def _fmt_seeds(value: float) -> str:
@@ -605,6 +710,7 @@ def _failed_section(runs: pd.DataFrame) -> str:
             _lines(r.method),
             _lines(str(r.seed)),
             _lines(r.status),
+            _lines(_why(getattr(r, "diverged_because", None))),
         ]
         for r in bad.itertuples(index=False)
     ]
@@ -612,8 +718,12 @@ def _failed_section(runs: pd.DataFrame) -> str:
         text
         + _t("These runs are listed here and left out of every mean, std, Δ and test above.")
         + "\n\n"
-        + _table(5, ["Model", "Task", "Method", "Seed", "Status"], rows, "left")
+        + _table(6, ["Model", "Task", "Method", "Seed", "Status", "Why"], rows, "left")
     )
+
+
+def _why(reason: Any) -> str:
+    return reason if isinstance(reason, str) and reason else "–"
 
 
 def _provenance_section(tables: ReportTables, spec: ReportSpec) -> str:
@@ -679,12 +789,18 @@ def _artifact_section(record: Mapping[str, Any], claims: pd.DataFrame, figure: s
                     ),
                     _lines(paper_task_name(r.task)),
                     _lines(f"{r.method} − {r.baseline}"),
-                    _lines(str(int(r.n_pairs))),
+                    _lines(
+                        str(int(r.n_pairs)),
+                        _diverged_text(
+                            getattr(r, "n_diverged_method", math.nan),
+                            getattr(r, "n_diverged_baseline", math.nan),
+                        ),
+                    ),
                     _lines(f"{fmt_points(r.mean_method, 2)} vs {fmt_points(r.mean_baseline, 2)}", paper),
                     _lines(effect),
                     _lines(f"{fmt_p(r.p_value)} ({r.p_kind})"),
                     _lines(fmt_signed(None if _missing(r.paper_delta) else r.paper_delta, 2)),
-                    f"verdict({typst_string(r.verdict)})",
+                    _verdict_cell(r.verdict, getattr(r, "magnitude", None)),
                 ]
             )
         header = [
@@ -709,11 +825,15 @@ def _artifacts_part(artifacts: Sequence[tuple[Mapping[str, Any], pd.DataFrame, s
     if not artifacts:
         return ""
     counts = pd.Series([record["status"] for record, _, _ in artifacts]).value_counts()
+    used = {str(v) for _, claims, _ in artifacts if "verdict" in claims for v in claims["verdict"].dropna()}
+    floors = {int(record["min_seeds"]) for record, _, _ in artifacts if record.get("min_seeds")}
     summary = ", ".join(f"{count} {status}" for status, count in counts.items())
     intro = (
         f"Every table and figure of the paper that this config covers ({summary}). A claim is the paper's "
-        "effect of a method against its baseline; the verdict needs our 95% paired bootstrap CI to exclude 0 "
-        "and the paired test to be significant."
+        "effect of a method against its baseline. Verdicts used below: "
+        + verdict_glossary(min(floors, default=MIN_PAIRED_SEEDS), words=used)
+        + " Magnitude (grey, under the verdict): "
+        + magnitude_glossary()
     )
     return "= Paper artifacts\n" + _t(intro) + "\n\n" + "\n".join(_artifact_section(*a) for a in artifacts)
 
@@ -760,10 +880,79 @@ def render_typst_source(tables_dir: Path, spec: ReportSpec, figures: Sequence[st
     return _render(load_tables(tables_dir), spec, figures)
 
 
-def _with_average_tasks(spec: ReportSpec, tables: ReportTables) -> ReportSpec:
-    from robustft.tables import is_averaged
+def _with_average_tasks(spec: ReportSpec, tables: ReportTables) -> tuple[ReportSpec, ReportTables]:
+    """The spec and tables as the main table prints them: one average task set per model, the averaged
+    tasks every method the table shows ran (tables.average_tasks over _methods), in spec.average_over.
 
-    return replace(spec, average_over=[t for t in _tasks(tables.summary) if t != GLUE_AVG and is_averaged(t)])
+    A method the table does not show (an ablation that ran 5 of 8 tasks, printed by its own artifact)
+    never shrinks the set. summary.csv and comparisons.csv name each row's own set (the tasks a method
+    ran; those it and the baseline both ran): a row over the table's set is printed as it is, any other
+    average row of a shown method is recomputed from runs.csv by the same functions with the aggregate
+    step's defaults (tables.summarize, tables.compare), or dropped where the table's set has under two
+    tasks."""
+    from robustft.tables import average_tasks, compare, summarize
+
+    methods = _methods(tables.summary, spec)
+    shown = tables.runs[tables.runs["method"].isin(methods)]
+    sets = {model: tasks for model, tasks in average_tasks(shown).items() if len(tasks) >= 2}
+    summary = _with_table_averages(
+        tables.summary,
+        sets,
+        tables.summary["method"].isin(methods),
+        lambda: summarize(shown, GLUE_AVG, average_over=sets),
+    )
+    comparisons = _with_table_averages(
+        tables.comparisons,
+        sets,
+        tables.comparisons["method"].isin(methods) & (tables.comparisons["baseline"] == spec.baseline),
+        lambda: compare(shown, baseline=spec.baseline, avg_name=GLUE_AVG, average_over=sets),
+    )
+    return replace(spec, average_over=sets), replace(tables, summary=summary, comparisons=comparisons)
+
+
+def _with_table_averages(
+    table: pd.DataFrame,
+    sets: Mapping[str, list[str]],
+    shown: pd.Series,
+    recompute: Callable[[], pd.DataFrame],
+) -> pd.DataFrame:
+    """`table` whose average rows selected by `shown` each cover `sets[model]`: a row over another set is
+    replaced by the row of the same (model, method) in `recompute()` (a summarize or compare frame)."""
+    from robustft.tables import AVERAGE_SEPARATOR
+
+    wanted = table["model"].map(lambda model: AVERAGE_SEPARATOR.join(sets.get(str(model), [])))
+    named = table["average_over"].map(lambda value: value if isinstance(value, str) else "")
+    stale = (table["task"] == GLUE_AVG) & shown & (named != wanted)
+    if not stale.any():
+        return table
+    fresh = recompute()
+    fresh = fresh[fresh["task"] == GLUE_AVG].merge(
+        table.loc[stale, ["model", "method"]], on=["model", "method"]
+    )
+    # As read back from a CSV: a missing count is NaN, not pd.NA, for the formatting helpers.
+    fresh = fresh.astype(
+        {column: "float64" for column in fresh.columns if str(fresh[column].dtype) == "Int64"}
+    )
+    return pd.concat([table[~stale], fresh], ignore_index=True)
+
+
+def _average_sets(table: pd.DataFrame, name: str) -> dict[str, list[str]]:
+    """Per model, the tasks named in the `average_over` column of `table`'s average rows."""
+    from robustft.tables import AVERAGE_SEPARATOR
+
+    sets: dict[str, list[str]] = {}
+    for model, rows in table[table["task"] == GLUE_AVG].groupby("model"):
+        # Rows with no average (a method not run) name nothing; those that do must agree.
+        named = {value for value in rows["average_over"] if isinstance(value, str) and value}
+        if not named:
+            continue
+        if len(named) > 1:
+            raise ValueError(
+                f"{name}: the {GLUE_AVG} rows of {model} average different task sets {sorted(named)}; "
+                "every average row of one model must cover the same tasks (regenerate it with tables.py)"
+            )
+        sets[str(model)] = [task for task in named.pop().split(AVERAGE_SEPARATOR) if task]
+    return sets
 
 
 def _render(
@@ -773,7 +962,7 @@ def _render(
     artifacts: Sequence[tuple[Mapping[str, Any], pd.DataFrame, str | None]] = (),
 ) -> str:
     template = resources.files("robustft").joinpath("report_templates", "report.typ").read_text("utf-8")
-    spec = _with_average_tasks(spec, tables)
+    spec, tables = _with_average_tasks(spec, tables)
     models, tasks = _models(tables.summary, spec), _tasks(tables.summary)
     rows = _comparison_rows(tables, spec, models, tasks)
     return "\n".join(
@@ -956,7 +1145,8 @@ def build_report(
     artifacts = _load_artifacts(artifact_dirs, figures_dir)
     if (Path(tables_dir) / "runs.csv").exists():
         tables = load_tables(Path(tables_dir))
-        paths = make_figures(tables, _with_average_tasks(spec, tables), figures_dir, out_pdf.stem)
+        shown_spec, shown_tables = _with_average_tasks(spec, tables)
+        paths = make_figures(shown_tables, shown_spec, figures_dir, out_pdf.stem)
         # The figures directory is the typst root, so images are addressed by name from the root.
         source = _render(tables, spec, ["/" + path.name for path in paths], artifacts)
     else:

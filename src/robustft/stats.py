@@ -123,3 +123,117 @@ def seeds_needed(delta: float, sd_diff: float, alpha: float = 0.05, power: float
         mid = (low + high) // 2
         low, high = (low, mid) if enough(mid) else (mid, high)
     return high
+
+
+# ------------------------------------------------------------------------------------------ verdicts
+# The one vocabulary every report and artifact uses for a claim "method beats baseline". docs/verdicts.md
+# is tested against these dictionaries, so the documentation cannot drift from the code.
+
+# Fewer paired seeds than this and no verdict is drawn: two seeds with differences 1.0 and 1.1 already
+# give a CI of [1.0, 1.1] and p = 0.03, which says nothing about seed-to-seed variance. The config key
+# `report.min_seeds` overrides it.
+MIN_PAIRED_SEEDS = 3
+SIGNIFICANCE = 0.05
+
+REPRODUCED = "reproduced"
+DIRECTION_ONLY = "direction only"
+CONTRADICTED = "contradicted"
+WITHIN_NOISE = "within noise"
+TOO_FEW_SEEDS = "too few seeds"
+NOT_RUN = "not run"
+NO_PAPER_VALUE = "no paper value"
+CLEAR_GAIN = "clear gain"
+CLEAR_LOSS = "clear loss"
+MECHANICS_CHECK = "mechanics check"
+NOT_COMPARABLE = "not comparable"
+
+VERDICTS: dict[str, str] = {
+    REPRODUCED: "our 95% CI excludes 0 on the side of the paper's Δ, the paired test is significant (p < "
+    "0.05, Holm-adjusted across tasks where there is a family), and the paper's Δ lies inside our CI",
+    DIRECTION_ONLY: "as reproduced, but the paper's Δ lies outside our CI: the direction agrees, the size "
+    "does not (the magnitude says whether ours is smaller or larger)",
+    CONTRADICTED: "our CI excludes 0 on the other side of the paper's Δ (or away from 0 where the paper "
+    "reports no change), and the paired test is significant",
+    WITHIN_NOISE: "our CI includes 0, or the paired test is not significant",
+    TOO_FEW_SEEDS: "fewer paired seeds than report.min_seeds (default 3): no claim is drawn either way",
+    NOT_RUN: "no seed pairs: the runs are absent, failed or diverged",
+    NO_PAPER_VALUE: "a clear effect (CI excludes 0, test significant) but no paper number to compare with",
+    CLEAR_GAIN: "no paper to compare with (cross-method table): CI above 0 and the test significant",
+    CLEAR_LOSS: "no paper to compare with (cross-method table): CI below 0 and the test significant",
+    MECHANICS_CHECK: "runs that check the code paths (tiny or English-only models): nothing is compared "
+    "with the paper",
+    NOT_COMPARABLE: "our number covers a different set (e.g. a subset of an XTREME task's languages) than "
+    "the paper's, so the two are not compared",
+}
+
+PAPER_IN_CI = "paper Δ in CI"
+OURS_SMALLER = "ours smaller"
+OURS_LARGER = "ours larger"
+
+MAGNITUDES: dict[str, str] = {
+    PAPER_IN_CI: "the paper's Δ lies inside our 95% CI",
+    OURS_SMALLER: "our CI lies entirely short of the paper's Δ in the paper's direction (a weaker effect, "
+    "none, or the opposite one)",
+    OURS_LARGER: "our CI lies entirely beyond the paper's Δ in the paper's direction (a stronger effect); "
+    "where the paper reports no change, our CI excludes 0",
+}
+
+
+def _absent(value: float | None) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def magnitude(paper_delta: float | None, ci_low: float, ci_high: float) -> str | None:
+    """Where the paper's Δ sits against our 95% CI (a key of MAGNITUDES); None without both.
+
+    Measured in the paper's direction, so "ours smaller" means a weaker effect for a negative paper Δ
+    too. A paper Δ of exactly 0 has no direction: a CI that excludes it is "ours larger".
+    """
+    if _absent(paper_delta) or _absent(ci_low) or _absent(ci_high):
+        return None
+    if ci_low <= paper_delta <= ci_high:
+        return PAPER_IN_CI
+    if paper_delta == 0:
+        return OURS_LARGER
+    short = ci_high < paper_delta if paper_delta > 0 else ci_low > paper_delta
+    return OURS_SMALLER if short else OURS_LARGER
+
+
+def verdict(
+    paper_delta: float | None,
+    ci_low: float,
+    ci_high: float,
+    n_pairs: float,
+    p_value: float | None = None,
+    min_seeds: int = MIN_PAIRED_SEEDS,
+) -> str:
+    """The verdict (a key of VERDICTS) on the claim "method beats baseline by the paper's Δ".
+
+    `n_pairs` counts paired seeds; `p_value` is the paired test the claim rests on (None: the CI alone
+    decides, used where no test exists). The rules, in order: no pairs -> not run; fewer than `min_seeds`
+    -> too few seeds; CI missing or including 0, or p missing or >= 0.05 -> within noise; no paper Δ ->
+    no paper value; CI on the paper's side of 0 -> reproduced when the paper's Δ is inside the CI, else
+    direction only; otherwise contradicted.
+    """
+    if _absent(n_pairs) or n_pairs <= 0:
+        return NOT_RUN
+    if n_pairs < min_seeds:
+        return TOO_FEW_SEEDS
+    if _absent(ci_low) or _absent(ci_high) or ci_low <= 0 <= ci_high:
+        return WITHIN_NOISE
+    if p_value is not None and (_absent(p_value) or p_value >= SIGNIFICANCE):
+        return WITHIN_NOISE
+    if _absent(paper_delta):
+        return NO_PAPER_VALUE
+    if paper_delta != 0 and (ci_low > 0) == (paper_delta > 0):
+        return REPRODUCED if magnitude(paper_delta, ci_low, ci_high) == PAPER_IN_CI else DIRECTION_ONLY
+    return CONTRADICTED
+
+
+def verdicts_markdown() -> str:
+    """The vocabulary as the Markdown tables of docs/verdicts.md (a test keeps the two identical)."""
+    lines = ["| verdict | meaning |", "| --- | --- |"]
+    lines += [f"| {word} | {meaning} |" for word, meaning in VERDICTS.items()]
+    lines += ["", "| magnitude | meaning |", "| --- | --- |"]
+    lines += [f"| {word} | {meaning} |" for word, meaning in MAGNITUDES.items()]
+    return "\n".join(lines) + "\n"

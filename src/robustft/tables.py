@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 import math
-import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from robustft.data.base import TASKS, VARIANT_SEPARATOR
-from robustft.io import write_text_atomic
+from robustft.io import seed_of_run_dir, write_text_atomic
 from robustft.stats import (
     holm,
     paired_bootstrap_ci,
@@ -31,10 +30,32 @@ STATUSES = ("ok", "diverged", "failed")
 REQUIRED_KEYS = ("status", "model", "task", "method", "seed", "primary_metric")
 
 RUN_FRONT = ["model", "task", "method", "seed", "status", "metric", "score"]  # then one m_<name> per metric
-RECORD_FIELDS = ["n_train", "n_eval", "epoch", "train_runtime_s", "train_samples_per_second"]  # metrics.json
+# From metrics.json. `degenerate`: one prediction for every dev example at the final evaluation (absent in
+# runs written before it was recorded); `diverged_because`: why a diverged run counts as diverged.
+RECORD_FIELDS = [
+    "n_train",
+    "n_eval",
+    "epoch",
+    "train_runtime_s",
+    "train_samples_per_second",
+    "degenerate",
+    "diverged_because",
+]
 RUN_INFO_FIELDS = ["wall_time_s", "git_commit", "config_hash", "slurm_job_id"]  # run.json, if present
 RUN_BACK = [*RECORD_FIELDS, *RUN_INFO_FIELDS, "run_dir"]
-SUMMARY_COLUMNS = [*CELL, "metric", "n", "n_diverged", "n_failed", "mean", "std"]
+SUMMARY_COLUMNS = [
+    *CELL,
+    "metric",
+    "n",
+    "n_diverged",
+    "n_failed",
+    "n_degenerate",
+    "mean",
+    "std",
+    "average_over",
+]
+# How the `average_over` column of summary.csv and comparisons.csv joins task names: "cola;mrpc;rte".
+AVERAGE_SEPARATOR = ";"
 COMPARISON_COLUMNS = [
     *CELL,
     "baseline",
@@ -50,6 +71,9 @@ COMPARISON_COLUMNS = [
     "p_wilcoxon",
     "p_holm",
     "min_seeds_for_significance",
+    "average_over",
+    "n_diverged_method",
+    "n_diverged_baseline",
 ]
 
 
@@ -110,21 +134,26 @@ def _run_row(metrics_path: Path, identity: tuple[str, str, str, int]) -> dict[st
 
 
 def collect_runs(
-    runs_root: Path, expected: Iterable[tuple[str, str, str, int]] | None = None
+    runs_root: Path,
+    expected: Iterable[tuple[str, str, str, int]] | None = None,
+    metrics_paths: Iterable[str | Path] | None = None,
 ) -> pd.DataFrame:
-    """One row per finished run under runs_root/<model>/<task>/<method>/seed<S>/metrics.json.
+    """One row per finished run under runs_root/<model>/<task>/<method>/seed<S>[-<key>]/metrics.json.
 
-    `expected` restricts the table to the configured grid, so stale runs outside it are neither read
-    nor counted. Runs in the grid that have not finished are simply absent.
+    `metrics_paths` (what the workflow passes) reads exactly those runs: a run directory's key names its
+    settings, so another config's run of the same (model, task, method, seed) is never picked up.
+    Otherwise every run under runs_root is read, restricted to `expected` identities when given. Runs
+    that have not finished are simply absent.
     """
     wanted = None if expected is None else {(m, t, me, int(s)) for m, t, me, s in expected}
+    if metrics_paths is not None:
+        paths = sorted(Path(path) for path in metrics_paths if Path(path).exists())
+    else:
+        paths = sorted(Path(runs_root).glob("*/*/*/seed*/metrics.json"))
     rows = []
-    for metrics_path in sorted(Path(runs_root).glob("*/*/*/seed*/metrics.json")):
-        model, task, method, seed_dir = metrics_path.parent.parts[-4:]
-        seed = re.fullmatch(r"seed(\d+)", seed_dir)
-        if seed is None:
-            raise ValueError(f"{metrics_path}: run directory {seed_dir!r} is not named seed<integer>")
-        identity = (model, task, method, int(seed.group(1)))
+    for metrics_path in paths:
+        model, task, method, _ = metrics_path.parent.parts[-4:]
+        identity = (model, task, method, seed_of_run_dir(metrics_path.parent))
         if wanted is None or identity in wanted:
             rows.append(_run_row(metrics_path, identity))
     metric_columns = sorted({key for row in rows for key in row if key.startswith("m_")})
@@ -171,16 +200,56 @@ def full_data_tasks(tasks: Iterable[str]) -> list[str]:
     return sorted({task for task in tasks if is_averaged(task)})
 
 
+def average_tasks(runs: pd.DataFrame, methods: Iterable[str] | None = None) -> dict[str, list[str]]:
+    """Per model, the task set of one table's average rows: the averaged tasks (see is_averaged) that
+    every one of `methods` (default: every method in `runs`) ran for that model, sorted. A run of any
+    status counts; a listed method with no run of a model has no average there and does not enter it.
+
+    Pass the methods the table shows: its average rows then all average the same tasks (a method that
+    ran 3 tasks is never printed beside one averaged over 8), and a method shown only in another table
+    (an ablation run on 5 of 8 tasks) never shrinks this one's set.
+    """
+    if methods is not None:
+        runs = runs.loc[runs["method"].isin(list(methods))]
+    common = {}
+    for model, model_runs in runs.groupby("model"):
+        per_method = [set(full_data_tasks(group["task"])) for _, group in model_runs.groupby("method")]
+        common[str(model)] = sorted(set.intersection(*per_method))
+    return common
+
+
+def _is_degenerate(runs: pd.DataFrame) -> pd.Series:
+    """Per run: ok and degenerate (a runs.csv from before the column existed counts none)."""
+    if "degenerate" not in runs:
+        return pd.Series(False, index=runs.index)
+    flags = runs["degenerate"].map(lambda value: value is True or value in ("True", "true", 1))
+    return flags & (runs["status"] == "ok")
+
+
+def _n_degenerate_seeds(runs: pd.DataFrame, tasks: list[str]) -> int:
+    """Seeds of an average with a degenerate run on at least one of its tasks (over its ok seeds)."""
+    ok = runs.loc[runs["status"] == "ok"]
+    complete = set(_seed_average(runs, tasks).index)
+    flagged = ok.loc[_is_degenerate(ok) & ok["task"].isin(tasks), "seed"]
+    return len(set(flagged) & complete)
+
+
 def _describe(scores: pd.Series) -> dict[str, Any]:
     return {"n": len(scores), "mean": scores.mean(), "std": scores.std(ddof=1)}
 
 
-def summarize(runs: pd.DataFrame, avg_name: str = "GLUE-avg") -> pd.DataFrame:
+def summarize(
+    runs: pd.DataFrame, avg_name: str = "GLUE-avg", average_over: Mapping[str, list[str]] | None = None
+) -> pd.DataFrame:
     """Mean and std (ddof=1) of the score per (model, task, method), plus a per-seed task average.
 
-    The average row (task=avg_name, metric="average") exists for each model x method with at least two
-    tasks; its n counts seeds that succeeded on every task, and its n_diverged / n_failed count runs
-    over all of its tasks.
+    The average row (task=avg_name, metric="average") of a model x method covers, by default, the
+    averaged tasks that method ran for that model (in summary.csv each row stands alone); a table that
+    prints several methods' averages side by side passes its own set, `average_over` (model -> tasks,
+    from average_tasks over the methods it shows). The set is named in the `average_over` column; the
+    row exists when it has at least two tasks. Its n counts seeds that succeeded on every one of those
+    tasks, and its n_diverged / n_failed count runs over them. n_degenerate counts ok runs that predicted
+    one class (one value) for every dev example; on an average row, the seeds with such a run on any task.
     """
     rows = []
     for (model, task, method), cell in runs.groupby(CELL):
@@ -193,12 +262,17 @@ def summarize(runs: pd.DataFrame, avg_name: str = "GLUE-avg") -> pd.DataFrame:
                 **_describe(_ok_scores(cell)),
                 "n_diverged": int((cell["status"] == "diverged").sum()),
                 "n_failed": int((cell["status"] == "failed").sum()),
+                "n_degenerate": int(_is_degenerate(cell).sum()),
             }
         )
     for (model, method), group in runs.groupby(["model", "method"]):
-        tasks = full_data_tasks(group["task"])
+        if average_over is None:
+            tasks = full_data_tasks(group["task"])
+        else:
+            tasks = sorted(average_over.get(str(model), []))
         if len(tasks) < 2:
             continue
+        group = group.loc[group["task"].isin(tasks)]
         rows.append(
             {
                 "model": model,
@@ -208,6 +282,8 @@ def summarize(runs: pd.DataFrame, avg_name: str = "GLUE-avg") -> pd.DataFrame:
                 **_describe(_seed_average(group, tasks)),
                 "n_diverged": int((group["status"] == "diverged").sum()),
                 "n_failed": int((group["status"] == "failed").sum()),
+                "n_degenerate": _n_degenerate_seeds(group, tasks),
+                "average_over": AVERAGE_SEPARATOR.join(tasks),
             }
         )
     # Stable sort on model keeps each model's task rows first and its average rows last.
@@ -237,12 +313,22 @@ def _paired_comparison(method_scores: pd.Series, base_scores: pd.Series, n_boot:
     }
 
 
+def _diverged_counts(method_runs: pd.DataFrame, baseline_runs: pd.DataFrame) -> dict[str, int]:
+    """Diverged runs on each side of a comparison: they have no score, so they drop out of the pairing,
+    and these counts keep that visible beside the Δ."""
+    return {
+        "n_diverged_method": int((method_runs["status"] == "diverged").sum()),
+        "n_diverged_baseline": int((baseline_runs["status"] == "diverged").sum()),
+    }
+
+
 def compare(
     runs: pd.DataFrame,
     baseline: str = "finetune",
     avg_name: str = "GLUE-avg",
     n_boot: int = 10000,
     seed: int = 0,
+    average_over: Mapping[str, list[str]] | None = None,
 ) -> pd.DataFrame:
     """Paired comparison of every method against `baseline` on each task both were run on.
 
@@ -251,10 +337,15 @@ def compare(
     means when a seed is missing on one side). p_wilcoxon is NaN with fewer than 2 pairs or when every
     difference is zero. p_holm adjusts p_ttest over the tasks of one (model, method), the family of
     claims "method beats baseline on task X"; the average row is a separate claim and keeps NaN there.
-    The average row uses the tasks both method and baseline were run on, so the two sides average the
-    same tasks; it needs at least two of them. Task variants trained on a fraction of the data
-    (mrpc@0.2) and tasks of other families are compared like tasks but never averaged, and their
-    Holm family is separate from that of the averaged tasks.
+    The average row of a method covers, by default, the averaged tasks both it and the baseline ran (in
+    comparisons.csv each row stands alone, and its two sides always average the same tasks); a table
+    that prints several methods' averages passes its own set, `average_over` (model -> tasks, from
+    average_tasks over the methods it shows). The set is named in the `average_over` column; an average
+    needs at least two tasks. Task variants trained on a fraction of the data (mrpc@0.2) and tasks of
+    other families are compared like tasks but never averaged, and their Holm family is separate from
+    that of the averaged tasks.
+    n_diverged_method / n_diverged_baseline count each side's diverged runs (over the averaged tasks on
+    the average row): they are not paired.
     """
     rows = []
     for model, model_runs in runs.groupby("model"):
@@ -262,12 +353,22 @@ def compare(
         others = model_runs.loc[model_runs["method"] != baseline]
         for method, method_runs in others.groupby("method"):
             tasks = sorted(set(method_runs["task"]) & set(base["task"]))
-            averaged = full_data_tasks(tasks)
+            if average_over is None:
+                averaged = full_data_tasks(tasks)
+            else:
+                averaged = sorted(average_over.get(str(model), []))
             family = []
             for task in tasks:
                 mine, theirs = method_runs.loc[method_runs["task"] == task], base.loc[base["task"] == task]
                 paired = _paired_comparison(_ok_scores(mine), _ok_scores(theirs), n_boot, seed)
-                family.append({"task": task, "metric": _metric_of(pd.concat([mine, theirs])), **paired})
+                family.append(
+                    {
+                        "task": task,
+                        "metric": _metric_of(pd.concat([mine, theirs])),
+                        **paired,
+                        **_diverged_counts(mine, theirs),
+                    }
+                )
             # Two families of claims: the tasks of the average, and everything else (data-fraction
             # variants, other benchmarks), so a claim's p does not depend on unrelated extra runs.
             for members in (
@@ -280,10 +381,28 @@ def compare(
                 paired = _paired_comparison(
                     _seed_average(method_runs, averaged), _seed_average(base, averaged), n_boot, seed
                 )
-                family.append({"task": avg_name, "metric": "average", **paired})
+                family.append(
+                    {
+                        "task": avg_name,
+                        "metric": "average",
+                        **paired,
+                        "average_over": AVERAGE_SEPARATOR.join(averaged),
+                        **_diverged_counts(
+                            method_runs.loc[method_runs["task"].isin(averaged)],
+                            base.loc[base["task"].isin(averaged)],
+                        ),
+                    }
+                )
             rows += [{"model": model, "method": method, "baseline": baseline, **row} for row in family]
     comparisons = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
-    return comparisons.astype({"n_pairs": "int64", "min_seeds_for_significance": "Int64"})
+    return comparisons.astype(
+        {
+            "n_pairs": "int64",
+            "min_seeds_for_significance": "Int64",
+            "n_diverged_method": "Int64",
+            "n_diverged_baseline": "Int64",
+        }
+    )
 
 
 def _latex(table: pd.DataFrame, points: list[str], pvalues: list[str]) -> str:

@@ -1,73 +1,185 @@
 """The workflow config: one schema-validated YAML file, checked against the registries before any job runs.
 
-The Snakefile calls `check_config(config)` right after Snakemake's schema validation (which fills in the
-defaults); by-hand users can run `robustft check-config FILE`. Building the methods to check their
-settings imports torch (about 2 s), once per Snakefile parse.
+The Snakefile calls `validate_config(config)` at parse time: it checks the config against the schema
+(filling in the defaults), then against the registries and libraries, and raises one ConfigError that
+lists every error; by-hand users run the same check with `robustft check-config FILE`. Building the methods
+to check their settings imports torch (about 2 s), once per Snakefile parse.
 """
 
 from __future__ import annotations
 
+import copy
+import difflib
+import hashlib
 import json
 import shlex
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from robustft.data import TASKS, split_task_variant, task_variant_name
 from robustft.methods import MethodConfigError, build_method
-from robustft.models import MODELS
+from robustft.models import MODELS, model_kind_error, unknown_model_message
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# The config `snakemake` runs when no --configfile is given (the CPU demo); a --configfile replaces it.
+DEFAULT_CONFIG = "config/config.yaml"
+RESULTS = "results"
 
 
 class ConfigError(ValueError):
-    """A config value is invalid; the message names the key."""
+    """One or more config values are invalid. The message has one line per error, each naming its key
+    ("config key 'a.b': ..."), so its first line names the first bad key; `errors` holds the lines."""
+
+    def __init__(self, errors: str | list[str], source: str | Path | None = None) -> None:
+        self.errors = [errors] if isinstance(errors, str) else list(errors)
+        self.source = source
+        lines = list(self.errors)
+        if len(lines) > 1 or source is not None:
+            count = f"{len(lines)} error{'s' if len(lines) > 1 else ''}"
+            lines.append(f"({count} in {source})" if source is not None else f"({count})")
+        super().__init__("\n".join(lines))
 
 
 def check_config(config: dict[str, Any]) -> None:
-    """Names must exist in the registries, methods must build, seeds must be unique integers."""
-    for key, registry in (("models", MODELS), ("tasks", TASKS)):
-        unknown = [name for name in config[key] if name not in registry]
-        if unknown:
-            raise ConfigError(f"config key {key!r}: unknown name(s) {unknown}; known: {sorted(registry)}")
-    seeds = config["seeds"]
-    if any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
-        raise ConfigError(f"config key 'seeds': every seed must be an integer, got {seeds!r}")
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"config key 'seeds': seeds must be unique, got {seeds!r}")
+    """Raise one ConfigError listing every semantic error of a schema-valid config (defaults filled in)."""
+    errors = config_errors(config)
+    if errors:
+        raise ConfigError(errors)
+
+
+def config_errors(config: dict[str, Any], *, malformed: bool = False) -> list[str]:
+    """Every semantic error: names must exist in the registries, models must be of the track's kind and
+    take the configured input length, methods must build, seeds must suit the libraries.
+
+    `malformed`: the schema already found errors, so a check that trips over a value of the wrong shape
+    (or a default the schema could not fill in) is skipped instead of crashing; its cause is reported.
+    """
+    errors: list[str] = []
+    for check in (
+        _glue_errors,
+        _seed_errors,
+        _method_errors,
+        _report_errors,
+        _instruct_errors,
+        _xtreme_errors,
+    ):
+        try:
+            for error in check(config):
+                errors.append(error)
+        except Exception:
+            if not malformed:
+                raise
+    return list(dict.fromkeys(errors))  # a setting shared by many runs is reported once
+
+
+def _unknown_names(where: str, kind: str, names: list[str], registry: dict[str, Any]) -> Iterator[str]:
+    unknown = [name for name in names if name not in registry]
+    if not unknown:
+        return
+    if kind == "models":
+        for name in unknown:
+            yield f"config key {where!r}: {unknown_model_message(name)}"
+    else:
+        yield f"config key {where!r}: unknown {kind} {unknown}; known: {sorted(registry)}"
+
+
+def _kind_errors(where: str, models: list[str], kind: str) -> Iterator[str]:
+    for model in models:
+        if model in MODELS:
+            problem = model_kind_error(model, kind)
+            if problem:
+                yield f"config key {where!r}: {problem}"
+
+
+def _last_setting(layers: list[tuple[str, dict[str, Any] | None]], setting: str) -> str:
+    """The config key that sets `setting` in a stack of settings laid over each other (the last wins)."""
+    where = [key for key, layer in layers if setting in (layer or {})]
+    return f"{where[-1]}.{setting}" if where else f"{layers[0][0]}.{setting}"
+
+
+def _glue_errors(config: dict[str, Any]) -> Iterator[str]:
+    """The GLUE track: top-level models, tasks, grids and train settings."""
+    found = list(_unknown_names("models", "models", config["models"], MODELS))
+    found += _unknown_names("tasks", "tasks", config["tasks"], TASKS)
+    unknown_tasks = sorted(set(config["train_by_task"]) - set(config["tasks"]))
+    if unknown_tasks:
+        found.append(f"config key 'train_by_task': task(s) {unknown_tasks} are not in 'tasks'")
+    for name, grid in config["grids"].items():
+        where = f"grids.{name}"
+        for key, registry in (("models", MODELS), ("tasks", TASKS), ("methods", config["methods"])):
+            found += _unknown_names(f"{where}.{key}", key, grid.get(key, []), registry)
+    yield from found
+    yield from _kind_errors("models", config["models"], "encoder")
+    for name, grid in config["grids"].items():
+        yield from _kind_errors(f"grids.{name}.models", grid.get("models", []), "encoder")
+    from robustft.models import sequence_length_error
+
+    for model, task in dict.fromkeys((model, task) for model, task, _, _ in run_grid(config)):
+        if model not in MODELS or MODELS[model].kind != "encoder" or split_task_variant(task)[0] not in TASKS:
+            continue  # reported above
+        base = split_task_variant(task)[0]
+        layers = [("train", config["train"]), (f"train_by_task.{base}", config["train_by_task"].get(base))]
+        problem = sequence_length_error(model, train_settings(config, task)["max_seq_length"])
+        if problem:
+            yield f"config key {_last_setting(layers, 'max_seq_length')!r}: {problem}"
+
+
+def _seed_errors(config: dict[str, Any]) -> Iterator[str]:
+    """Every seed list: integers numpy can take (transformers.set_seed seeds it), each once."""
+    from robustft.train.config import seed_error
+
+    lists = [("seeds", config["seeds"])]
+    lists += [(f"grids.{n}.seeds", g["seeds"]) for n, g in config["grids"].items() if "seeds" in g]
+    for block in ("xtreme", "instruct"):
+        if block in config["tracks"]:
+            lists.append((f"{block}.seeds", config[block]["seeds"]))
+            lists += [
+                (f"{block}.grids.{n}.seeds", g["seeds"])
+                for n, g in config[block]["grids"].items()
+                if "seeds" in g
+            ]
+    for where, seeds in lists:
+        problems = [problem for problem in map(seed_error, seeds) if problem]
+        if problems:
+            yield f"config key {where!r}: {'; '.join(problems)}"
+        elif len(set(seeds)) != len(seeds):
+            yield f"config key {where!r}: seeds must be unique, got {seeds!r}"
+
+
+def _method_errors(config: dict[str, Any]) -> Iterator[str]:
     for name, components in config["methods"].items():
         try:
             build_method(name, components or {})
         except (MethodConfigError, TypeError) as err:
-            raise ConfigError(f"config key 'methods.{name}': {err}") from err
-    unknown_tasks = sorted(set(config["train_by_task"]) - set(config["tasks"]))
-    if unknown_tasks:
-        raise ConfigError(f"config key 'train_by_task': task(s) {unknown_tasks} are not in 'tasks'")
-    for name, grid in config["grids"].items():
-        where = f"config key 'grids.{name}'"
-        for key, registry in (("models", MODELS), ("tasks", TASKS), ("methods", config["methods"])):
-            unknown = [value for value in grid.get(key, []) if value not in registry]
-            if unknown:
-                raise ConfigError(f"{where}: unknown {key} {unknown}; known: {sorted(registry)}")
+            yield f"config key 'methods.{name}': {err}"
+
+
+def _report_errors(config: dict[str, Any]) -> Iterator[str]:
     if config["artifacts"]:
         from robustft.artifacts import ARTIFACTS
 
         unknown = [key for key in config["artifacts"] if key not in ARTIFACTS]
         if unknown:
-            raise ConfigError(f"config key 'artifacts': unknown {unknown}; known: {sorted(ARTIFACTS)}")
+            yield f"config key 'artifacts': unknown {unknown}; known: {sorted(ARTIFACTS)}"
     baseline = config["report"]["baseline"]
     if baseline not in config["methods"]:
-        raise ConfigError(f"config key 'report.baseline': {baseline!r} is not one of the configured methods")
-    if "instruct" in config["tracks"]:
-        check_instruct_config(config)
-    if "xtreme" in config["tracks"]:
-        check_xtreme_config(config)
+        yield f"config key 'report.baseline': {baseline!r} is not one of the configured methods"
+    unknown = [name for name in config["report"].get("methods") or [] if name not in config["methods"]]
+    if unknown:
+        known = sorted(config["methods"])
+        yield f"config key 'report.methods': {unknown} are not configured methods; known: {known}"
 
 
-def check_instruct_config(config: dict[str, Any]) -> None:
-    """The instruction-tuning block: names exist in their registries, settings build."""
+def _instruct_errors(config: dict[str, Any]) -> Iterator[str]:
+    """The instruction-tuning block: names exist in their registries, models are causal LMs that take the
+    configured length, settings build."""
+    if "instruct" not in config["tracks"]:
+        return
     from robustft.data.instruct import INSTRUCT_DATASETS
     from robustft.evals.judges import JUDGES
     from robustft.evals.leaderboard import LEADERBOARD_TASKS
+    from robustft.models import sequence_length_error
     from robustft.train.sft import SFTSettings
 
     block = config["instruct"]
@@ -77,96 +189,125 @@ def check_instruct_config(config: dict[str, Any]) -> None:
         "methods": config["methods"],
         "recipes": block["recipes"],
     }
-    for where, grid in [("instruct", block)] + [
-        (f"instruct.grids.{n}", g) for n, g in block["grids"].items()
-    ]:
+    grids = [("instruct", block)] + [(f"instruct.grids.{n}", g) for n, g in block["grids"].items()]
+    found = []
+    for where, grid in grids:
         for key, registry in registries.items():
-            unknown = [value for value in grid.get(key, []) if value not in registry]
-            if unknown:
-                raise ConfigError(f"config key '{where}.{key}': unknown {unknown}; known: {sorted(registry)}")
-    if not instruct_grid(config):
-        raise ConfigError("config key 'instruct': the track is enabled but its grid has no runs")
+            found += _unknown_names(f"{where}.{key}", key, grid.get(key, []), registry)
+        yield from _kind_errors(f"{where}.models", grid.get("models", []), "causal-lm")
+    yield from found
+    if not found and not instruct_grid(config):
+        yield "config key 'instruct': the track is enabled but its grid has no runs"
+    settings: dict[str, Any] = {}
     for name, overrides in block["recipes"].items():
         try:
-            SFTSettings(**{**block["sft"], **(overrides or {})})
+            settings[name] = SFTSettings(**{**block["sft"], **(overrides or {})})
         except (TypeError, ValueError) as err:
-            raise ConfigError(f"config key 'instruct.recipes.{name}' (over 'instruct.sft'): {err}") from err
+            yield f"config key 'instruct.recipes.{name}' (over 'instruct.sft'): {err}"
+    if not found:
+        for model, recipe in dict.fromkeys((run[0], run[2]) for run in instruct_grid(config)):
+            if recipe not in settings or MODELS[model].kind != "causal-lm":
+                continue  # reported above
+            problem = sequence_length_error(model, settings[recipe].max_seq_length)
+            if problem:
+                layers = [
+                    ("instruct.sft", block["sft"]),
+                    (f"instruct.recipes.{recipe}", block["recipes"][recipe]),
+                ]
+                yield f"config key {_last_setting(layers, 'max_seq_length')!r}: {problem}"
     for name, judge in block["judges"].items():
         if judge["kind"] not in JUDGES:
-            raise ConfigError(
-                f"config key 'instruct.judges.{name}.kind': unknown {judge['kind']!r}; "
-                f"known: {sorted(JUDGES)}"
-            )
+            known = sorted(JUDGES)
+            yield f"config key 'instruct.judges.{name}.kind': unknown {judge['kind']!r}; known: {known}"
     for metric, judge in block["report"]["judge_for"].items():
         if judge not in block["judges"]:
-            raise ConfigError(
+            yield (
                 f"config key 'instruct.report.judge_for.{metric}': {judge!r} is not a configured judge "
                 f"({sorted(block['judges'])})"
             )
     unknown = [task for task in block["leaderboard"]["tasks"] if task not in LEADERBOARD_TASKS]
     if unknown:
-        raise ConfigError(
-            f"config key 'instruct.leaderboard.tasks': unknown {unknown}; known: {sorted(LEADERBOARD_TASKS)}"
-        )
+        known = sorted(LEADERBOARD_TASKS)
+        yield f"config key 'instruct.leaderboard.tasks': unknown {unknown}; known: {known}"
     if block["report"]["baseline"] not in config["methods"]:
-        raise ConfigError(
+        yield (
             f"config key 'instruct.report.baseline': {block['report']['baseline']!r} "
             "is not one of the configured methods"
         )
     if "glue" in config["tracks"] and block["report"]["name"] == config["report"]["name"]:
-        raise ConfigError(
+        yield (
             "config keys 'report.name' and 'instruct.report.name' must differ: both tracks write "
             f"results/reports/{config['report']['name']}.pdf"
         )
 
 
-def check_xtreme_config(config: dict[str, Any]) -> None:
-    """The XTREME block: names exist, per-task blocks name configured tasks, settings build."""
-    from robustft.data.xtreme import XTREME_TASKS
+def _xtreme_errors(config: dict[str, Any]) -> Iterator[str]:
+    """The XTREME block: names exist, models are encoders that take the configured length, per-task
+    blocks name configured tasks, settings build."""
+    if "xtreme" not in config["tracks"]:
+        return
+    from robustft.data.xtreme import SETTINGS, XTREME_TASKS
+    from robustft.models import sequence_length_error
     from robustft.train.config import RunError, TrainConfig, validate_train_settings
     from robustft.train.xtreme import XtremeSettings
 
     block = config["xtreme"]
     registries = {"models": MODELS, "tasks": XTREME_TASKS, "methods": config["methods"]}
+    found = []
     for where, grid in [("xtreme", block)] + [(f"xtreme.grids.{n}", g) for n, g in block["grids"].items()]:
         for key, registry in registries.items():
-            unknown = [value for value in grid.get(key, []) if value not in registry]
-            if unknown:
-                raise ConfigError(f"config key '{where}.{key}': unknown {unknown}; known: {sorted(registry)}")
-    if not xtreme_grid(config):
-        raise ConfigError("config key 'xtreme': the track is enabled but its grid has no runs")
+            found += _unknown_names(f"{where}.{key}", key, grid.get(key, []), registry)
+        yield from _kind_errors(f"{where}.models", grid.get("models", []), "encoder")
     unknown = sorted(set(block["data_dir_by_model"]) - set(MODELS))
     if unknown:
-        raise ConfigError(f"config key 'xtreme.data_dir_by_model': unknown model(s) {unknown}")
-    from robustft.data.xtreme import SETTINGS
-
+        found.append(f"config key 'xtreme.data_dir_by_model': unknown model(s) {unknown}")
     # train_by_task also takes "<task>/<setting>" keys (e.g. xnli/translate-train-all: {epochs: 1}).
     known = {"train_by_task": set(XTREME_TASKS) | {f"{t}/{s}" for t in XTREME_TASKS for s in SETTINGS}}
     for key in ("train_by_task", "run_by_task"):
         unknown = sorted(set(block[key]) - known.get(key, set(XTREME_TASKS)))
         if unknown:
-            raise ConfigError(f"config key 'xtreme.{key}': unknown task(s) {unknown}")
+            found.append(f"config key 'xtreme.{key}': unknown task(s) {unknown}")
     unknown = sorted(set(block["train_by_model"]) - set(MODELS))
     if unknown:
-        raise ConfigError(f"config key 'xtreme.train_by_model': unknown model(s) {unknown}")
-    for model, task, setting in {run[:3] for run in xtreme_grid(config)}:
-        train = xtreme_train_settings(config, model, task, setting)
-        unknown = sorted(set(train) - set(TrainConfig.__dataclass_fields__))
+        found.append(f"config key 'xtreme.train_by_model': unknown model(s) {unknown}")
+    train_keys = set(TrainConfig.__dataclass_fields__)
+    layers = [("xtreme.train", block["train"])]
+    layers += [(f"xtreme.train_by_task.{t}", s) for t, s in block["train_by_task"].items()]
+    layers += [(f"xtreme.train_by_model.{m}", s) for m, s in block["train_by_model"].items()]
+    for where, layer in layers:
+        unknown = sorted(set(layer or {}) - train_keys)
         if unknown:
-            raise ConfigError(
-                f"config key 'xtreme.train' ({model}, {task}, {setting}): unknown key(s) {unknown}"
-            )
+            found.append(f"config key {where!r}: unknown key(s) {unknown}; known: {sorted(train_keys)}")
+    yield from found
+    if found:
+        return  # the run grid below needs known names and settings
+    if not xtreme_grid(config):
+        yield "config key 'xtreme': the track is enabled but its grid has no runs"
+    for model, task, setting in dict.fromkeys(run[:3] for run in xtreme_grid(config)):
+        train = xtreme_train_settings(config, model, task, setting)
         try:
             validate_train_settings({**vars(TrainConfig()), **train})
             XtremeSettings(**xtreme_run_settings(config, task)).validate()
         except (TypeError, RunError) as err:
-            raise ConfigError(f"config key 'xtreme' ({task}): {err}") from err
+            yield f"config key 'xtreme' ({task}): {err}"
+        if MODELS[model].kind == "encoder":
+            problem = sequence_length_error(model, train.get("max_seq_length", TrainConfig().max_seq_length))
+            if problem:
+                stack = [
+                    ("train", config["train"]),
+                    ("xtreme.train", block["train"]),
+                    (f"xtreme.train_by_task.{task}", block["train_by_task"].get(task)),
+                    (
+                        f"xtreme.train_by_task.{task}/{setting}",
+                        block["train_by_task"].get(f"{task}/{setting}"),
+                    ),
+                    (f"xtreme.train_by_model.{model}", block["train_by_model"].get(model)),
+                ]
+                yield f"config key {_last_setting(stack, 'max_seq_length')!r}: {problem}"
     for role in ("baseline", "method"):
         name = block["report"][role]
         if name not in config["methods"]:
-            raise ConfigError(
-                f"config key 'xtreme.report.{role}': {name!r} is not one of the configured methods"
-            )
+            yield f"config key 'xtreme.report.{role}': {name!r} is not one of the configured methods"
 
 
 def xtreme_grid(config: dict[str, Any]) -> list[tuple[str, str, str, str, int]]:
@@ -274,16 +415,193 @@ def train_arguments(config: dict[str, Any], method: str, task: str) -> str:
     return f"--method-components {shlex.quote(components)} --train-config {shlex.quote(settings)}"
 
 
+def settings_key(arguments: str) -> str:
+    """Eight hex digits naming the settings a run was given (its method components and train settings).
+
+    A run directory is named by its identity (model, task, method, seed) *and* this key, so two configs
+    that train the same name with different settings (the demo's MRPC on 300 examples, a replication's on
+    700) never share, overwrite or pick up each other's runs, and configs with equal settings share them.
+    """
+    return hashlib.sha256(arguments.encode()).hexdigest()[:8]
+
+
+def config_name(config: dict[str, Any]) -> str:
+    """The name of a config's outputs: its report's name (`report.name`, or `instruct.report.name` for a
+    config that only runs the instruction-tuning track). Tables and artifacts live under it."""
+    tracks = config["tracks"]
+    if "glue" in tracks or "xtreme" in tracks:
+        return str(config["report"]["name"])
+    return str(config["instruct"]["report"]["name"])
+
+
+def tables_dir(config: dict[str, Any]) -> str:
+    """results/tables/<config name>: each config's runs.csv, xtreme.csv, instruct.csv and summaries."""
+    return f"{RESULTS}/tables/{config_name(config)}"
+
+
+def artifacts_dir(config: dict[str, Any]) -> str:
+    """results/artifacts/<config name>: the paper artifacts built from that config's tables."""
+    return f"{RESULTS}/artifacts/{config_name(config)}"
+
+
+def glue_run_dir(config: dict[str, Any], model: str, task: str, method: str, seed: int) -> str:
+    """results/runs/<model>/<task>/<method>/seed<S>-<settings key>."""
+    key = settings_key(train_arguments(config, method, task))
+    return f"{RESULTS}/runs/{model}/{task}/{method}/seed{seed}-{key}"
+
+
+def xtreme_run_dir(
+    config: dict[str, Any], model: str, task: str, setting: str, method: str, seed: int
+) -> str:
+    """results/xtreme/<model>/<task>/<setting>/<method>/seed<S>-<settings key>."""
+    key = settings_key(xtreme_arguments(config, model, task, setting, method))
+    return f"{RESULTS}/xtreme/{model}/{task}/{setting}/{method}/seed{seed}-{key}"
+
+
+def instruct_settings(config: dict[str, Any], recipe: str, method: str) -> str:
+    """Everything an instruction-tuning run directory's outputs depend on besides its name: the SFT
+    options, and the generation, judge and leaderboard settings of the files written inside it."""
+    block = config["instruct"]
+    downstream = {key: block[key] for key in ("generation", "judges", "leaderboard")}
+    return sft_arguments(config, recipe, method) + " " + json.dumps(downstream, sort_keys=True)
+
+
+def instruct_run_dir(
+    config: dict[str, Any], model: str, dataset: str, recipe: str, method: str, seed: int
+) -> str:
+    """results/instruct/<model>/<dataset>/<recipe>/<method>/seed<S>-<settings key>."""
+    key = settings_key(instruct_settings(config, recipe, method))
+    return f"{RESULTS}/instruct/{model}/{dataset}/{recipe}/{method}/seed{seed}-{key}"
+
+
+def training_jobs(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every training job the workflow runs for `config`, with the settings it receives: its run
+    directory, rule, method components and train (or SFT) settings. `robustft check-config FILE --jobs`
+    prints these, and a test checks them against the jobs `snakemake -n` schedules."""
+    tracks = config["tracks"]
+    jobs: list[dict[str, Any]] = []
+    if "glue" in tracks:
+        for model, task, method, seed in run_grid(config):
+            jobs.append(
+                {
+                    "rule": "train",
+                    "run_dir": glue_run_dir(config, model, task, method, seed),
+                    "method_components": config["methods"][method] or {},
+                    "train": train_settings(config, task),
+                }
+            )
+    if "xtreme" in tracks:
+        for model, task, setting, method, seed in xtreme_grid(config):
+            if task in ("bucc2018", "tatoeba"):
+                continue  # retrieval: no training of its own (it reads the XNLI run's encoder)
+            jobs.append(
+                {
+                    "rule": "xtreme_train",
+                    "run_dir": xtreme_run_dir(config, model, task, setting, method, seed),
+                    "method_components": config["methods"][method] or {},
+                    "train": xtreme_train_settings(config, model, task, setting),
+                    "xtreme": xtreme_run_settings(config, task),
+                }
+            )
+    if "instruct" in tracks:
+        block = config["instruct"]
+        for model, dataset, recipe, method, seed in instruct_grid(config):
+            jobs.append(
+                {
+                    "rule": "sft",
+                    "run_dir": instruct_run_dir(config, model, dataset, recipe, method, seed),
+                    "method_components": config["methods"][method] or {},
+                    "sft": {**block["sft"], **(block["recipes"][recipe] or {})},
+                }
+            )
+    return jobs
+
+
+def expected_run_dirs(config: dict[str, Any]) -> dict[str, list[str]]:
+    """Per table (runs, xtreme, instruct): the run directories the config asks for. The report checks its
+    tables against these, so it is built only from its own config's runs."""
+    tracks = config["tracks"]
+    return {
+        "runs": [glue_run_dir(config, *run) for run in run_grid(config)] if "glue" in tracks else [],
+        "xtreme": [xtreme_run_dir(config, *run) for run in xtreme_grid(config)] if "xtreme" in tracks else [],
+        "instruct": (
+            [instruct_run_dir(config, *run) for run in instruct_grid(config)] if "instruct" in tracks else []
+        ),
+    }
+
+
 def load_schema() -> dict[str, Any]:
     import yaml
 
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Check a workflow config and fill in the schema's defaults, in place; the Snakefile calls this at
+    parse time, before any job. Raises one ConfigError listing every schema and semantic error."""
+    if not isinstance(config, dict):
+        raise ConfigError(
+            f"config: a config must be a mapping of keys to values, got {type(config).__name__}"
+        )
+    errors = schema_errors(config)
+    errors += config_errors(config, malformed=bool(errors))
+    if errors:
+        raise ConfigError(errors)
+    return config
+
+
+def schema_errors(config: dict[str, Any]) -> list[str]:
+    """Every error of `config` against workflow/schemas/config.schema.yaml, one line each naming its key;
+    fills in the defaults as it goes, exactly as snakemake.utils.validate(set_default=True) does."""
+    from jsonschema import Draft202012Validator, validators
+
+    validate_properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def fill_defaults(validator, properties, instance, schema):
+        # A missing key takes its default before the properties are checked, so the defaults of a
+        # defaulted object fill in too (report: {} -> report.name, ...). Snakemake's validate does the
+        # same but stops at the first error; collecting them all, a value of the wrong type can reach
+        # here, and it has no keys to fill.
+        if validator.is_type(instance, "object"):
+            for name, subschema in properties.items():
+                if "default" in subschema:
+                    instance.setdefault(name, copy.deepcopy(subschema["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    validator = validators.extend(Draft202012Validator, {"properties": fill_defaults})(load_schema())
+    errors: list[str] = []
+    for error in validator.iter_errors(config):
+        errors += _describe_schema_error(error)
+    return errors
+
+
+def _config_key(path: Iterable[str | int]) -> str:
+    """A config key as users write it: train_by_task.rte.epochs, seeds[1]."""
+    key = ""
+    for part in path:
+        key += f"[{part}]" if isinstance(part, int) else f"{'.' if key else ''}{part}"
+    return key or "(top level)"
+
+
+def _describe_schema_error(error: Any) -> list[str]:
+    """One line per bad key; never the schema itself (jsonschema's str(error) prints it)."""
+    if error.validator == "additionalProperties" and error.validator_value is False:
+        allowed = sorted(error.schema.get("properties", {}))
+        lines = []
+        for name in error.instance:
+            if name not in allowed:
+                close = difflib.get_close_matches(str(name), allowed, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                key = _config_key([*error.absolute_path, name])
+                lines.append(f"config key {key!r}: unknown key; {hint}allowed here: {allowed}")
+        return lines
+    message = error.message if len(error.message) <= 300 else error.message[:300] + "..."
+    return [f"config key {_config_key(error.absolute_path)!r}: {message}"]
+
+
 def load_config(path: Path) -> dict[str, Any]:
     """Read a workflow YAML, fill in the schema's defaults and check it the way the Snakefile does."""
     import yaml
-    from snakemake.utils import validate
 
     try:
         config = yaml.safe_load(Path(path).read_text()) or {}
@@ -294,8 +612,6 @@ def load_config(path: Path) -> dict[str, Any]:
             f"{path}: a config must be a mapping of keys to values, got {type(config).__name__}"
         )
     try:
-        validate(config, str(SCHEMA_PATH), set_default=True)
-    except Exception as err:  # snakemake wraps jsonschema's error; its text names the key
-        raise ConfigError(f"{path}: {err}") from err
-    check_config(config)
-    return config
+        return validate_config(config)
+    except ConfigError as err:
+        raise ConfigError(err.errors, source=path) from None

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from robustft.io import write_text_atomic
+from robustft.io import seed_of_run_dir, write_text_atomic
 
 XTREME_COLUMNS = [
     "model",
@@ -94,11 +93,8 @@ AVERAGE_METRICS: dict[str, tuple[str, ...]] = {
 
 def run_dir_key(run_dir: Path) -> tuple[str, str, str, str, int]:
     """results/xtreme/<model>/<task>/<setting>/<method>/seed<S> -> (model, task, setting, method, seed)."""
-    seed_dir, method, setting, task, model = list(Path(run_dir).parts[::-1][:5])
-    seed = re.fullmatch(r"seed(\d+)", seed_dir)
-    if seed is None:
-        raise ValueError(f"{run_dir}: run directory {seed_dir!r} is not named seed<integer>")
-    return model, task, setting, method, int(seed.group(1))
+    _, method, setting, task, model = list(Path(run_dir).parts[::-1][:5])
+    return model, task, setting, method, seed_of_run_dir(run_dir)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

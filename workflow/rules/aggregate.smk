@@ -12,7 +12,7 @@ rule aggregate:
         summary=f"{TABLES}/summary.csv",
         comparisons=f"{TABLES}/comparisons.csv",
     log:
-        "logs/aggregate.log",
+        f"logs/aggregate/{NAME}.log",
     params:
         runs=runs_root,
         tables=tables_dir,

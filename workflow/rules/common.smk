@@ -3,32 +3,55 @@
 import json
 from pathlib import Path
 
-from snakemake.utils import validate
-
 from robustft.provenance import config_hash
 from robustft.workflow_config import (
-    check_config,
+    artifacts_dir,
+    config_name,
+    glue_run_dir,
     instruct_grid,
     run_grid,
     sft_arguments,
+    settings_key,
+    tables_dir,
     train_arguments,
+    validate_config,
     xtreme_arguments,
     xtreme_grid,
+    xtreme_run_dir,
 )
+from robustft.workflow_config import instruct_run_dir as package_instruct_run_dir
+from robustft.workflow_config import instruct_settings
 
-validate(config, "../schemas/config.schema.yaml", set_default=True)
-check_config(config)
+# The schema (defaults filled in), then the registries and libraries: every error at once, before any job.
+validate_config(config)
 
 ENV = "../../envs/robustft.yaml"
+# A run directory is .../seed<S>-<KEY>, KEY naming the run's settings (workflow_config.settings_key), so
+# configs that differ in settings never share a run; each config's tables and artifacts live under its
+# name (report.name), so configs never overwrite each other's tables.
 RUNS = "results/runs"
-TABLES = "results/tables"
+NAME = config_name(config)
+TABLES = tables_dir(config)
+ARTIFACTS = artifacts_dir(config)
 # Prefix of compute jobs' commands: compute nodes have no internet, so a cache miss must fail at once
 # (with robustft's message naming the prefetch command) instead of retrying the network.
 OFFLINE_ENV = "HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 " if config["offline"] else ""
 
 
 def run_metrics(model, task, method, seed):
-    return f"{RUNS}/{model}/{task}/{method}/seed{seed}/metrics.json"
+    return f"{glue_run_dir(config, model, task, method, seed)}/metrics.json"
+
+
+def checked_key(wildcards, settings):
+    """A requested run directory whose key is not the config's settings would train other settings
+    under this config's name: stop, naming both."""
+    expected = settings_key(settings)
+    if wildcards.key != expected:
+        raise ValueError(
+            f"run directory key {wildcards.key!r} does not match this config's settings for "
+            f"{dict(wildcards)} (key {expected!r}); request the path the config names"
+        )
+    return settings
 
 
 RUN_GRID = run_grid(config)
@@ -59,7 +82,7 @@ TRAIN_ARGUMENTS = {
 
 
 def method_arguments(wildcards):
-    return TRAIN_ARGUMENTS[wildcards.method, wildcards.task]
+    return checked_key(wildcards, TRAIN_ARGUMENTS[wildcards.method, wildcards.task])
 
 
 def report_pdf():
@@ -79,6 +102,11 @@ def artifact_table(wildcards):
     from robustft.artifacts import get_artifact
 
     return f"{TABLES}/{get_artifact(f'{wildcards.paper}/{wildcards.artifact}').table}.csv"
+
+
+def workflow_config_json(wildcards):
+    """The resolved config, for the commands that check their tables hold exactly its runs."""
+    return json.dumps(config, sort_keys=True)
 
 
 def final_targets():
@@ -149,7 +177,7 @@ def artifact_context(wildcards):
 
 # ---- the instruction-tuning track (rules in instruct.smk)
 INSTRUCT = "results/instruct"
-INSTRUCT_RUN = f"{INSTRUCT}/{{model}}/{{dataset}}/{{recipe}}/{{method}}/seed{{seed}}"
+INSTRUCT_RUN = f"{INSTRUCT}/{{model}}/{{dataset}}/{{recipe}}/{{method}}/seed{{seed}}-{{key}}"
 INSTRUCT_GRID = instruct_grid(config) if "instruct" in config["tracks"] else []
 INSTRUCT_BLOCK = config["instruct"]
 # The AlpacaEval generations feed the judges and Table 4; the training-prompt ones Figure 5.
@@ -157,7 +185,7 @@ PROMPT_SETS = ["alpaca_eval"] + (["train_prompts"] if INSTRUCT_BLOCK["generation
 
 
 def instruct_run_dir(model, dataset, recipe, method, seed):
-    return f"{INSTRUCT}/{model}/{dataset}/{recipe}/{method}/seed{seed}"
+    return package_instruct_run_dir(config, model, dataset, recipe, method, seed)
 
 
 def instruct_run_outputs(run):
@@ -172,6 +200,7 @@ def instruct_run_outputs(run):
 
 
 def sft_method_arguments(wildcards):
+    checked_key(wildcards, instruct_settings(config, wildcards.recipe, wildcards.method))
     return sft_arguments(config, wildcards.recipe, wildcards.method)
 
 
@@ -200,9 +229,49 @@ def generation_prompt_arguments(wildcards):
     return "--prompts alpaca_eval" + (f" --max-prompts {settings['max_prompts']}" if settings["max_prompts"] else "")
 
 
+# What each instruction-tuning job asks a cluster for, from the model's parameter count and the attempt
+# (robustft.job_resources). In the rules, so the workflow profile's set-resources can still override them.
+def instruct_job_size(job, wildcards):
+    """(model, GPUs, SFT settings) that size a `job` of run `wildcards`."""
+    sft = {**INSTRUCT_BLOCK["sft"], **(INSTRUCT_BLOCK["recipes"][wildcards.recipe] or {})}
+    gpus = INSTRUCT_BLOCK["gpus_per_run"] if job == "sft" else min(INSTRUCT_BLOCK["gpus_per_run"], 1)
+    if job == "judge_model":  # sized by the judge's own model (its settings' default when unnamed)
+        from robustft.evals.judges import build_judge
+
+        return build_judge(INSTRUCT_BLOCK["judges"][wildcards.judge]).model, gpus, sft
+    return wildcards.model, gpus, sft
+
+
+def instruct_resources(job):
+    """A rule's mem_mb, runtime, slurm_extra (SIGTERM before the time limit) and cpus_per_gpu, evaluated per
+    job and attempt. The rules set `gpu` themselves."""
+    from robustft.job_resources import instruct_job_resources
+
+    def evaluate(wildcards, attempt):
+        model, gpus, sft = instruct_job_size(job, wildcards)
+        resources = instruct_job_resources(
+            job, model, attempt, gpus=gpus, epochs=sft.get("epochs", 3), adapter=sft.get("adapter", "full")
+        )
+        return resources.snakemake_resources()
+
+    names = ["mem_mb", "runtime", "slurm_extra"] + (["cpus_per_gpu"] if job == "sft" else [])
+    return {name: (lambda wildcards, attempt, name=name: evaluate(wildcards, attempt)[name]) for name in names}
+
+
+def judge_names(needs_network):
+    """A wildcard pattern matching the configured judges whose kind needs the network (they run where
+    Snakemake runs: compute nodes are offline), or those that do not (they run on a compute node)."""
+    import re
+
+    from robustft.evals.judges import judge_needs_network
+
+    names = [n for n, settings in INSTRUCT_BLOCK["judges"].items() if judge_needs_network(settings) == needs_network]
+    return "|".join(re.escape(name) for name in names) or "(?!)"  # (?!): matches nothing
+
+
 # ---- the XTREME track (rules in xtreme.smk)
 XTREME = "results/xtreme"
-XTREME_RUN = f"{XTREME}/{{model}}/{{task}}/{{setting}}/{{method}}/seed{{seed}}"
+XTREME_RUN = f"{XTREME}/{{model}}/{{task}}/{{setting}}/{{method}}/seed{{seed}}-{{key}}"
 XTREME_GRID = xtreme_grid(config) if "xtreme" in config["tracks"] else []
 XTREME_BLOCK = config["xtreme"]
 # Built once at parse time, like TRAIN_ARGUMENTS.
@@ -214,11 +283,18 @@ XTREME_ARGUMENTS = {
 
 
 def xtreme_run_metrics(model, task, setting, method, seed):
-    return f"{XTREME}/{model}/{task}/{setting}/{method}/seed{seed}/metrics.json"
+    return f"{xtreme_run_dir(config, model, task, setting, method, seed)}/metrics.json"
 
 
 def xtreme_method_arguments(wildcards):
-    return XTREME_ARGUMENTS[wildcards.model, wildcards.task, wildcards.setting, wildcards.method]
+    arguments = XTREME_ARGUMENTS[wildcards.model, wildcards.task, wildcards.setting, wildcards.method]
+    return checked_key(wildcards, arguments)
+
+
+def xtreme_encoder_run(wildcards):
+    """The XNLI run (same model, setting, method and seed) whose encoder a retrieval run reads."""
+    w = wildcards
+    return xtreme_run_metrics(w.model, "xnli", w.setting, w.method, int(w.seed))
 
 
 def xtreme_data_dir(wildcards):

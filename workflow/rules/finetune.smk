@@ -9,9 +9,9 @@
 
 rule train:
     output:
-        metrics=f"{RUNS}/{{model}}/{{task}}/{{method}}/seed{{seed}}/metrics.json",
+        metrics=f"{RUNS}/{{model}}/{{task}}/{{method}}/seed{{seed}}-{{key}}/metrics.json",
     log:
-        "logs/train/{model}/{task}/{method}/seed{seed}.log",
+        "logs/train/{model}/{task}/{method}/seed{seed}-{key}.log",
     params:
         method_args=method_arguments,
         data_dir=config["data_dir"],

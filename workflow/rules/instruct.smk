@@ -13,7 +13,7 @@ rule sft:
     output:
         metrics=f"{INSTRUCT_RUN}/sft/metrics.json",
     log:
-        "logs/sft/{model}/{dataset}/{recipe}/{method}/seed{seed}.log",
+        "logs/sft/{model}/{dataset}/{recipe}/{method}/seed{seed}-{key}.log",
     params:
         method_args=sft_method_arguments,
         data_dir=config["data_dir"],
@@ -22,6 +22,7 @@ rule sft:
     threads: config["threads"]
     resources:
         gpu=INSTRUCT_BLOCK["gpus_per_run"],
+        **instruct_resources("sft"),
     conda:
         ENV
     shell:
@@ -38,7 +39,7 @@ rule generate:
     output:
         summary=f"{INSTRUCT_RUN}/generations/{{prompts}}.summary.json",
     log:
-        "logs/generate/{model}/{dataset}/{recipe}/{method}/seed{seed}/{prompts}.log",
+        "logs/generate/{model}/{dataset}/{recipe}/{method}/seed{seed}-{key}/{prompts}.log",
     params:
         settings=INSTRUCT_BLOCK["generation"],
         prompt_args=generation_prompt_arguments,
@@ -48,6 +49,7 @@ rule generate:
     threads: config["threads"]
     resources:
         gpu=min(INSTRUCT_BLOCK["gpus_per_run"], 1),
+        **instruct_resources("generate"),
     conda:
         ENV
     shell:
@@ -60,24 +62,43 @@ rule generate:
         " --threads {threads} > {log} 2>&1"
 
 
+# A judge that runs a model (kind local_hf): a compute job, offline, on a GPU when the config has them.
 rule judge:
     input:
         generations=f"{INSTRUCT_RUN}/generations/alpaca_eval.summary.json",
     output:
         result=f"{INSTRUCT_RUN}/judge/{{judge}}.json",
     log:
-        "logs/judge/{model}/{dataset}/{recipe}/{method}/seed{seed}/{judge}.log",
+        "logs/judge/{model}/{dataset}/{recipe}/{method}/seed{seed}-{key}/{judge}.log",
     params:
         judge_config=lambda wildcards: json.dumps(INSTRUCT_BLOCK["judges"][wildcards.judge]),
         data_dir=config["data_dir"],
+        offline_env=OFFLINE_ENV,
+    wildcard_constraints:
+        judge=judge_names(needs_network=False),
     threads: config["threads"]
+    resources:
+        gpu=min(INSTRUCT_BLOCK["gpus_per_run"], 1),
+        **instruct_resources("judge_model"),
     conda:
         ENV
-    # Online on purpose: an API judge needs its endpoint (a local judge loads from the cache offline).
     shell:
-        "python -m robustft judge --generations $(dirname {input.generations})/alpaca_eval.jsonl"
+        "{params.offline_env}python -m robustft judge"
+        " --generations $(dirname {input.generations})/alpaca_eval.jsonl"
         " --judge-config {params.judge_config:q} --name {wildcards.judge} --cache results/judge_cache"
         " --data-dir {params.data_dir} --out {output.result} > {log} 2>&1"
+
+
+# A judge behind an API (kind openai) runs where Snakemake runs, online: compute nodes have no network.
+use rule judge as judge_api with:
+    params:
+        offline_env="",
+    wildcard_constraints:
+        judge=judge_names(needs_network=True),
+    localrule: True
+    resources:
+        gpu=0,
+        **instruct_resources("judge_api"),
 
 
 rule lm_eval:
@@ -86,7 +107,7 @@ rule lm_eval:
     output:
         result=f"{INSTRUCT_RUN}/leaderboard/{{lbtask}}.json",
     log:
-        "logs/lm_eval/{model}/{dataset}/{recipe}/{method}/seed{seed}/{lbtask}.log",
+        "logs/lm_eval/{model}/{dataset}/{recipe}/{method}/seed{seed}-{key}/{lbtask}.log",
     params:
         settings=INSTRUCT_BLOCK["leaderboard"],
         limit=lambda wildcards: (
@@ -97,6 +118,7 @@ rule lm_eval:
     threads: config["threads"]
     resources:
         gpu=min(INSTRUCT_BLOCK["gpus_per_run"], 1),
+        **instruct_resources("lm_eval"),
     conda:
         ENV
     shell:
@@ -112,7 +134,7 @@ rule text_stats:
     output:
         stats=f"{INSTRUCT_RUN}/text_stats.json",
     log:
-        "logs/text_stats/{model}/{dataset}/{recipe}/{method}/seed{seed}.log",
+        "logs/text_stats/{model}/{dataset}/{recipe}/{method}/seed{seed}-{key}.log",
     conda:
         ENV
     shell:
@@ -126,7 +148,7 @@ rule overlap:
     output:
         overlap=f"{INSTRUCT_RUN}/overlap.json",
     log:
-        "logs/overlap/{model}/{dataset}/{recipe}/{method}/seed{seed}.log",
+        "logs/overlap/{model}/{dataset}/{recipe}/{method}/seed{seed}-{key}.log",
     conda:
         ENV
     shell:
@@ -140,7 +162,7 @@ rule collect_instruct:
     output:
         table=f"{TABLES}/instruct.csv",
     log:
-        "logs/collect_instruct.log",
+        f"logs/collect_instruct/{NAME}.log",
     params:
         run_dirs=[instruct_run_dir(*run) for run in INSTRUCT_GRID],
     conda:
@@ -152,7 +174,7 @@ rule collect_instruct:
 rule instruct_report:
     input:
         table=rules.collect_instruct.output.table,
-        artifacts=[f"results/artifacts/{key}/result.json" for key in artifacts_of("instruct")],
+        artifacts=[f"{ARTIFACTS}/{key}/result.json" for key in artifacts_of("instruct")],
     output:
         pdf=instruct_report_pdf(),
     log:
@@ -160,11 +182,12 @@ rule instruct_report:
     params:
         spec=instruct_report_spec,
         config_hash=workflow_config_hash,
+        workflow_config=workflow_config_json,
         artifacts=lambda wildcards, input: [str(Path(path).parent) for path in input.artifacts],
         figures=f"figures/{INSTRUCT_BLOCK['report']['name']}",
     conda:
         ENV
     shell:
         "python -m robustft instruct-report --table {input.table} --spec {params.spec:q}"
-        " --config-hash {params.config_hash} --figures {params.figures} --out {output.pdf}"
-        " --artifacts {params.artifacts} > {log} 2>&1"
+        " --config-hash {params.config_hash} --workflow-config {params.workflow_config:q}"
+        " --figures {params.figures} --out {output.pdf} --artifacts {params.artifacts} > {log} 2>&1"

@@ -10,20 +10,23 @@ rule artifact:
     input:
         table=artifact_table,
     output:
-        claims="results/artifacts/{paper}/{artifact}/claims.csv",
-        result="results/artifacts/{paper}/{artifact}/result.json",
+        claims=f"{ARTIFACTS}/{{paper}}/{{artifact}}/claims.csv",
+        result=f"{ARTIFACTS}/{{paper}}/{{artifact}}/result.json",
     log:
-        "logs/artifact/{paper}/{artifact}.log",
+        f"logs/artifact/{NAME}/{{paper}}/{{artifact}}.log",
     params:
         tables=lambda wildcards, input: str(Path(input.table).parent),
         out=lambda wildcards, output: str(Path(output.result).parent),
         paper_model=artifact_paper_model,
         context=artifact_context,
+        # One floor for every track's claims (the top-level report block; see docs/verdicts.md).
+        min_seeds=config["report"]["min_seeds"],
     conda:
         ENV
     shell:
         "python -m robustft artifact --artifact {wildcards.paper}/{wildcards.artifact} --tables {params.tables}"
         " --paper-model {params.paper_model:q} --context {params.context:q}"
+        " --min-seeds {params.min_seeds}"
         " --out {params.out} > {log} 2>&1"
 
 
@@ -31,7 +34,7 @@ rule report:
     input:
         report_tables(),
         artifacts=[
-            f"results/artifacts/{key}/result.json" for key in artifacts_of("runs") + artifacts_of("xtreme")
+            f"{ARTIFACTS}/{key}/result.json" for key in artifacts_of("runs") + artifacts_of("xtreme")
         ],
     output:
         pdf=report_pdf(),
@@ -41,11 +44,12 @@ rule report:
         tables=tables_dir_of_input,
         spec=report_spec_json,
         config_hash=workflow_config_hash,
+        workflow_config=workflow_config_json,
         artifacts=lambda wildcards, input: [str(Path(path).parent) for path in input.artifacts],
         figures=f"figures/{config['report']['name']}",
     conda:
         ENV
     shell:
         "python -m robustft report --tables {params.tables} --spec {params.spec:q}"
-        " --config-hash {params.config_hash} --figures {params.figures} --out {output.pdf}"
+        " --config-hash {params.config_hash} --workflow-config {params.workflow_config:q} --figures {params.figures} --out {output.pdf}"
         " --artifacts {params.artifacts} > {log} 2>&1"

@@ -11,7 +11,7 @@ rule xtreme_train:
     output:
         metrics=f"{XTREME_RUN}/metrics.json",
     log:
-        "logs/xtreme/{model}/{task}/{setting}/{method}/seed{seed}.log",
+        "logs/xtreme/{model}/{task}/{setting}/{method}/seed{seed}-{key}.log",
     wildcard_constraints:
         task="xnli|pawsx|udpos|panx|xquad|mlqa|tydiqa",
     params:
@@ -34,11 +34,11 @@ rule xtreme_train:
 
 rule xtreme_retrieve:
     input:
-        xnli=f"{XTREME}/{{model}}/xnli/{{setting}}/{{method}}/seed{{seed}}/metrics.json",
+        xnli=xtreme_encoder_run,
     output:
         metrics=f"{XTREME_RUN}/metrics.json",
     log:
-        "logs/xtreme/{model}/{task}/{setting}/{method}/seed{seed}.log",
+        "logs/xtreme/{model}/{task}/{setting}/{method}/seed{seed}-{key}.log",
     wildcard_constraints:
         task="bucc2018|tatoeba",
     params:
@@ -65,7 +65,7 @@ rule collect_xtreme:
     output:
         table=f"{TABLES}/xtreme.csv",
     log:
-        "logs/collect_xtreme.log",
+        f"logs/collect_xtreme/{NAME}.log",
     params:
         run_dirs=lambda wildcards, input: [str(Path(path).parent) for path in input],
     conda:

@@ -20,12 +20,18 @@ import pandas as pd
 
 from robustft.data.base import split_task_variant
 from robustft.io import write_bytes_atomic, write_json_atomic, write_text_atomic
-from robustft.reference import GLUE_AVG, GLUE_TABLE_ORDER, paper_lookup, paper_task_name
-from robustft.tables import compare, is_averaged
+from robustft.reference import GLUE_AVG, GLUE_TABLE_ORDER, paper_dataset_name, paper_lookup, paper_task_name
+from robustft.stats import (
+    MECHANICS_CHECK,
+    MIN_PAIRED_SEEDS,
+    NOT_RUN,
+    TOO_FEW_SEEDS,
+    magnitude,
+)
+from robustft.stats import verdict as stats_verdict
+from robustft.tables import AVERAGE_SEPARATOR, average_tasks, compare
 
 REGENERATED = "regenerated"
-NOT_RUN = "not run"
-SIGNIFICANCE = 0.05
 
 CLAIM_COLUMNS = [
     "model",
@@ -47,6 +53,11 @@ CLAIM_COLUMNS = [
     "paper_delta",
     "verdict",
     "min_seeds_for_significance",
+    # Where the paper's Δ sits against our CI (stats.MAGNITUDES), filled for every artifact on build.
+    "magnitude",
+    # Diverged runs of the method / the baseline behind the claim: not paired, so shown beside the Δ.
+    "n_diverged_method",
+    "n_diverged_baseline",
 ]
 
 
@@ -58,6 +69,8 @@ class ArtifactContext:
     n_boot: int = 10000
     # Track-specific naming (the instruction-tuning track: judge, baseline, paper dataset names, recipes).
     extra: dict[str, Any] = field(default_factory=dict)
+    # Fewer paired seeds than this: "too few seeds" (the config's `report.min_seeds`).
+    min_seeds: int = MIN_PAIRED_SEEDS
 
 
 @dataclass
@@ -76,6 +89,7 @@ class ArtifactResult:
     # A long supporting table (e.g. per-language scores): the report prints it on appendix pages.
     appendix: pd.DataFrame | None = None
     appendix_title: str = ""
+    min_seeds: int | None = None  # the seed floor its verdicts used (set on build)
 
 
 ArtifactFunction = Callable[[pd.DataFrame, ArtifactContext], ArtifactResult]
@@ -95,8 +109,18 @@ ARTIFACTS: dict[str, Artifact] = {}
 
 
 def register_artifact(key: str, paper: str, artifact: str, title: str, table: str = "runs"):
+    """Register `function` as the artifact `key`. Its build passes every claims table through
+    finish_claims, so each artifact's verdicts share one seed floor and carry the magnitude."""
+
     def decorate(function: ArtifactFunction) -> ArtifactFunction:
-        ARTIFACTS[key] = Artifact(key, paper, artifact, title, function, table)
+        def build(runs: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
+            result = function(runs, context)
+            if result.claims is not None:
+                result.claims = finish_claims(result.claims, context.min_seeds)
+            result.min_seeds = context.min_seeds
+            return result
+
+        ARTIFACTS[key] = Artifact(key, paper, artifact, title, build, table)
         return function
 
     return decorate
@@ -118,15 +142,65 @@ def not_run(spec: Artifact, reason: str, **extra: Any) -> ArtifactResult:
 # ------------------------------------------------------------------------------------------ verdicts
 
 
-def verdict(paper_delta: float | None, ci_low: float, ci_high: float, n_pairs: float, p: float | None) -> str:
-    """The sign of our effect's CI against the sign of the paper's effect (report.verdict's rule).
+def verdict(
+    paper_delta: float | None,
+    ci_low: float,
+    ci_high: float,
+    n_pairs: float,
+    p: float | None,
+    min_seeds: int = MIN_PAIRED_SEEDS,
+) -> str:
+    """stats.verdict: the one rule every report and artifact uses (see docs/verdicts.md)."""
+    return stats_verdict(paper_delta, ci_low, ci_high, n_pairs, p, min_seeds)
 
-    Both the 95% paired bootstrap CI must exclude 0 and the paired test must be significant: with 3-5
-    seeds the percentile CI alone is too narrow to carry a claim.
+
+def finish_claims(claims: pd.DataFrame, min_seeds: int) -> pd.DataFrame:
+    """Every artifact's claims, made uniform: the magnitude column (paper Δ against our CI), the
+    diverged-run columns (empty where the artifact does not know), and the seed floor: a claim on fewer
+    paired seeds than `min_seeds` is "too few seeds", whatever vocabulary the artifact used.
+
+    The floor counts seeds: `n_seeds` where an artifact pairs something else (NEFTune pairs prompts
+    within matched seeds), else `n_pairs`.
     """
-    from robustft.report import verdict as report_verdict
+    claims = claims.copy()
+    for column in ("n_diverged_method", "n_diverged_baseline"):
+        if column not in claims:
+            claims[column] = pd.NA
+    if claims.empty:
+        claims["magnitude"] = pd.Series(dtype=object)
+        return claims
+    claims["magnitude"] = [
+        magnitude(_number(r.paper_delta), _number(r.ci_low), _number(r.ci_high))
+        for r in claims.itertuples(index=False)
+    ]
+    pairs = pd.to_numeric(claims["n_pairs"], errors="coerce")
+    seeds = pd.to_numeric(claims["n_seeds"], errors="coerce").fillna(pairs) if "n_seeds" in claims else pairs
+    # A mechanics check claims nothing, so it has no floor to fall under.
+    floor = (seeds > 0) & (seeds < min_seeds) & ~claims["verdict"].isin([NOT_RUN, MECHANICS_CHECK])
+    claims.loc[floor, "verdict"] = TOO_FEW_SEEDS
+    # A claim that had too few seeds only by the default floor gets its verdict back under a lower one.
+    for index in claims.index[(claims["verdict"] == TOO_FEW_SEEDS) & (seeds >= min_seeds)]:
+        row = claims.loc[index]
+        claims.loc[index, "verdict"] = stats_verdict(
+            _number(row["paper_delta"]),
+            _number(row["ci_low"]),
+            _number(row["ci_high"]),
+            float(seeds[index]),
+            _number(row["p_value"]),
+            min_seeds,
+        )
+    return claims
 
-    return report_verdict(paper_delta, ci_low, ci_high, n_pairs, p)
+
+def _number(value: Any) -> float | None:
+    """A claims cell as a float, None when it is missing (claims columns are often object-typed)."""
+    if value is None or value is pd.NA:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
 
 
 def _missing(value: Any) -> bool:
@@ -146,14 +220,20 @@ class PaperKey:
     split: Callable[[str], str | None] = lambda task: None  # our task (variant) -> the paper's split
 
 
+def _base(task: str) -> str:
+    return split_task_variant(task)[0]
+
+
 def paper_dataset(task: str) -> str:
     return GLUE_AVG if task == GLUE_AVG else paper_task_name(split_task_variant(task)[0])
 
 
 def paper_number(key: PaperKey, paper_model: str, task: str, paper_method: str) -> float | None:
     metric = "average" if task == GLUE_AVG else key.metric
+    # The artifact's own name for the task (e.g. SMART prints MNLI as "MNLI-m" and "MNLI-mm").
+    dataset = GLUE_AVG if task == GLUE_AVG else paper_dataset_name(key.paper, key.artifact, _base(task))
     number = paper_lookup(
-        key.paper, key.artifact, paper_model, paper_dataset(task), paper_method, metric, split=key.split(task)
+        key.paper, key.artifact, paper_model, dataset, paper_method, metric, split=key.split(task)
     )
     return None if number is None else number.value
 
@@ -176,6 +256,12 @@ def paper_average_over(
 # ------------------------------------------------------------------------------------------ claims
 
 
+def shared_average_tasks(runs: pd.DataFrame, methods: Iterable[str]) -> dict[str, list[str]]:
+    """Per model, the averaged tasks every one of `methods` ran (tables.average_tasks): the one task set
+    of a table whose average claims come from several comparisons (each against its own baseline)."""
+    return average_tasks(runs, methods)
+
+
 def comparison_claims(
     runs: pd.DataFrame,
     context: ArtifactContext,
@@ -183,18 +269,28 @@ def comparison_claims(
     methods: Mapping[str, str],
     baseline: str,
     tasks: Iterable[str] | None = None,
+    average_over: Mapping[str, list[str]] | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Claims "method beats baseline" per (model, task) and on the average, ours beside the paper's.
 
     `methods` maps our method names (presets in the config) to the paper's names, baseline included.
     Statistics are paired over seeds (tables.compare): Holm-adjusted t-test p over the tasks of one
-    (model, method), plain paired t-test p for the average. Returns the claims and notes on averages.
+    (model, method), plain paired t-test p for the average. Every average claim of a model covers one
+    task set: `average_over` (model -> tasks; for a table built from several calls), else the tasks
+    every one of these methods ran (tables.average_tasks). Returns the claims and notes, which name
+    each model's task set and the paper's side of the average.
     """
     paper_names = dict(methods)  # each artifact knows the paper's names for the presets it reads
     wanted = runs[runs["method"].isin([*methods, baseline])]
     if tasks is not None:
         wanted = wanted[wanted["task"].isin(list(tasks))]
-    comparisons = compare(wanted, baseline=baseline, n_boot=context.n_boot) if not wanted.empty else None
+    if average_over is None:  # the artifact's table: the tasks every method it compares ran
+        average_over = average_tasks(wanted)
+    comparisons = (
+        compare(wanted, baseline=baseline, n_boot=context.n_boot, average_over=average_over)
+        if not wanted.empty
+        else None
+    )
     rows, notes = [], []
     if comparisons is None or comparisons.empty:
         return pd.DataFrame(columns=CLAIM_COLUMNS), notes
@@ -204,19 +300,16 @@ def comparison_claims(
         paper_value = paper_base = None
         if paper_model is not None:
             if r.task == GLUE_AVG:
-                averaged = [
-                    task
-                    for task in comparisons.loc[
-                        (comparisons["model"] == r.model) & (comparisons["method"] == r.method), "task"
-                    ]
-                    if task != GLUE_AVG and is_averaged(task)
-                ]
+                averaged = str(r.average_over).split(AVERAGE_SEPARATOR)
                 paper_value, how = paper_average_over(key, paper_model, averaged, method_name)
                 paper_base, _ = paper_average_over(key, paper_model, averaged, base_name)
                 notes.append(f"{r.model} {r.method}: the paper's side of the average is {how}.")
             else:
                 paper_value = paper_number(key, paper_model, r.task, method_name)
                 paper_base = paper_number(key, paper_model, r.task, base_name)
+        if r.task == GLUE_AVG:
+            names = ", ".join(paper_dataset(t) for t in str(r.average_over).split(AVERAGE_SEPARATOR))
+            notes.append(f"{r.model}: {GLUE_AVG} is the average over {names}, for every method alike.")
         paper_delta = None if paper_value is None or paper_base is None else paper_value - paper_base
         p_value = r.p_ttest if r.task == GLUE_AVG else r.p_holm
         rows.append(
@@ -240,6 +333,8 @@ def comparison_claims(
                 "paper_delta": paper_delta,
                 "verdict": verdict(paper_delta, r.ci_low, r.ci_high, r.n_pairs, p_value),
                 "min_seeds_for_significance": r.min_seeds_for_significance,
+                "n_diverged_method": r.n_diverged_method,
+                "n_diverged_baseline": r.n_diverged_baseline,
             }
         )
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS), list(dict.fromkeys(notes))
@@ -312,6 +407,7 @@ def write_result(result: ArtifactResult, out_dir: Path) -> dict[str, Any]:
         "notes": result.notes,
         "choices": result.choices,
         "n_claims": len(claims),
+        "min_seeds": result.min_seeds,
     }
     if result.appendix is not None:  # absent otherwise, so results without one are unchanged
         record |= {"appendix": appendix_path.name, "appendix_title": result.appendix_title}

@@ -89,14 +89,14 @@ def table(runs: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
 def _effect(row) -> str:
     """No paper to agree with: say only whether the effect is clear (CI excludes 0 and the test is
     significant) and which way."""
-    from robustft.artifacts.base import SIGNIFICANCE
+    from robustft.stats import CLEAR_GAIN, CLEAR_LOSS, NOT_RUN, SIGNIFICANCE, WITHIN_NOISE
 
     if not row.n_pairs:
-        return "not run"
+        return NOT_RUN
     clear = row.ci_low > 0 or row.ci_high < 0
     if clear and not pd.isna(row.p_value) and row.p_value < SIGNIFICANCE:
-        return "clear gain" if row.ci_low > 0 else "clear loss"
-    return "within noise"
+        return CLEAR_GAIN if row.ci_low > 0 else CLEAR_LOSS
+    return WITHIN_NOISE
 
 
 def _cost_notes(average: pd.DataFrame) -> list[str]:

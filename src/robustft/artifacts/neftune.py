@@ -169,6 +169,7 @@ def paired_claim(
     diff = a - b
     return {
         "n_pairs": len(a),
+        "n_seeds": len(pairs_a),  # matched seeds: the unit the seed floor counts
         "mean_method": float(a.mean()),
         "mean_baseline": float(b.mean()),
         "delta": float(diff.mean()),
@@ -222,7 +223,10 @@ def claim_row(
 
 def _claims_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(list(rows))
-    return frame[CLAIM_COLUMNS] if not frame.empty else pd.DataFrame(columns=CLAIM_COLUMNS)
+    if frame.empty:
+        return pd.DataFrame(columns=[*CLAIM_COLUMNS, "n_seeds"])
+    # n_seeds rides along: the seed floor (base.finish_claims) counts seeds, not the prompts paired here.
+    return frame.reindex(columns=[*CLAIM_COLUMNS, "n_seeds"])
 
 
 def _is_neftune(method: str) -> bool:
@@ -578,6 +582,7 @@ def figure3(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
             task_name = LEADERBOARD_PAPER_NAME.get(task, task)
             stats = {
                 "n_pairs": int(a["n"].iloc[0]) if pd.notna(a["n"].iloc[0]) else len(seeds),
+                "n_seeds": len(seeds),
                 "mean_method": float(a["value"].mean()),
                 "mean_baseline": float(b["value"].mean()),
                 "delta": delta,

@@ -20,6 +20,7 @@ from robustft.artifacts.base import (
     paper_dataset,
     register_artifact,
     seed_notes,
+    shared_average_tasks,
 )
 from robustft.data.base import split_task_variant
 from robustft.reference import GLUE_AVG
@@ -113,6 +114,9 @@ def figure3(runs: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
     spec = get_artifact("noisytune/figure3")
     full = runs[~runs["task"].str.contains("@", regex=False)]
     parts, notes = [], []
+    # One task set for every average in the figure, whichever pair it compares.
+    present = [m for pair in COMPLEMENTS if _present(full, list(pair)) for m in pair]
+    shared = shared_average_tasks(full, present)
     for (base, combined), (paper_base, paper_combined) in COMPLEMENTS.items():
         if not _present(full, [base, combined]):
             notes.append(
@@ -120,7 +124,12 @@ def figure3(runs: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
             )
             continue
         claims, more = comparison_claims(
-            full, context, PaperKey(PAPER, "Figure 3"), {base: paper_base, combined: paper_combined}, base
+            full,
+            context,
+            PaperKey(PAPER, "Figure 3"),
+            {base: paper_base, combined: paper_combined},
+            base,
+            average_over=shared,
         )
         parts.append(claims[claims["task"] == GLUE_AVG])
         notes += more
@@ -321,4 +330,4 @@ def _drift_claims(
         verdict(r.paper_delta, r.ci_low, r.ci_high, r.n_pairs, r.p_value)
         for r in claims.itertuples(index=False)
     ]
-    return claims[CLAIM_COLUMNS]
+    return claims.reindex(columns=CLAIM_COLUMNS)  # the columns it has no data for stay empty

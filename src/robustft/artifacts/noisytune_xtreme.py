@@ -25,15 +25,15 @@ from robustft.artifacts.base import (
     seed_notes,
     verdict,
 )
+from robustft.data.xtreme import XTREME_TASKS
 from robustft.reference import paper_lookup
-from robustft.stats import holm
+from robustft.stats import MECHANICS_CHECK, NOT_COMPARABLE, holm
 from robustft.tables import _paired_comparison  # the statistics of tables.compare, which Table 2 uses
 from robustft.xtreme_tables import AVERAGE_METRICS, PAPER_NAME, XTREME_AVG, xtreme_average, xtreme_run_scores
 
 PAPER = "NoisyTune"
 ARTIFACT = "Table 3"
 PROTOCOL = "the mean of 5 seeds"
-MECHANICS_CHECK = "mechanics check"
 # Our settings -> the paper's splits in paper_results.csv.
 SETTING_SPLIT = {
     "zero-shot": "test/zero-shot-cross-lingual",
@@ -74,6 +74,38 @@ def _common_languages(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
                 "(not scored by every run of the cell)."
             )
     return frame[keep], notes
+
+
+def _language_coverage(
+    frame: pd.DataFrame, model: str, setting: str, task: str, metric: str
+) -> tuple[str | None, str | None]:
+    """Whether our per-task mean averages the paper's languages: (None, None) when it does (or nothing
+    was scored), else (the verdict "not comparable", a note saying "scored N of M languages" and which).
+
+    The paper prints only the mean over all of a task's test languages, so a mean over a subset of them
+    (or over other languages) is a different quantity and gets no reproduced/contradicted verdict.
+    """
+    spec = XTREME_TASKS.get(task)
+    cell = frame[
+        (frame["model"] == model)
+        & (frame["setting"] == setting)
+        & (frame["task"] == task)
+        & (frame["metric"] == metric)
+        & (frame["status"] == "ok")
+    ]
+    scored = set(cell["language"].dropna().astype(str))
+    if spec is None or not scored or scored == set(spec.languages):
+        return None, None
+    expected = set(spec.languages)
+    missing, extra = sorted(expected - scored), sorted(scored - expected)
+    note = (
+        f"{model} {_label(setting, task, metric)}: {NOT_COMPARABLE}, scored "
+        f"{len(scored & expected)} of {len(expected)} languages"
+        + (f" (missing {', '.join(missing)})" if missing else "")
+        + (f" (and {', '.join(extra)}, not among the paper's)" if extra else "")
+        + f"; the paper prints only its mean over all {len(expected)}, shown for reference, with no verdict."
+    )
+    return NOT_COMPARABLE, note
 
 
 def _paper(paper_model: str | None, setting: str, task: str, metric: str, method: str) -> float | None:
@@ -176,6 +208,12 @@ def _claim(
     if task != XTREME_AVG:
         runs = runs[runs["task"] == task]
     runs = runs.drop_duplicates(["task", "method", "seed"])
+    # A per-task claim over a subset of the task's languages is not comparable with the paper's mean.
+    not_comparable = None
+    if task != XTREME_AVG:
+        not_comparable, coverage_note = _language_coverage(frame, model, setting, task, metric)
+        if coverage_note and paired["n_pairs"] > 0:
+            notes.append(coverage_note)
     row = {
         "model": model,
         "paper_model": paper_model or "",
@@ -190,6 +228,7 @@ def _claim(
         "paper_baseline": paper_base,
         "paper_delta": None if paper_value is None or paper_base is None else paper_value - paper_base,
         "min_seeds_for_significance": paired["min_seeds_for_significance"],
+        "verdict": not_comparable,  # None: decided in _claims
         "setting": setting,
         "xtreme_task": task,
         "metric": metric,
@@ -223,12 +262,23 @@ def _claims(
         average, more = _claim(
             frame, scores, context, (model, setting, XTREME_AVG, "average"), (baseline, method)
         )
+        # An average over tasks inherits any task's language subset: it is no longer the paper's Avg.
+        partial = sorted({PAPER_NAME.get(r["xtreme_task"], r["xtreme_task"]) for r in family if r["verdict"]})
+        if partial:
+            average["verdict"] = NOT_COMPARABLE
+            if average["n_pairs"] > 0:
+                notes.append(
+                    f"{model} {_label(setting, XTREME_AVG, '')}: {NOT_COMPARABLE}, {len(partial)} of its "
+                    f"tasks scored on a subset of their languages ({', '.join(partial)})."
+                )
         rows += [*family, average]
         notes += more
     claims = pd.DataFrame(rows, columns=[*CLAIM_COLUMNS, *EXTRA_COLUMNS])
     claims["verdict"] = [
         (MECHANICS_CHECK if r.n_pairs > 0 else "not run")
         if mechanics
+        else r.verdict  # not comparable (language subset)
+        if r.n_pairs > 0 and isinstance(r.verdict, str)
         else verdict(r.paper_delta, r.ci_low, r.ci_high, r.n_pairs, r.p_value)
         for r in claims.itertuples(index=False)
     ]

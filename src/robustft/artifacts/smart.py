@@ -32,6 +32,7 @@ from robustft.artifacts.base import (
     not_run,
     register_artifact,
     seed_notes,
+    shared_average_tasks,
     verdict,
 )
 from robustft.data import DataNotFoundError, get_task, load_mnli_annotations, split_task_variant
@@ -221,13 +222,19 @@ def smart_claims(
     value_of: ValueOf,
     paper_metric_of: Callable[[str], str],
     keep_average: bool = True,
+    average_over: Mapping[str, list[str]] | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """base.comparison_claims for the statistics (paired over seeds, Holm over tasks), then the paper's
     side filled in per row by `value_of` (SMART's names differ per model block and per task, which one
-    PaperKey cannot say), then our best-of-seeds and std beside it (SMART_COLUMNS)."""
+    PaperKey cannot say), then our best-of-seeds and std beside it (SMART_COLUMNS). The average claims
+    of a model cover `average_over[model]`, else the tasks every one of these methods ran."""
+    if average_over is None:
+        average_over = shared_average_tasks(runs, [*methods, baseline])
     # Without paper models base.comparison_claims looks nothing up: the paper columns are ours to fill.
     bare = replace(context, paper_model={})
-    claims, notes = comparison_claims(runs, bare, PaperKey(PAPER, artifact), methods, baseline)
+    claims, notes = comparison_claims(
+        runs, bare, PaperKey(PAPER, artifact), methods, baseline, average_over=average_over
+    )
     if not keep_average:
         claims = claims[claims["task"] != GLUE_AVG]
     claims = claims.reset_index(drop=True)
@@ -237,11 +244,7 @@ def smart_claims(
     filled |= {column: [] for column in ["paper_baseline", "paper_delta", "verdict", *EXTRA_COLUMNS]}
     for r in claims.itertuples(index=False):
         paper_model = context.paper_model.get(r.model)
-        averaged = [
-            t
-            for t in claims.loc[(claims["model"] == r.model) & (claims["method"] == r.method), "task"]
-            if t != GLUE_AVG and "@" not in t
-        ]
+        averaged = list(average_over.get(r.model, []))
         value = base = None
         if paper_model is not None and r.task == GLUE_AVG:
             value = _mean_or_none([value_of(paper_model, t, r.method) for t in averaged])
@@ -529,7 +532,11 @@ def table3(runs: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
         return " ".join(TABLE3_COLUMNS[task])
 
     names = {m: TABLE3_METHODS[m] for m in ("finetune", "smart", *ablations)}
-    claims, notes = smart_claims(wanted, context, TABLE3, names, "finetune", value_of, metric_of)
+    # One task set for every average in the table, the ablations' own claims included.
+    shared = shared_average_tasks(wanted, names)
+    claims, notes = smart_claims(
+        wanted, context, TABLE3, names, "finetune", value_of, metric_of, average_over=shared
+    )
     # The ablation's own claim: full SMART beats SMART without each component.
     parts = [claims]
     for ablation in ablations:
@@ -541,6 +548,7 @@ def table3(runs: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
             ablation,
             value_of,
             metric_of,
+            average_over=shared,
         )
         parts.append(more)
         notes += more_notes

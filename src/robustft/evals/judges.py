@@ -14,7 +14,8 @@ Which output is shown first is a seeded coin per instruction, to cancel the judg
 AlpacaEval's `is_randomize_output_order`); every annotation records it. Every judgement is cached in
 `<cache dir>/<judge name>.jsonl`, one line per call, keyed by a hash of the judge's identity (kind,
 model, endpoint, prompt and decoding settings; never the API key), the instruction and both outputs in
-the order shown, so a rerun, or a second run that shares outputs, costs nothing.
+the order shown, so a rerun, or a second run that shares outputs, costs nothing. Concurrent judge jobs
+share the file: each append holds a lock on it, and a line cut short by a killed job is skipped.
 
 Judges (JUDGES, one entry per kind):
 - `openai`: any OpenAI-compatible chat-completions endpoint (OpenAI's GPT-4 as in the paper, or a vLLM
@@ -170,6 +171,9 @@ class Judge:
     """One judge kind. Fields are its settings; `identity()` those that change verdicts (cache keys)."""
 
     kind: ClassVar[str]
+    # Whether judging calls out over the network: the workflow then runs the judge where Snakemake runs,
+    # never on an (offline) compute node.
+    needs_network: ClassVar[bool] = False
     model: str
     description: str = ""
     workers: int = 1  # parallel requests (the openai kind); the local judge runs one at a time
@@ -202,6 +206,7 @@ class OpenAIJudge(Judge):
     """An OpenAI-compatible /chat/completions endpoint (GPT-4 as in the paper, or a vLLM server)."""
 
     kind: ClassVar[str] = "openai"
+    needs_network: ClassVar[bool] = True
     model: str = "gpt-4-0613"  # alpaca_eval_gpt4's model_name
     base_url: str = "https://api.openai.com/v1"
     api_key_env: str | None = "OPENAI_API_KEY"  # None: no key (a local server)
@@ -387,6 +392,14 @@ class LocalHFJudge(Judge):
         return Verdict(1.0 + p_second / (p_first + p_second), raw)
 
 
+def judge_needs_network(config: dict[str, Any]) -> bool:
+    """Whether the judge of `config` ({"kind": ..., ...}) calls out over the network (kind `openai`)."""
+    kind = config.get("kind")
+    if kind not in JUDGES:
+        raise ValueError(f"judge config: 'kind' must be one of {sorted(JUDGES)}, got {kind!r}")
+    return JUDGES[kind].needs_network
+
+
 def build_judge(config: dict[str, Any]) -> Judge:
     """A judge from its config: {"kind": one of JUDGES, ...that kind's settings}."""
     settings = dict(config)
@@ -432,10 +445,16 @@ def cache_path(cache_dir: str | Path, name: str) -> Path:
 
 
 def load_cache(path: Path) -> dict[str, dict[str, Any]]:
-    try:
-        return {record["key"]: record for record in read_jsonl(path)}
-    except (json.JSONDecodeError, KeyError) as err:
-        raise _run_error(f"judge cache {path} is malformed ({err}); delete the bad line") from None
+    """Every judgement in the cache, by key. Every judge job of a judge appends to the same file (under a
+    lock, robustft.io.append_jsonl), so a line cut short by a killed job is skipped with a warning, never
+    an error: its judgement is simply made again."""
+    cache = {}
+    for number, record in enumerate(read_jsonl(path, skip_malformed=True), start=1):
+        if not isinstance(record, dict) or "key" not in record:
+            logger.warning("judge cache %s: skipping record %d, which has no 'key'", path, number)
+            continue
+        cache[record["key"]] = record
+    return cache
 
 
 def annotate(

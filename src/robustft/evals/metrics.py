@@ -42,3 +42,21 @@ def compute_metrics(
 
 def predictions_from_logits(logits: np.ndarray, regression: bool) -> np.ndarray:
     return logits.reshape(-1) if regression else logits.argmax(axis=-1)
+
+
+def is_constant_prediction(predictions: np.ndarray, regression: bool) -> bool:
+    """Whether a model predicted one class (classification) or one value (regression) for every example.
+
+    Such a model learned nothing: its accuracy is the share of the majority class and its correlation is
+    0 (see _correlation). Regression outputs count as one value when their spread is below 1e-6 of their
+    size, so float noise from different inputs does not hide a collapsed regressor.
+    """
+    predictions = np.asarray(predictions)
+    if predictions.size == 0:
+        return False
+    if not regression:
+        return bool(np.unique(predictions).size == 1)
+    values = predictions.astype(np.float64)
+    if not np.isfinite(values).all():
+        return False
+    return bool(np.ptp(values) <= 1e-6 * max(1.0, float(np.abs(values).max())))

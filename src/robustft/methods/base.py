@@ -129,15 +129,20 @@ def require_number(
     *,
     min_inclusive: bool = True,
     max_inclusive: bool = False,
+    why: str = "",
 ) -> None:
-    """Raise MethodConfigError naming `component.setting` unless value is a finite number in range."""
+    """Raise MethodConfigError naming `component.setting` unless value is a finite number in range.
+
+    `why` says where the range comes from (the published values), so a user knows what is sensible."""
     is_number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     above = is_number and (value >= minimum if min_inclusive else value > minimum)
     below = is_number and (value <= maximum if max_inclusive else value < maximum)
     if not (above and below):
         low, high = ("[" if min_inclusive else "("), ("]" if max_inclusive else ")")
+        reason = f" ({why})" if why else ""
         raise MethodConfigError(
-            f"{component}.{setting} must be a finite number in {low}{minimum}, {maximum}{high}, got {value!r}"
+            f"{component}.{setting} must be a finite number in {low}{minimum:g}, {maximum:g}{high}{reason}, "
+            f"got {value!r}"
         )
 
 
@@ -218,14 +223,35 @@ class Method:
             component.load_state_dict(state[component.name])
 
 
+def components_named_by(name: str) -> list[str] | None:
+    """The components a method name spells ('finetune': none, 'a', 'a+b': those, in that order), or None
+    for a free label such as 'nt_l0.1' or 'smart_no_rs'."""
+    if name == "finetune":
+        return []
+    parts = name.split("+")
+    return parts if all(part in COMPONENTS for part in parts) else None
+
+
 def build_method(name: str, components: dict[str, dict[str, Any] | None] | None = None) -> Method:
-    """Build a method from explicit component settings, or from its name: 'finetune', 'a', 'a+b'."""
+    """Build a method from explicit component settings, or from its name: 'finetune', 'a', 'a+b'.
+
+    A name that spells components ('finetune', 'smart', 'noisytune+smart') must have exactly those
+    components, in that order, whatever their settings: run directories and tables are labelled by the
+    name, so a SMART run labelled `finetune` would be reported as the baseline. Any other name is a free
+    label for whatever components it is given (the config's presets, e.g. `noisytune_l0.05`)."""
     if components is None:
         names = [] if name == "finetune" else name.split("+")
         components = {component: {} for component in names}
     if not isinstance(components, dict) or not all(isinstance(s, dict | None) for s in components.values()):
         raise MethodConfigError(
             f"method {name!r}: components must map component names to settings objects, got {components!r}"
+        )
+    spelled = components_named_by(name)
+    if spelled is not None and spelled != list(components):
+        raise MethodConfigError(
+            f"method {name!r} names the components {spelled} but is given {list(components)}: a method "
+            "named 'finetune', after a component or 'a+b' must have exactly those components, in that "
+            f"order; name these components {'+'.join(components) or 'finetune'!r} or a label of your own"
         )
     method = Method(name=name, components=[build_component(c, s) for c, s in components.items()])
     for role, replaces in (

@@ -56,6 +56,9 @@ from robustft.methods.base import (
 NORMS = ("l2", "linf")
 
 
+MAX_ADV_STEPS = 10  # K: the launch scripts use 2-4
+
+
 @register_component
 @dataclass
 class FreeLB(Component):
@@ -72,11 +75,31 @@ class FreeLB(Component):
 
     def validate(self) -> None:
         steps = self.adv_steps
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise MethodConfigError(f"freelb.adv_steps must be an integer >= 1, got {steps!r}")
-        require_number("freelb", "adv_lr", self.adv_lr)
-        require_number("freelb", "adv_init_mag", self.adv_init_mag)
-        require_number("freelb", "adv_max_norm", self.adv_max_norm)
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_ADV_STEPS:
+            raise MethodConfigError(
+                f"freelb.adv_steps must be an integer in [1, {MAX_ADV_STEPS}] (the launch scripts use 2-4; "
+                f"each step costs a forward and a backward pass), got {steps!r}"
+            )
+        # Upper bounds a few times above the launch values (adv_lr 0.03-0.2, init 0-0.6, norm 0-0.7).
+        # l2 magnitudes are norms of a whole sequence's δ (the init is NEFTune's α/√(L·d) scale, α <= 15
+        # published); linf ones bound each coordinate of embeddings whose entries are about 0.05.
+        magnitude = 100.0 if self.norm == "l2" else 1.0
+        for setting, maximum, why in (
+            ("adv_lr", 10.0, "the launch scripts use 0.03 to 0.2"),
+            (
+                "adv_init_mag",
+                magnitude,
+                f"the launch scripts use 0 to 0.6; the bound is for norm {self.norm}",
+            ),
+            (
+                "adv_max_norm",
+                magnitude,
+                f"the launch scripts use 0 to 0.7; the bound is for norm {self.norm}",
+            ),
+        ):
+            require_number(
+                "freelb", setting, getattr(self, setting), 0.0, maximum, max_inclusive=True, why=why
+            )
         require_choice("freelb", "norm", self.norm, NORMS)
         if not isinstance(self.clean_pass, bool):
             raise MethodConfigError(f"freelb.clean_pass must be true or false, got {self.clean_pass!r}")

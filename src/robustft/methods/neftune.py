@@ -45,7 +45,15 @@ class NEFTune(Component):
     distribution: str = "uniform"
 
     def validate(self) -> None:
-        require_number("neftune", "alpha", self.alpha)
+        require_number(
+            "neftune",
+            "alpha",
+            self.alpha,
+            0.0,
+            100.0,
+            max_inclusive=True,
+            why="the paper uses 5, 10 and 15",
+        )
         require_choice("neftune", "mode", self.mode, MODES)
         require_choice("neftune", "distribution", self.distribution, DISTRIBUTIONS)
 

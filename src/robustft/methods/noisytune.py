@@ -49,7 +49,16 @@ class NoisyTune(Component):
     exclude: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
-        require_number("noisytune", "noise_lambda", self.noise_lambda)
+        # λ = 1 already adds noise of ±0.5 std to every weight; the paper sweeps 0-0.3 (Figure 6).
+        require_number(
+            "noisytune",
+            "noise_lambda",
+            self.noise_lambda,
+            0.0,
+            1.0,
+            max_inclusive=True,
+            why="the paper sweeps 0 to 0.3",
+        )
         require_choice("noisytune", "distribution", self.distribution, DISTRIBUTIONS)
         require_choice("noisytune", "scale", self.scale, SCALES)
         for setting in ("include", "exclude"):

@@ -55,8 +55,24 @@ class R3F(Component):
     noise_type: str = "uniform"  # fairseq `--noise-type` default; paper tries both U and N
 
     def validate(self) -> None:
-        require_number("r3f", "noise_eps", self.noise_eps)
-        require_number("r3f", "r3f_lambda", self.r3f_lambda)
+        require_number(
+            "r3f",
+            "noise_eps",
+            self.noise_eps,
+            0.0,
+            1.0,
+            max_inclusive=True,
+            why="fairseq uses 1e-5; embedding entries are about 0.05",
+        )
+        require_number(
+            "r3f",
+            "r3f_lambda",
+            self.r3f_lambda,
+            0.0,
+            100.0,
+            max_inclusive=True,
+            why="the paper sweeps 0.1 to 5",
+        )
         require_choice("r3f", "noise_type", self.noise_type, NOISE_TYPES)
 
     def prepare_model(self, model: nn.Module, context: RunContext) -> None:

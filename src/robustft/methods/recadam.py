@@ -210,14 +210,33 @@ class RecAdam(Component):
         super().__post_init__()
 
     def validate(self) -> None:
-        require_number("recadam", "pretrain_coef", self.pretrain_coef)
+        require_number(
+            "recadam",
+            "pretrain_coef",
+            self.pretrain_coef,
+            0.0,
+            1e6,
+            max_inclusive=True,
+            why="the code's default is 5000",
+        )
         require_choice("recadam", "anneal_fun", self.anneal_fun, ANNEAL_FUNCTIONS)
-        # k > 0: λ must rise from recall to learning; k = 0 freezes λ at 1/2, k < 0 anneals backwards.
+        # k > 0: λ must rise from recall to learning; k = 0 freezes λ at 1/2, k < 0 anneals backwards. No
+        # upper bound: a large k is a hard switch from recall to learning at t0, a sensible choice.
         require_number("recadam", "anneal_k", self.anneal_k, 0.0, min_inclusive=False)
+        t0_why = "optimizer steps; the authors sweep 100 to 1000"
         if self.anneal_fun == "linear":  # t/t0
-            require_number("recadam", "anneal_t0", self.anneal_t0, 0.0, min_inclusive=False)
+            require_number(
+                "recadam",
+                "anneal_t0",
+                self.anneal_t0,
+                0.0,
+                1e6,
+                min_inclusive=False,
+                max_inclusive=True,
+                why=t0_why,
+            )
         else:
-            require_number("recadam", "anneal_t0", self.anneal_t0)
+            require_number("recadam", "anneal_t0", self.anneal_t0, 0.0, 1e6, max_inclusive=True, why=t0_why)
         # w = 0 would freeze the backbone (the public code instead silently switches to plain Adam).
         require_number(
             "recadam", "anneal_w", self.anneal_w, 0.0, 1.0, min_inclusive=False, max_inclusive=True

@@ -83,6 +83,9 @@ PERTURBATION_NORMS = ("project", "normalize")
 NORMALIZE_EPS = 1e-6  # mt-dnn `--adv_epsilon`: the stabiliser of its ℓ∞ normaliser
 
 
+MAX_ASCENT_STEPS = 10  # K: 1 in the paper; PGD-style sweeps stop well below 10
+
+
 def _require_bool(setting: str, value: object) -> None:
     if not isinstance(value, bool):
         raise MethodConfigError(f"smart.{setting} must be true or false, got {value!r}")
@@ -112,14 +115,30 @@ class SMART(Component):
         super().__post_init__()
 
     def validate(self) -> None:
-        for setting in ("smoothness_weight", "noise_std", "radius", "step_size", "bregman_weight"):
-            require_number("smart", setting, getattr(self, setting))
+        # Upper bounds far above every published value: the paper finds λ_s >= 100 "too strong" (its grid is
+        # {1, 3, 5}); σ and ε perturb each coordinate of embeddings whose entries are about 0.05, so 1 is
+        # noise 20 times the signal.
+        for setting, maximum, why in (
+            ("smoothness_weight", 100.0, "the paper tunes 1 to 5 and finds 100 too strong"),
+            ("bregman_weight", 100.0, "the paper uses 1"),
+            ("noise_std", 1.0, "the paper uses 1e-5; embedding entries are about 0.05"),
+            ("radius", 1.0, "the paper uses 1e-5 and finds 1e-5 to 1e-4 equivalent"),
+        ):
+            require_number(
+                "smart", setting, getattr(self, setting), 0.0, maximum, max_inclusive=True, why=why
+            )
+        # No upper bound on η: `project` clamps the step to ε and `normalize` rescales it away, so a large η
+        # only means "follow the gradient, not the initial noise".
+        require_number("smart", "step_size", self.step_size)
         if (
             isinstance(self.ascent_steps, bool)
             or not isinstance(self.ascent_steps, int)
-            or self.ascent_steps < 1
+            or not 1 <= self.ascent_steps <= MAX_ASCENT_STEPS
         ):
-            raise MethodConfigError(f"smart.ascent_steps must be an integer >= 1, got {self.ascent_steps!r}")
+            raise MethodConfigError(
+                f"smart.ascent_steps must be an integer in [1, {MAX_ASCENT_STEPS}] (the paper uses 1; each "
+                f"step costs a forward and a backward pass), got {self.ascent_steps!r}"
+            )
         require_choice("smart", "perturbation_norm", self.perturbation_norm, PERTURBATION_NORMS)
         _require_bool("kl_detach_opposite", self.kl_detach_opposite)
         _require_bool("mask_padding", self.mask_padding)

@@ -110,3 +110,39 @@ class DivergenceCallback(TrainerCallback):
     def on_epoch_end(self, args, state, control: TrainerControl, **kwargs) -> None:
         if self.diverged_at is not None:
             control.should_save = False  # a save CheckpointCallback moved to the end of the epoch
+
+
+def loss_explosion(log_history: Sequence[dict], factor: float | None) -> tuple[int, str] | None:
+    """(step, reason) when a finite loss blew up, else None: the divergence that a NaN check misses.
+
+    The rule (train setting `divergence_factor`): the start is the first finite training loss logged
+    (`logging_first_step`: step 1, the loss of the starting model). The run blew up when the last logged
+    training loss, or any evaluation loss (`eval_<split>_loss`), exceeds `factor` x that start. With lr
+    1000 on RTE the dev loss ends near 1e7 against a start of about 0.7; a run that merely overfits
+    stays within a few times its start.
+    """
+    if factor is None:
+        return None
+    train = [
+        (int(entry.get("step", 0)), float(entry["loss"]))
+        for entry in log_history
+        if isinstance(entry.get("loss"), int | float) and math.isfinite(entry["loss"])
+    ]
+    if not train:
+        return None
+    start_step, start = train[0]
+    limit = factor * start
+    checks = [
+        (f"{key} {float(value):.4g}", int(entry.get("step", 0)), float(value))
+        for entry in log_history
+        for key, value in entry.items()
+        if key.startswith("eval_") and key.endswith("_loss") and isinstance(value, int | float)
+    ]
+    checks.append((f"training loss {train[-1][1]:.4g}", *train[-1]))
+    for what, step, value in checks:
+        if value > limit:  # NaN compares False: the NaN check owns those
+            return step, (
+                f"{what} at step {step} exceeds divergence_factor {factor:g} x the starting training loss "
+                f"{start:.4g} (step {start_step})"
+            )
+    return None

@@ -22,7 +22,7 @@ import numpy as np
 from robustft import provenance
 from robustft.data import TaskSpec, get_task, split_task_variant, subsample_fraction
 from robustft.data.glue import SplitData, load_split
-from robustft.evals.metrics import compute_metrics, predictions_from_logits
+from robustft.evals.metrics import compute_metrics, is_constant_prediction, predictions_from_logits
 from robustft.io import write_json_atomic, write_text_atomic
 from robustft.methods import Method, RunContext
 from robustft.train.checkpoints import (
@@ -38,6 +38,7 @@ from robustft.train.config import RunError, RunPreempted, RunSpec, TrainConfig, 
 
 logger = logging.getLogger(__name__)
 
+DEGENERATE = "degenerate"  # the eval metric key that flags a constant prediction
 RUN_FILES = ("metrics.json", "history.jsonl", "norms.jsonl", "run.json", "predictions.jsonl")
 
 
@@ -210,7 +211,7 @@ def _train(
     from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
     from robustft.models import load_sequence_classifier_with_info, load_tokenizer
-    from robustft.train.callbacks import DivergenceCallback, HistoryCallback, NormCallback
+    from robustft.train.callbacks import DivergenceCallback, HistoryCallback, NormCallback, loss_explosion
     from robustft.train.trainer import RobustTrainer
 
     task = get_task(spec.task)
@@ -253,7 +254,10 @@ def _train(
 
     def metrics_fn(prediction) -> dict[str, float]:
         predictions = predictions_from_logits(np.asarray(prediction.predictions), task.is_regression)
-        return compute_metrics(task.metrics, predictions, np.asarray(prediction.label_ids))
+        scores = compute_metrics(task.metrics, predictions, np.asarray(prediction.label_ids))
+        # Logged beside the metrics (eval_<split>_degenerate), so the final evaluation's record says
+        # whether that model predicted one class (one value) for every example.
+        return {**scores, DEGENERATE: float(is_constant_prediction(predictions, task.is_regression))}
 
     run_record.update(
         method=method.describe(),
@@ -340,12 +344,17 @@ def _train(
 
     # The last logging window may end after the last log; the mean training loss covers every step.
     final_loss_finite = math.isfinite(train_output.training_loss)
-    diverged = (
-        divergence.diverged_at is not None
-        or not final_loss_finite
-        or not all(math.isfinite(v) for v in metrics.values())
-    )
-    status = "diverged" if diverged else ("ok" if metrics else "failed")
+    diverged_at, diverged_because = divergence.diverged_at, None
+    if diverged_at is not None:
+        diverged_because = f"non-finite training loss or gradient norm at step {diverged_at}"
+    elif not final_loss_finite or not all(math.isfinite(v) for v in metrics.values()):
+        diverged_because = "non-finite mean training loss or final dev metric"
+    else:
+        explosion = loss_explosion(trainer.state.log_history, config.divergence_factor)
+        if explosion is not None:
+            diverged_at, diverged_because = explosion
+    status = "diverged" if diverged_because else ("ok" if metrics else "failed")
+    degenerate = final.get(f"eval_dev_{DEGENERATE}")
     result = {
         "status": status,
         "model": spec.model,
@@ -355,7 +364,11 @@ def _train(
         "primary_metric": task.primary_metric,
         "metrics": metrics,
         "epoch": final.get("epoch"),
-        "diverged_at_step": divergence.diverged_at,
+        "diverged_at_step": diverged_at,
+        "diverged_because": diverged_because,
+        # One class (one value) predicted for every dev example at the reported evaluation: the run
+        # learned nothing. It stays in the averages (a real outcome); the report counts it beside them.
+        "degenerate": None if degenerate is None else bool(degenerate),
         "n_train": len(train_split),
         "n_eval": len(eval_splits["dev"]),
         "train_runtime_s": train_output.metrics.get("train_runtime"),

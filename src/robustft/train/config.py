@@ -8,7 +8,19 @@ from typing import Any
 
 from robustft.data import get_task
 from robustft.methods import Method, build_method
-from robustft.models import get_model_spec
+from robustft.models import get_model_spec, model_kind_error, sequence_length_error
+
+# transformers.set_seed seeds numpy, whose legacy seed must lie in [0, 2**32 - 1]; torch would take more.
+SEED_MIN, SEED_MAX = 0, 2**32 - 1
+
+
+def seed_error(seed: object) -> str | None:
+    """Why `seed` cannot seed a run (random, numpy and torch through transformers.set_seed), or None."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        return f"a seed must be an integer, got {seed!r}"
+    if not SEED_MIN <= seed <= SEED_MAX:
+        return f"a seed must be in [{SEED_MIN}, 2**32 - 1] (numpy's seed range), got {seed}"
+    return None
 
 
 class RunError(RuntimeError):
@@ -69,6 +81,10 @@ class TrainConfig:
     # SMART Figure 2: write predictions.jsonl (split, index, label, prediction, probs) for every eval split,
     # from the final model (the last epoch, also under report_epoch "best").
     save_predictions: bool = False
+    # A run whose loss explodes without becoming NaN is diverged too: when the last logged training loss,
+    # or any dev loss, exceeds this factor x the first logged training loss (step 1, the loss of the
+    # starting model). None: only NaN/inf counts.
+    divergence_factor: float | None = 10.0
 
 
 @dataclass
@@ -86,10 +102,23 @@ class RunSpec:
         """Fail before any heavy work on a bad name or setting."""
         get_model_spec(self.model)
         get_task(self.task)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise RunError(f"seed must be an integer, got {self.seed!r}")
-        validate_train_settings(asdict(self.train))
+        validate_run_inputs(self.model, self.seed, self.train)
         return build_method(self.method, self.components)
+
+
+def validate_run_inputs(model: str, seed: object, train: TrainConfig) -> None:
+    """The checks a classification run (GLUE or XTREME) shares: an encoder, a seed numpy takes, train
+    settings the schema allows, and inputs no longer than the model's position embeddings."""
+    problem = seed_error(seed)
+    if problem:
+        raise RunError(f"--seed: {problem}")
+    problem = model_kind_error(model, "encoder")
+    if problem:
+        raise RunError(f"--model: {problem}")
+    validate_train_settings(asdict(train))
+    problem = sequence_length_error(model, train.max_seq_length)
+    if problem:
+        raise RunError(f"train setting 'max_seq_length': {problem}")
 
 
 def validate_train_settings(settings: dict[str, Any]) -> None:

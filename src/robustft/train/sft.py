@@ -187,8 +187,15 @@ class SFTRunSpec:
         get_instruct_dataset(self.dataset)
         if self.sft.heldout_dataset is not None:
             get_instruct_dataset(self.sft.heldout_dataset)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise RunError(f"seed must be an integer, got {self.seed!r}")
+        from robustft.models import sequence_length_error
+        from robustft.train.config import seed_error
+
+        problem = seed_error(self.seed)
+        if problem:
+            raise RunError(f"--seed: {problem}")
+        problem = sequence_length_error(self.model, self.sft.max_seq_length)
+        if problem:
+            raise RunError(f"sft setting 'max_seq_length': {problem}")
         method = build_method(self.method, self.components)
         unsupported = [
             c.name for c in method.components if c.owns_training_step or overrides(c, "extra_loss")

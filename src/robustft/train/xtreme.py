@@ -25,7 +25,13 @@ import numpy as np
 
 from robustft import provenance
 from robustft.io import write_json_atomic
-from robustft.train.config import RunError, RunPreempted, TrainConfig, record_failure, validate_train_settings
+from robustft.train.config import (
+    RunError,
+    RunPreempted,
+    TrainConfig,
+    record_failure,
+    validate_run_inputs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -93,9 +99,7 @@ class XtremeRunSpec:
             raise KeyError(f"unknown XTREME task {self.task!r}; known: {sorted(XTREME_TASKS)}")
         if self.setting not in SETTINGS:
             raise RunError(f"unknown XTREME setting {self.setting!r}; known: {list(SETTINGS)}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise RunError(f"seed must be an integer, got {self.seed!r}")
-        validate_train_settings(asdict(self.train))
+        validate_run_inputs(self.model, self.seed, self.train)
         # GLUE-track settings an XTREME run has no use for: refused rather than silently ignored.
         unused = {
             "report_epoch": "last",
@@ -272,7 +276,7 @@ def _train_and_evaluate(spec, method, task, out_dir: Path, run_record, resume) -
     from robustft.data.xtreme import load_xtreme_split, load_xtreme_train
     from robustft.methods import RunContext
     from robustft.models import load_tokenizer
-    from robustft.train.callbacks import DivergenceCallback, HistoryCallback
+    from robustft.train.callbacks import DivergenceCallback, HistoryCallback, loss_explosion
     from robustft.train.checkpoints import CHECKPOINT_DIR, CheckpointCallback, stop_on_sigterm
     from robustft.train.trainer import RobustTrainer
     from robustft.train.xtreme_heads import QAWindowSettings
@@ -365,17 +369,27 @@ def _train_and_evaluate(spec, method, task, out_dir: Path, run_record, resume) -
         per_language[language] = scores
         logger.info("%s %s: %s", spec.task, language, scores)
     loss = train_output.training_loss
-    diverged = divergence.diverged_at is not None or not np.isfinite(loss)
+    diverged_at, diverged_because = divergence.diverged_at, None
+    if diverged_at is not None:
+        diverged_because = f"non-finite training loss or gradient norm at step {diverged_at}"
+    elif not np.isfinite(loss):
+        diverged_because = "non-finite mean training loss"
+    else:
+        # XTREME evaluates once, after training: the training losses alone decide (see loss_explosion).
+        explosion = loss_explosion(trainer.state.log_history, config.divergence_factor)
+        if explosion is not None:
+            diverged_at, diverged_because = explosion
     run_record["data"].update(sources)
     run_record.update(method_log=context.log, train_metrics=train_output.metrics)
     return {
-        "status": "diverged" if diverged else "ok",
+        "status": "diverged" if diverged_because else "ok",
         "languages": per_language,
         "excluded_languages": excluded,
         "train_languages": train_languages,
         "n_train": n_train,
         "train_loss": loss,
-        "diverged_at_step": divergence.diverged_at,
+        "diverged_at_step": diverged_at,
+        "diverged_because": diverged_because,
         "layer": None,
     }
 
