@@ -91,6 +91,33 @@ def test_a_diverged_seed_is_counted_beside_the_claim() -> None:
     assert (claims.loc["rte", "n_diverged_method"], claims.loc["rte", "n_diverged_baseline"]) == (1, 0)
     assert claims.loc["mrpc", "n_diverged_method"] == 0
     assert claims.loc["GLUE-avg", "n_diverged_method"] == 1  # the average's seeds lose it too
+    # A diverged seed counts against its method: RTE's survivors show the paper's direction, but the
+    # claim is unstable; MRPC, where nothing diverged, keeps its verdict.
+    assert claims.loc["rte", "verdict"] == "unstable"
+    assert claims.loc["GLUE-avg", "verdict"] == "unstable"
+    assert claims.loc["mrpc", "verdict"] == "direction only"
+
+
+def test_finish_claims_marks_every_artifacts_claims_unstable() -> None:
+    """Whatever artifact drew a reproduced or direction-only claim, a method that diverged on more
+    seeds than its baseline makes it unstable; unknown counts (pd.NA) do not."""
+    from robustft.artifacts.base import finish_claims
+
+    claim = {"n_pairs": 4, "paper_delta": 1.0, "ci_low": 0.5, "ci_high": 1.5, "p_value": 0.01}
+    claims = pd.DataFrame(
+        [
+            {**claim, "verdict": "reproduced", "n_diverged_method": 2, "n_diverged_baseline": 0},
+            {**claim, "verdict": "direction only", "n_diverged_method": 1, "n_diverged_baseline": pd.NA},
+            {**claim, "verdict": "reproduced", "n_diverged_method": 1, "n_diverged_baseline": 1},
+            {**claim, "verdict": "within noise", "n_diverged_method": 3, "n_diverged_baseline": 0},
+            {**claim, "verdict": "reproduced", "n_diverged_method": pd.NA, "n_diverged_baseline": pd.NA},
+        ]
+    )
+    finished = finish_claims(claims, min_seeds=3)
+    assert list(finished["verdict"]) == ["unstable", "unstable", "reproduced", "within noise", "reproduced"]
+    # Without the count columns at all (an artifact that does not know), nothing changes.
+    bare = finish_claims(claims.drop(columns=["n_diverged_method", "n_diverged_baseline"]), min_seeds=3)
+    assert list(bare["verdict"]) == list(claims["verdict"])
 
 
 def test_an_effect_against_the_paper_is_contradicted() -> None:

@@ -217,6 +217,47 @@ def test_figure4_figure5_and_curves_regenerate(instruct_table, tmp_path: Path):
         write_result(result, tmp_path / result.key)
 
 
+def _diverged_sft(root: Path, method: str, seed: int) -> Path:
+    """A run whose SFT diverged: metrics.json with status "diverged" and nothing downstream."""
+    run = root / "smollm2-135m" / "alpaca_seed" / "default" / method / f"seed{seed}"
+    _json(run / "sft" / "metrics.json", {"status": "diverged", "train_loss": 80.0, "diverged_at_step": 7})
+    return run
+
+
+def test_neftune_claims_count_diverged_sft_runs_and_they_count_against_the_method(instruct_table, tmp_path):
+    """Table 1 pairs seed 0; NEFTune's SFT diverged on seeds 1 and 2, the baseline's on seed 1. The claim
+    says so beside the Δ, and the method lost more seeds: the direction-only claim is unstable."""
+    _, runs = instruct_table
+    root = runs[0].parents[4]
+    diverged = [_diverged_sft(root, "neftune", 1), _diverged_sft(root, "neftune", 2)]
+    table = collect_instruct([*runs, *diverged, _diverged_sft(root, "finetune", 1)])
+    lenient = ArtifactContext(paper_model={"smollm2-135m": "llama-2-7b"}, n_boot=500, min_seeds=1)
+    claim = get_artifact("neftune/table1").build(table, lenient).claims.iloc[0]
+    assert (claim["n_diverged_method"], claim["n_diverged_baseline"]) == (2, 1)
+    assert claim["n_seeds"] == 1 and claim["verdict"] == "unstable"
+    # Every NEFTune claim gets the counts, not only the win rates.
+    table4 = get_artifact("neftune/table4").build(table, lenient).claims
+    assert set(table4["n_diverged_method"]) == {2} and set(table4["n_diverged_baseline"]) == {1}
+    # The baseline lost as many seeds: the claim stands on its pairs again.
+    even = collect_instruct(
+        [*runs, *diverged, _diverged_sft(root, "finetune", 1), _diverged_sft(root, "finetune", 2)]
+    )
+    assert get_artifact("neftune/table1").build(even, lenient).claims.iloc[0]["verdict"] == "direction only"
+
+
+def test_neftune_losses_and_history_survive_a_torn_line(instruct_table):
+    """A killed-and-resumed SFT may leave a torn line inside losses.jsonl/history.jsonl: skipped."""
+    table, runs = instruct_table
+    for name in ("losses.jsonl", "history.jsonl"):
+        path = runs[1] / "sft" / name
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text(lines[0] + '{"split": "tra\n' + "".join(lines[1:]))
+    context = ArtifactContext(paper_model={"smollm2-135m": "llama-2-7b"}, n_boot=500)
+    figure4 = get_artifact("neftune/figure4").build(table, context)
+    assert figure4.status == "regenerated" and not figure4.claims.empty
+    assert get_artifact("neftune/loss_curves").build(table, context).status == "regenerated"
+
+
 def test_instruct_report_renders(instruct_table, tmp_path: Path):
     table, _ = instruct_table
     table_path = tmp_path / "tables" / "instruct.csv"

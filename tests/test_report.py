@@ -238,6 +238,17 @@ def test_spec_from_dict_defaults_and_typos() -> None:
         ReportSpec.from_dict({"title": "t", "paper": "p"})
 
 
+def test_spec_paper_method_per_paper_model() -> None:
+    names = {"finetune": {"bert-base": "finetune (BERT_ReImp)", "roberta-large": "finetune (Liu)"}, "x": "y"}
+    spec = ReportSpec.from_dict({"title": "t", "paper": "p", "artifact": "a", "paper_method": names})
+    assert spec.paper_method_name("finetune", "roberta-large") == "finetune (Liu)"
+    assert spec.paper_method_name("finetune", "bert-base") == "finetune (BERT_ReImp)"
+    assert spec.paper_method_name("finetune", "xlnet-base") == "finetune"  # not listed: its own name
+    assert spec.paper_method_name("x", "bert-base") == "y"  # the flat form: every paper model
+    with pytest.raises(ValueError, match=r"paper_method\['finetune'\]"):
+        ReportSpec.from_dict({"title": "t", "paper": "p", "artifact": "a", "paper_method": {"finetune": 3}})
+
+
 def test_source_states_proxy_verdicts_and_failures(tables_dir: Path) -> None:
     source = render_typst_source(tables_dir, _spec())
     proxy = (
@@ -440,3 +451,32 @@ def test_report_min_seeds_comes_from_the_spec(tables_dir: Path) -> None:
     assert f'verdict("{TOO_FEW_SEEDS}")' in source and f'verdict("{REPRODUCED}")' not in source
     with pytest.raises(ValueError, match="min_seeds"):
         _spec(min_seeds=0)
+
+
+def test_a_method_that_lost_more_seeds_to_divergence_is_unstable_not_reproduced(tables_dir: Path) -> None:
+    """RTE is reproduced on its seed pairs; once the method diverged on seeds the baseline did not, the
+    survivors no longer carry the claim. A baseline that lost as many leaves it reproduced."""
+    comparisons = pd.read_csv(tables_dir / "comparisons.csv")
+    rte = comparisons["task"] == "rte"
+
+    def render(method: int, baseline: int) -> str:
+        comparisons["n_diverged_method"] = 0
+        comparisons["n_diverged_baseline"] = 0
+        comparisons.loc[rte, ["n_diverged_method", "n_diverged_baseline"]] = [method, baseline]
+        comparisons.to_csv(tables_dir / "comparisons.csv", index=False)
+        return render_typst_source(tables_dir, _spec())
+
+    assert f'verdict("{REPRODUCED}")' in render(0, 0)
+    source = render(2, 0)
+    assert 'verdict("unstable")' in source and f'verdict("{REPRODUCED}")' not in source
+    assert '"2 / 0 diverged"' in source
+    assert "unstable = the effect would be reproduced" in source  # the glossary explains the word
+    assert f'verdict("{REPRODUCED}")' in render(2, 2)
+
+
+def test_every_verdict_has_a_colour_in_the_report_template() -> None:
+    from robustft.stats import VERDICTS
+
+    template = (Path(__file__).resolve().parents[1] / "src/robustft/report_templates/report.typ").read_text()
+    colours = template[template.index("#let verdict-colors") : template.index("#let verdict(v)")]
+    assert [word for word in VERDICTS if f'"{word}":' not in colours] == []

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from robustft.artifacts import ArtifactContext, get_artifact
+from robustft.artifacts.smart import TABLE6_COLUMNS
 from robustft.data import get_task
 from robustft.reference import GLUE_AVG, GLUE_TABLE_ORDER, load_paper_results, paper_task_name
 from robustft.report import ReportSpec, _paper_number, _with_average_tasks, load_tables, render_typst_source
@@ -20,6 +21,7 @@ from robustft.workflow_config import load_config, run_grid
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_CONFIGS = sorted((REPO / "config").glob("*.yaml"))
 SMART_TABLE1 = "Table 1 (arXiv v5; GLUE dev)"
+CLAIM_ARTIFACTS = ("smart/", "noisytune/table2")
 
 
 def _normalised(name: str) -> str:
@@ -27,16 +29,28 @@ def _normalised(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-def _paper_has_cell(paper: str, artifact: str, paper_model: str, task: str, paper_method: str) -> bool:
+def _stands_for(paper_method: str, method: str) -> bool:
+    """Whether a paper row's method is a row of our `method`, read from the paper's own naming and not
+    from any config's mapping: the same name, or the name with a qualifier ("finetune (BERT_ReImp, ...)",
+    "finetune (as reported by Liu et al. 2019)" and "finetune (Nie et al. 2019)" are finetune rows)."""
+    return paper_method == method or paper_method.startswith(f"{method} (")
+
+
+def _paper_has_cell(
+    paper: str, artifact: str, paper_model: str, task: str, method: str, split: str | None = None
+) -> bool:
     """Whether paper_results.csv holds any number for the cell, matched without the report's lookup: a
-    dataset whose normalised name starts with our task key (mnli matches MNLI, MNLI-m and MNLI-mm)."""
+    row of our method (_stands_for) on a dataset whose normalised name starts with our task key (mnli
+    matches MNLI, MNLI-m and MNLI-mm), on `split` (or a qualified form of it) when one is given."""
     frame = load_paper_results()
     rows = frame[
         (frame["paper"] == paper)
         & (frame["artifact"] == artifact)
         & (frame["model"] == paper_model)
-        & (frame["method"] == paper_method)
+        & frame["method"].map(lambda name: _stands_for(name, method))
     ]
+    if split is not None:
+        rows = rows[(rows["split"] == split) | rows["split"].str.match(rf"{re.escape(split)}[| (]")]
     return any(_normalised(dataset).startswith(task) for dataset in rows["dataset"])
 
 
@@ -80,14 +94,16 @@ def test_the_enumeration_covers_the_shipped_paper_configs() -> None:
 
 
 def _exists(spec: ReportSpec, model: str, task: str, method: str) -> bool:
-    paper_model, paper_method = spec.paper_model[model], spec.paper_method_name(method)
+    """Whether the paper has the cell, by our method's name (not the config's paper_method mapping, so a
+    mapping to a row the paper lacks for this model cannot hide a cell the paper has)."""
+    paper_model = spec.paper_model[model]
     if task != GLUE_AVG:
-        return _paper_has_cell(spec.paper, spec.artifact, paper_model, task, paper_method)
+        return _paper_has_cell(spec.paper, spec.artifact, paper_model, task, method)
     averaged = spec.average_over.get(model, [])
     if not averaged or {paper_task_name(t) for t in averaged} == set(GLUE_TABLE_ORDER):
-        return _paper_has_cell(spec.paper, spec.artifact, paper_model, "glueavg", paper_method)
+        return _paper_has_cell(spec.paper, spec.artifact, paper_model, "glueavg", method)
     # Recomputed over our tasks: it exists when every one of them does.
-    return all(_paper_has_cell(spec.paper, spec.artifact, paper_model, t, paper_method) for t in averaged)
+    return all(_paper_has_cell(spec.paper, spec.artifact, paper_model, t, method) for t in averaged)
 
 
 @pytest.mark.parametrize("config", sorted({name for name, *_ in PRINTED}))
@@ -98,6 +114,110 @@ def test_a_paper_cell_that_exists_is_never_printed_as_missing(config: str) -> No
         if exists != (number is not None):
             shown = "–" if number is None else number.value
             wrong.append(f"{model}/{task}/{method}: paper has it: {exists}, printed: {shown}")
+    assert not wrong, f"{config} ({len(wrong)} cells): " + "; ".join(wrong)
+
+
+def _synthetic_runs(config: dict) -> pd.DataFrame:
+    """runs.csv of a config's whole grid, every run ok: method i scores i points above finetune's level,
+    with every metric a run writes (MNLI mismatched, ANLI's rounds and test splits) beside the score."""
+    methods = sorted(config["methods"], key=lambda m: (m != "finetune", m))
+    extra = {"mnli": ["accuracy_mm"], "anli": list(TABLE6_COLUMNS)}
+    rows = []
+    for model, task, method, seed in run_grid(config):
+        spec = get_task(task.split("@")[0])
+        score = 60.0 + methods.index(method) + 0.1 * seed * (1 + methods.index(method))
+        metrics = {f"m_{metric}": score for metric in (*spec.metrics, *extra.get(spec.key, []))}
+        rows.append(
+            {
+                "model": model,
+                "task": task,
+                "method": method,
+                "seed": seed,
+                "status": "ok",
+                "metric": spec.primary_metric,
+                "score": score,
+                **metrics,
+                "n_train": 100,
+                "n_eval": 50,
+                "wall_time_s": 1.0,
+                "git_commit": "abc1234",
+                "train_runtime_s": 1.0,
+                "run_dir": "",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _claim_cell(task: str) -> tuple[str, str]:
+    """A claim's task as (normalised dataset prefix, split): "snli@0.01" -> ("snli", "dev"), SMART
+    Table 6's pseudo-task "ANLI-R1 test" -> ("anlir1", "test")."""
+    name, _, split = task.partition(" ")
+    return _normalised(name.split("@")[0]), split or "dev"
+
+
+def _claim_exists(paper: str, artifact: str, paper_model: str, task: str, method: str) -> bool:
+    dataset, split = _claim_cell(task)
+    return _paper_has_cell(paper, artifact, paper_model, dataset, method, split=split)
+
+
+def _printed_claim_cells() -> list[tuple[str, str, str, str, float, bool]]:
+    """(config, artifact key, claim, side, printed value, paper has it) for the paper side of every claim
+    the artifacts of a shipped GLUE config print: `paper_value` (the claim's method) and `paper_baseline`
+    (its baseline), each looked up in paper_results.csv by our method name (_stands_for)."""
+    cells = []
+    for path in SHIPPED_CONFIGS:
+        config = load_config(path)
+        if "glue" not in config["tracks"]:
+            continue
+        runs = _synthetic_runs(config)
+        context = ArtifactContext(paper_model=dict(config["report"]["paper_model"]), n_boot=50)
+        for key in config.get("artifacts", []):
+            artifact = get_artifact(key)
+            # Tables built from runs.csv alone (NoisyTune's figures also read files in each run's directory).
+            if not key.startswith(CLAIM_ARTIFACTS):
+                continue
+            claims = artifact.build(runs, context).claims
+            if claims is None or claims.empty or "paper_model" not in claims:
+                continue
+            for claim in claims[claims["paper_model"].astype(str) != ""].itertuples(index=False):
+                same_model = claims[(claims["model"] == claim.model) & (claims["task"] != GLUE_AVG)]
+                for side, method, printed in (
+                    ("paper_value", claim.method, claim.paper_value),
+                    ("paper_baseline", claim.baseline, claim.paper_baseline),
+                ):
+                    # An average exists where every task the model's claims cover does.
+                    tasks = sorted(set(same_model["task"])) if claim.task == GLUE_AVG else [claim.task]
+                    exists = bool(tasks) and all(
+                        _claim_exists(artifact.paper, artifact.artifact, claim.paper_model, task, method)
+                        for task in tasks
+                    )
+                    label = f"{claim.model}/{claim.task}/{claim.method} vs {claim.baseline}"
+                    cells.append((path.name, key, label, side, printed, exists))
+    return cells
+
+
+PRINTED_CLAIMS = _printed_claim_cells()
+
+
+def test_the_claim_enumeration_covers_smarts_roberta_large_block() -> None:
+    smart = {(key, label.split("/")[0]) for name, key, label, *_ in PRINTED_CLAIMS if name == "smart.yaml"}
+    assert {
+        ("smart/table1", "bert-base"),
+        ("smart/table1", "roberta-large"),
+        ("smart/table6", "roberta-large"),
+    } <= smart
+    assert any(name == "noisytune.yaml" for name, *_ in PRINTED_CLAIMS)
+
+
+@pytest.mark.parametrize("config", sorted({name for name, *_ in PRINTED_CLAIMS}))
+def test_an_artifact_claim_prints_every_paper_value_that_exists(config: str) -> None:
+    """Whenever paper_results.csv has a row of the claim's method (or baseline) for its paper model and
+    dataset, the claim prints a number there: a baseline named after another model's row cannot hide it."""
+    wrong = [
+        f"{key} {label}: {side} missing"
+        for name, key, label, side, printed, exists in PRINTED_CLAIMS
+        if name == config and exists and pd.isna(printed)
+    ]
     assert not wrong, f"{config} ({len(wrong)} cells): " + "; ".join(wrong)
 
 

@@ -5,6 +5,7 @@ packing refused with noise, the run directory contract, resume, LoRA and QLoRA."
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -432,3 +433,61 @@ def test_heldout_from_the_training_dataset_is_never_trained_on(data_dir: Path) -
     assert heldout is not None and len(heldout.examples) >= 20
     trained = {example.prompt for example in train.examples}
     assert not trained & {example.prompt for example in heldout.examples}
+
+
+def test_loss_explosion_marks_an_sft_run_diverged(tiny_llama: str, data_dir: Path, tmp_path: Path) -> None:
+    """A finite blow-up is divergence in SFT too (the GLUE/XTREME rule). Adam at lr 1 takes the tiny model's
+    losses from about 8 at step 1 to about 13 without a NaN: past a factor of 1.2, not of 10 (the default,
+    which takes longer runs than a unit test to reach). With divergence_factor null the run stays ok."""
+    settings = dict(learning_rate=1.0, max_steps=6, logging_steps=4, eval_steps=3, warmup_ratio=0.0)
+    out = tmp_path / "sft"
+    result = sft_run(_spec(data_dir, divergence_factor=1.2, **settings), out)
+    history = read_jsonl(out / "history.jsonl")
+    # logging_first_step: the starting loss is logged even when logging_steps skips step 1.
+    assert next(h["step"] for h in history if "train_loss" in h) == 1
+    assert result["status"] == "diverged", history
+    assert "divergence_factor 1.2" in result["diverged_because"]
+    assert result["diverged_at_step"] >= 1
+    assert json.loads((out / "run.json").read_text())["status"] == "diverged"
+    off = sft_run(_spec(data_dir, divergence_factor=None, **settings), tmp_path / "off")
+    assert off["status"] == "ok" and off["diverged_because"] is None
+
+
+def test_sft_divergence_reads_history_and_skips_a_torn_line(tmp_path: Path) -> None:
+    from robustft.train.sft import sft_divergence
+
+    path = tmp_path / "history.jsonl"
+    lines = [
+        {"step": 1, "train_loss": 2.0},
+        {"step": 10, "train_loss": 1.5},
+        {"step": 10, "eval_train_loss": 1.4, "eval_heldout_loss": 30.0},
+    ]
+    # A killed attempt's fragment, followed by the resumed attempt's lines.
+    path.write_text(
+        json.dumps(lines[0]) + '\n{"step": 5, "train_lo\n' + "".join(json.dumps(r) + "\n" for r in lines[1:])
+    )
+    step, because = sft_divergence(None, 1.5, path, 10.0)
+    assert step == 10 and "eval_heldout_loss 30" in because and "starting training loss 2" in because
+    assert sft_divergence(None, 1.5, path, 20.0) == (None, None)
+    assert sft_divergence(None, 1.5, path, None) == (None, None)
+    assert sft_divergence(3, math.nan, path, None)[0] == 3
+    assert "non-finite" in sft_divergence(None, math.nan, path, 10.0)[1]
+
+
+def test_divergence_factor_is_an_sft_setting() -> None:
+    assert SFTSettings().divergence_factor == 10.0
+    assert settings_from_dict({"divergence_factor": None}).divergence_factor is None
+    with pytest.raises(RunError, match="'divergence_factor'"):
+        settings_from_dict({"divergence_factor": 0.5})
+
+
+def test_the_config_schema_knows_the_sft_divergence_factor() -> None:
+    from jsonschema import Draft202012Validator
+
+    from robustft.workflow_config import load_schema
+
+    sft = load_schema()["properties"]["instruct"]["properties"]["sft"]
+    assert "divergence_factor" in sft["properties"]
+    validator = Draft202012Validator(sft)
+    assert validator.is_valid({"divergence_factor": None}) and validator.is_valid({"divergence_factor": 10})
+    assert not validator.is_valid({"divergence_factor": 0.5})

@@ -87,9 +87,11 @@ def paper_value(paper: str, name: str, scope: str | None = None) -> set[float]:
     ]
     assert len(rows) == 1, f"{paper} {name} {scope}: {len(rows)} rows"
     value = rows[0]["value"]
-    numbers = re.findall(r"\d+(?:\.\d+)?(?:e-?\d+)?", value)
-    if value.startswith("{"):
-        return {float(number) for number in numbers}
+    number = r"\d+(?:\.\d+)?(?:e-?\d+)?"
+    grid = re.search(r"\{([^}]*)\}", value)
+    if grid:  # a search grid, possibly with words around it ("train alpha in {5,10,15}, report best")
+        return {float(n) for n in re.findall(number, grid.group(1))}
+    numbers = re.findall(number, value)
     # One value, possibly with words around it ("512 wordpieces", "Adam, 5e-5", "128 (4 GPUs x ...)").
     return {float(numbers[-1] if "," in value.split("(")[0] else numbers[0])}
 
@@ -123,11 +125,35 @@ METHOD_CHECKS = {
 }
 
 
-def deviations(config: dict[str, Any], jobs: list[dict[str, Any]]) -> list[tuple[str, tuple[str, ...]]]:
-    """(what deviates from the paper's hyperparameter table, the words a choice naming it would use)."""
+def spellings(value: float) -> set[str]:
+    """How a choice may write a number: 0.0001, 1e-4, 1.0e-4, 1e-04; 128, 128.0."""
+    forms = {f"{value:g}", f"{value:.0e}", f"{value:.1e}"}
+    forms |= {re.sub(r"e([+-])0*(\d)", lambda m: "e" + ("-" if m[1] == "-" else "") + m[2], f) for f in forms}
+    if float(value).is_integer():
+        forms.add(str(int(value)))
+    return {form for form in forms if float(form) == value}  # 1e+02 is no spelling of 128
+
+
+def stated(choices: list[str], value: float | None, words: tuple[str, ...]) -> bool:
+    """Whether one choice names both the setting (one of `words`) and the value the config uses."""
+    if value is None:
+        return any(any(word in choice.lower() for word in words) for choice in choices)
+    number = re.compile(r"(?<![\w.])(" + "|".join(re.escape(s) for s in spellings(value)) + r")(?![\w.]*\d)")
+    return any(
+        any(re.search(r"\b" + re.escape(word), choice.lower()) for word in words) and number.search(choice)
+        for choice in choices
+    )
+
+
+Deviation = tuple[str, float | None, tuple[str, ...]]
+
+
+def deviations(config: dict[str, Any], jobs: list[dict[str, Any]]) -> list[Deviation]:
+    """(what deviates from the paper's hyperparameter table, the value the config uses, the words one of
+    the report's choices must use, beside that value, to state it)."""
     from robustft.methods import build_method
 
-    found: list[tuple[str, tuple[str, ...]]] = []
+    found: list[Deviation] = []
 
     def check(
         what: str, value: float | None, allowed: set[float], relation: str, words: tuple[str, ...]
@@ -138,7 +164,7 @@ def deviations(config: dict[str, Any], jobs: list[dict[str, Any]]) -> list[tuple
             else value <= max(allowed)
         )
         if not ok:
-            found.append((f"{what} = {value} (paper: {relation} {sorted(allowed)})", words))
+            found.append((f"{what} = {value} (paper: {relation} {sorted(allowed)})", value, words))
 
     tracks = config["tracks"]
     if "glue" in tracks or "xtreme" in tracks:
@@ -194,7 +220,8 @@ def deviations(config: dict[str, Any], jobs: list[dict[str, Any]]) -> list[tuple
         for method in config["instruct"]["methods"]:
             for component in build_method(method, config["methods"][method]).components:
                 if component.name == "neftune":
-                    check(f"{method}.alpha", component.alpha, {5.0, 10.0, 15.0}, "in", ("alpha", "α"))
+                    alphas = paper_value("NEFTune", "alpha selection")
+                    check(f"{method}.alpha", component.alpha, alphas, "in", ("alpha", "α"))
     return found
 
 
@@ -221,9 +248,9 @@ def test_shipped_config_resolves_as_its_file_says(
         assert scheduled_by_dir[run_dir] == job, f"{path}: {run_dir} receives other settings"
 
     # 2. Where the paper states a value, the config uses it or its report's choices name the deviation.
-    choices = " ".join(choices_of(config)).lower()
+    choices = choices_of(config)
     unlisted = [
-        what for what, words in deviations(config, scheduled) if not any(w.lower() in choices for w in words)
+        what for what, value, words in deviations(config, scheduled) if not stated(choices, value, words)
     ]
     assert not unlisted, f"{path}: deviates from the paper without saying so in its choices: {unlisted[:5]}"
 
@@ -272,3 +299,30 @@ def test_configs_keep_their_tables_and_runs_apart() -> None:
                     f"{path} and {other_path} share {job['run_dir']} with other settings"
                 )
             settings_of[job["run_dir"]] = (path, settings)
+
+
+@pytest.mark.parametrize("configfile", SHIPPED)
+def test_the_report_names_the_same_runs_from_the_config_it_is_handed(configfile: str) -> None:
+    """The report and aggregate rules hand the resolved config over as JSON; the run directories named
+    from it must be the ones the DAG trains, or every report would refuse its own tables."""
+    from robustft.workflow_config import expected_run_dirs
+
+    config = load_config(ROOT / configfile)
+    handed = json.loads(json.dumps(config))  # what workflow_config_json passes
+    expected = expected_run_dirs(handed)
+    trained = {job["run_dir"] for job in training_jobs(config)}
+    assert {d for dirs in expected.values() for d in dirs} >= trained
+    assert expected == expected_run_dirs(config)
+
+
+def test_a_settings_key_keeps_component_order_and_nothing_else() -> None:
+    from robustft.workflow_config import settings_key
+
+    noisy_then_mixout = {"noisytune": {"noise_lambda": 0.15, "scale": "matrix"}, "mixout": {"p": 0.9}}
+    reordered_inside = {"noisytune": {"scale": "matrix", "noise_lambda": 0.15}, "mixout": {"p": 0.9}}
+    mixout_then_noisy = {"mixout": {"p": 0.9}, "noisytune": {"noise_lambda": 0.15, "scale": "matrix"}}
+    train = {"learning_rate": 2e-5, "epochs": 3}
+    key = settings_key(noisy_then_mixout, train)
+    assert settings_key(reordered_inside, dict(reversed(train.items()))) == key
+    assert settings_key(mixout_then_noisy, train) != key  # components act in their order
+    assert settings_key(noisy_then_mixout, {**train, "epochs": 4}) != key

@@ -75,13 +75,21 @@ def test_table1_best_of_seeds_sits_beside_the_papers_best_of_three() -> None:
     assert result.figure is not None
 
 
-def test_table1_roberta_large_uses_liu_et_al_and_has_no_mrpc_accuracy() -> None:
+def test_table1_roberta_large_uses_liu_et_al_and_compares_mrpc_on_f1() -> None:
     result = get_artifact("smart/table1").build(glue_runs("roberta-large"), CONTEXT)
     claims = result.claims.set_index("task")
     assert claims.loc["rte", "paper_baseline"] == 86.6 and claims.loc["rte", "paper_value"] == 92.0
-    # Liu et al. give MRPC F1 only: no accuracy baseline, so no paper Δ and no paper average.
-    assert pd.isna(claims.loc["mrpc", "paper_baseline"]) and pd.isna(claims.loc["mrpc", "paper_delta"])
-    assert pd.isna(claims.loc[GLUE_AVG, "paper_value"]) or pd.isna(claims.loc[GLUE_AVG, "paper_baseline"])
+    # Liu et al. give MRPC F1 only (90.9): the claim compares our F1 (accuracy + 10 here) with SMART's F1.
+    mrpc = claims.loc["mrpc"]
+    assert mrpc["metric"] == "f1" and mrpc["paper_metric"] == "MRPC f1"
+    assert mrpc["paper_baseline"] == 90.9 and mrpc["paper_value"] == 92.1
+    assert mrpc["mean_method"] == pytest.approx(82.0 + 0.2 / 3)
+    assert claims.loc[GLUE_AVG, "paper_baseline"] == pytest.approx((86.6 + 90.9) / 2)
+    assert claims.loc[GLUE_AVG, "paper_value"] == pytest.approx((92.0 + 92.1) / 2)
+    # BERT-base keeps MRPC accuracy (BERT_ReImp has it).
+    both = get_artifact("smart/table1").build(pd.concat([glue_runs(), glue_runs("roberta-large")]), CONTEXT)
+    metrics = both.claims.set_index(["model", "task"])["metric"]
+    assert metrics[("bert-base", "mrpc")] == "accuracy" and metrics[("roberta-large", "mrpc")] == "f1"
 
 
 def test_paper_value_reads_the_csv() -> None:
@@ -281,3 +289,30 @@ def test_the_main_report_reads_table1_on_our_primary_metric() -> None:
     assert _paper_number(spec, "bert-base", "mrpc", "smart").value == 87.7
     assert _paper_number(spec, "bert-base", "stsb", "smart").value == 90.0  # Pearson, not Spearman
     assert _paper_delta(spec, "bert-base", "rte", "smart") == pytest.approx(71.2 - 63.5)
+
+
+def test_the_main_report_reads_each_models_own_baseline_row() -> None:
+    """SMART Table 1's baseline row is BERT_ReImp for BERT-base and Liu et al.'s for RoBERTa-large."""
+    from robustft.report import ReportSpec, _paper_delta, _paper_number
+
+    spec = ReportSpec.from_dict(
+        {
+            "title": "t",
+            "paper": "SMART",
+            "artifact": TABLE1,
+            "paper_model": {"bert-base": "bert-base", "roberta-large": "roberta-large"},
+            "paper_method": {
+                "finetune": {
+                    "bert-base": "finetune (BERT_ReImp, SMART authors' reimplementation)",
+                    "roberta-large": "finetune (as reported by Liu et al. 2019)",
+                }
+            },
+        }
+    )
+    assert _paper_number(spec, "bert-base", "rte", "finetune").value == 63.5
+    assert _paper_number(spec, "roberta-large", "rte", "finetune").value == 86.6
+    assert _paper_delta(spec, "roberta-large", "rte", "smart") == pytest.approx(92.0 - 86.6)
+    # Liu et al.'s MRPC is F1 only: SMART is read on F1 too, so the paper Δ is F1 − F1.
+    assert _paper_number(spec, "roberta-large", "mrpc", "smart").metric == "f1"
+    assert _paper_delta(spec, "roberta-large", "mrpc", "smart") == pytest.approx(92.1 - 90.9)
+    assert _paper_number(spec, "bert-base", "mrpc", "smart").value == 87.7  # accuracy, as before

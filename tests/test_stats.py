@@ -222,3 +222,32 @@ def test_every_verdict_the_rule_gives_is_documented() -> None:
     }
     assert seen <= set(VERDICTS)
     assert {"reproduced", "direction only", "too few seeds", "contradicted", "within noise"} <= seen
+
+
+def test_a_method_that_diverged_on_more_seeds_than_its_baseline_is_unstable() -> None:
+    """A diverged seed counts against its method: 3 surviving pairs that would reproduce the paper's Δ
+    do not, when the method lost 2 of its 5 seeds and the baseline none."""
+    from robustft.stats import DIRECTION_ONLY, REPRODUCED, UNSTABLE, WITHIN_NOISE, verdict
+
+    reproduced = (1.0, 0.5, 1.5, 3, 0.01)
+    assert verdict(*reproduced) == REPRODUCED
+    assert verdict(*reproduced, n_diverged_method=2, n_diverged_baseline=0) == UNSTABLE
+    assert verdict(1.0, 0.05, 0.1, 3, 0.01, n_diverged_method=1, n_diverged_baseline=0) == UNSTABLE
+    assert verdict(1.0, 0.05, 0.1, 3, 0.01) == DIRECTION_ONLY
+    # The baseline lost as many: both sides lost the same share, the claim stands on its pairs.
+    assert verdict(*reproduced, n_diverged_method=1, n_diverged_baseline=1) == REPRODUCED
+    assert verdict(*reproduced, n_diverged_method=0, n_diverged_baseline=2) == REPRODUCED
+    # Unknown counts (older tables) are no evidence of divergence.
+    assert verdict(*reproduced, n_diverged_method=math.nan, n_diverged_baseline=None) == REPRODUCED
+    # Only a claimed gain becomes unstable: no effect and too few seeds keep their verdicts.
+    assert verdict(1.0, -0.5, 1.5, 3, 0.3, n_diverged_method=2) == WITHIN_NOISE
+    assert verdict(1.0, 0.5, 1.5, 2, 0.01, n_diverged_method=2) == "too few seeds"
+
+
+def test_the_seed_floor_is_a_placeholder_filled_in_one_place() -> None:
+    from robustft.stats import MIN_SEEDS_PLACEHOLDER, TOO_FEW_SEEDS, VERDICTS, verdict_meanings
+
+    assert MIN_SEEDS_PLACEHOLDER in VERDICTS[TOO_FEW_SEEDS]
+    assert verdict_meanings(5)[TOO_FEW_SEEDS].startswith("fewer paired seeds than 5 (report.min_seeds)")
+    assert "report.min_seeds (default 3)" in verdict_meanings()[TOO_FEW_SEEDS]
+    assert not any(MIN_SEEDS_PLACEHOLDER in meaning for meaning in verdict_meanings(4).values())

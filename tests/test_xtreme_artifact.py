@@ -92,8 +92,8 @@ def test_claims_pair_seeds_and_sit_beside_the_papers_values() -> None:
 
 
 def test_a_task_scored_on_all_its_languages_gets_a_verdict_and_a_subset_does_not(monkeypatch) -> None:
-    from robustft.artifacts.base import verdict
     from robustft.data.xtreme import XTREME_TASKS
+    from robustft.stats import verdict
 
     every = dict.fromkeys(XTREME_TASKS["xnli"].languages, 0.70)
     monkeypatch.setitem(BASE, ("xnli", "accuracy"), every)

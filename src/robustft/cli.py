@@ -76,7 +76,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_aggregate(args: argparse.Namespace) -> int:
     from robustft import tables
 
-    runs = tables.collect_runs(Path(args.runs), metrics_paths=args.metrics or None)
+    metrics = args.metrics or None
+    if args.workflow_config is not None:  # the workflow: exactly the runs its config asks for
+        from robustft.workflow_config import expected_run_dirs
+
+        metrics = [f"{run_dir}/metrics.json" for run_dir in expected_run_dirs(args.workflow_config)["runs"]]
+    runs = tables.collect_runs(Path(args.runs), metrics_paths=metrics)
     summary = tables.summarize(runs)
     comparisons = tables.compare(runs, baseline=args.baseline)
     tables.write_tables(runs, summary, comparisons, Path(args.out))
@@ -271,13 +276,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     aggregate = commands.add_parser("aggregate", help="collect runs into CSV/LaTeX tables with statistics")
     aggregate.add_argument("--runs", default="results/runs")
-    aggregate.add_argument("--out", default="results/tables")
+    aggregate.add_argument("--out", required=True, help="tables directory, e.g. results/tables/<config name>")
     aggregate.add_argument("--baseline", default="finetune")
+    aggregate.add_argument(
+        "--workflow-config",
+        type=_json_arg,
+        help="the resolved workflow config (JSON): read exactly the runs it asks for",
+    )
     aggregate.add_argument("metrics", nargs="*", help="metrics.json files to include (default: all found)")
     aggregate.set_defaults(func=cmd_aggregate)
 
     report = commands.add_parser("report", help="write the PDF report from the tables")
-    report.add_argument("--tables", default="results/tables")
+    report.add_argument("--tables", required=True, help="tables directory, e.g. results/tables/<config name>")
     report.add_argument(
         "--spec", type=_json_arg, required=True, help="JSON report spec (config's report block)"
     )
@@ -290,7 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     artifact = commands.add_parser("artifact", help="regenerate one paper table or figure from runs.csv")
     artifact.add_argument("--artifact", required=True, help="e.g. noisytune/table2")
-    artifact.add_argument("--tables", default="results/tables")
+    artifact.add_argument(
+        "--tables", required=True, help="tables directory, e.g. results/tables/<config name>"
+    )
     artifact.add_argument("--paper-model", type=_json_arg, default={}, help="JSON: our model -> paper model")
     artifact.add_argument(
         "--context",

@@ -1,4 +1,4 @@
-"""Collect the instruction-tuning runs into one long table, `results/tables/instruct.csv`.
+"""Collect the instruction-tuning runs into one long table, `results/tables/<config name>/instruct.csv`.
 
 One row per (run, source, metric): the SFT losses and cost, each judge's win rate with its CI, each
 leaderboard task, and the text statistics. Every row keeps its run directory, so each number in a report

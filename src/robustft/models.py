@@ -64,13 +64,14 @@ def register_model(spec: ModelSpec) -> ModelSpec:
 
 def unknown_model_message(name: str) -> str:
     """Why `name` is not a model, and how to register one (a Hub id is not a registry name)."""
-    source = name if "/" in name else "<Hub id or local directory>"
-    short = name.rsplit("/", 1)[-1].lower() if "/" in name else "<short-name>"
+    # A name without "/" may still be a Hub id (bert-base-uncased): offer it as the source too.
+    source = name
+    short = name.rsplit("/", 1)[-1].lower()
     return (
         f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}. To use another model, "
         f"register it in src/robustft/models.py with register_model(ModelSpec(name={short!r}, "
-        f"source={source!r}, kind='encoder' or 'causal-lm', max_length=<its max_position_embeddings>)) "
-        "and name it by that short name"
+        f"source={source!r}, kind='encoder' or 'causal-lm', max_length=<its max_position_embeddings>, "
+        "parameters=<its parameter count, which sizes cluster jobs>)) and name it by that short name"
     )
 
 

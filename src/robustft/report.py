@@ -20,6 +20,7 @@ import typst
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from robustft.artifacts.base import mean_paper_number
 from robustft.io import write_bytes_atomic
 from robustft.reference import (
     GLUE_AVG,
@@ -41,10 +42,11 @@ from robustft.stats import (  # the verdict vocabulary and rules: one place for 
     NOT_RUN,
     REPRODUCED,
     TOO_FEW_SEEDS,
-    VERDICTS,
+    UNSTABLE,
     WITHIN_NOISE,
     magnitude,
     verdict,
+    verdict_meanings,
 )
 
 OK_STATUS = "ok"
@@ -54,6 +56,7 @@ GLUE_VERDICTS = (
     DIRECTION_ONLY,
     CONTRADICTED,
     WITHIN_NOISE,
+    UNSTABLE,
     TOO_FEW_SEEDS,
     NOT_RUN,
     NO_PAPER_VALUE,
@@ -114,8 +117,10 @@ class ReportSpec:
     methods: list[str] = field(default_factory=list)
     # Our model name -> the paper's model name. A different name marks our model as a proxy.
     paper_model: dict[str, str] = field(default_factory=dict)
-    # Our method name -> the paper's method name; missing entries map to themselves.
-    paper_method: dict[str, str] = field(default_factory=dict)
+    # Our method name -> the paper's method name, either one name for every paper model or a mapping
+    # paper model -> name (SMART Table 1's baseline row is BERT_ReImp for BERT-base but Liu et al.'s numbers
+    # for RoBERTa-large). Methods, and paper models of a mapping, that are not listed map to themselves.
+    paper_method: dict[str, str | dict[str, str]] = field(default_factory=dict)
     choices: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     provenance: dict[str, str] = field(default_factory=dict)
@@ -139,18 +144,50 @@ class ReportSpec:
         values = dict(raw)
         for key in ("methods", "choices", "notes"):
             values[key] = [str(item) for item in values.get(key) or []]
-        for key in ("paper_model", "paper_method", "provenance"):
+        for key in ("paper_model", "provenance"):
             values[key] = {str(k): str(v) for k, v in (values.get(key) or {}).items()}
+        values["paper_method"] = _paper_method_names(values.get("paper_method") or {})
         min_seeds = values.get("min_seeds", MIN_PAIRED_SEEDS)
         if isinstance(min_seeds, bool) or not isinstance(min_seeds, int) or min_seeds < 1:
             raise ValueError(f"report spec min_seeds must be an integer >= 1, got {min_seeds!r}")
         return cls(**values)
 
-    def paper_method_name(self, method: str) -> str:
-        return self.paper_method.get(method, method)
+    def paper_method_name(self, method: str, paper_model: str | None = None) -> str:
+        """The paper's name for `method` in `paper_model`'s rows (None: a name shared by every model)."""
+        names = self.paper_method.get(method, method)
+        if isinstance(names, str):
+            return names
+        return names.get(paper_model, method) if paper_model is not None else method
+
+    def paper_method_names(self, method: str) -> dict[str, str]:
+        """Paper model -> the paper's name for `method`, for every paper model our models map to."""
+        return {
+            paper: self.paper_method_name(method, paper) for paper in dict.fromkeys(self.paper_model.values())
+        }
 
     def is_proxy(self, model: str) -> bool:
         return model in self.paper_model and self.paper_model[model] != model
+
+
+def _paper_method_names(raw: Mapping[str, Any]) -> dict[str, str | dict[str, str]]:
+    """`report.paper_method` checked: each value is one name or a mapping paper model -> name."""
+    names: dict[str, str | dict[str, str]] = {}
+    for method, value in raw.items():
+        if isinstance(value, Mapping):
+            if not value or not all(isinstance(name, str) for name in value.values()):
+                raise ValueError(
+                    f"report spec paper_method[{method!r}] must map paper models to method names, "
+                    f"got {value!r}"
+                )
+            names[str(method)] = {str(paper_model): name for paper_model, name in value.items()}
+        elif isinstance(value, str):
+            names[str(method)] = value
+        else:
+            raise ValueError(
+                f"report spec paper_method[{method!r}] must be a method name or a mapping paper model -> "
+                f"method name, got {value!r}"
+            )
+    return names
 
 
 @dataclass(frozen=True)
@@ -198,10 +235,11 @@ def _check_counts(tables: ReportTables) -> None:
 
 
 def verdict_glossary(min_seeds: int = MIN_PAIRED_SEEDS, words: Sequence[str] | None = None) -> str:
-    """The verdicts (all, or `words`) and their meanings in one sentence each, from stats.VERDICTS."""
-    shown = [w for w in VERDICTS if words is None or w in words]
-    text = "; ".join(f"{word} = {VERDICTS[word]}" for word in shown) + "."
-    return text.replace("report.min_seeds (default 3)", f"{min_seeds} (report.min_seeds)")
+    """The verdicts (all, or `words`) and their meanings in one sentence each, from stats.VERDICTS with
+    this report's seed floor written in."""
+    meanings = verdict_meanings(min_seeds)
+    shown = [word for word in meanings if words is None or word in words]
+    return "; ".join(f"{word} = {meanings[word]}" for word in shown) + "."
 
 
 def magnitude_glossary() -> str:
@@ -318,11 +356,31 @@ def _paper_number(spec: ReportSpec, model: str, task: str, method: str) -> Paper
         return None
     averaged = spec.average_over.get(model, [])
     if task == GLUE_AVG and averaged and {paper_task_name(t) for t in averaged} != set(GLUE_TABLE_ORDER):
-        return _paper_average_over(spec, model, method, averaged)
-    paper_model, method_name = spec.paper_model[model], spec.paper_method_name(method)
+        # The mean of the paper's per-task numbers over the tasks our average covers: like for like.
+        return mean_paper_number(averaged, lambda t: _paper_number(spec, model, t, method))
+    number = _paper_cell(spec, model, task, method)
+    if number is None or method == spec.baseline:
+        return number
+    # One metric per paper cell pair: where the paper's baseline row has only another metric (SMART Table 1:
+    # Liu et al.'s RoBERTa-large MRPC is F1 only), the method is read on that metric too, so the paper Δ
+    # and the recomputed average subtract and average like with like.
+    base = _paper_cell(spec, model, task, spec.baseline)
+    if base is None or base.metric == number.metric:
+        return number
+    return _paper_cell(spec, model, task, method, base.metric) or number
+
+
+def _paper_cell(
+    spec: ReportSpec, model: str, task: str, method: str, metric: str | None = None
+) -> PaperNumber | None:
+    """The paper's number for one cell, under the paper's name of `method` for the mapped paper model."""
+    paper_model = spec.paper_model[model]
+    method_name = spec.paper_method_name(method, paper_model)
     # The artifact's own name for the task (SMART Table 1 prints MNLI as "MNLI-m" and "MNLI-mm").
     dataset = paper_dataset_name(spec.paper, spec.artifact, task)
     key = (spec.paper, spec.artifact, paper_model, dataset, method_name)
+    if metric is not None:
+        return paper_lookup(*key, metric)
     try:
         return paper_lookup(*key)
     except AmbiguousPaperValue:
@@ -332,25 +390,12 @@ def _paper_number(spec: ReportSpec, model: str, task: str, method: str) -> Paper
         return paper_lookup(*key, get_task(task).primary_metric)
 
 
-def _paper_average_over(spec: ReportSpec, model: str, method: str, tasks: list[str]) -> PaperNumber | None:
-    """The mean of the paper's per-task numbers over the tasks our average covers: like for like."""
-    numbers = [_paper_number(spec, model, task, method) for task in tasks]
-    if not numbers or any(number is None for number in numbers):
-        return None
-    names = ", ".join(paper_task_name(t) for t in tasks)
-    return PaperNumber(
-        value=sum(number.value for number in numbers) / len(numbers),
-        metric="average",
-        split=numbers[0].split,
-        source=f"mean of the paper's per-task values over {names} (recomputed, not the paper's Avg column)",
-        confidence=min(number.confidence for number in numbers),
-    )
-
-
 def _paper_delta(spec: ReportSpec, model: str, task: str, method: str) -> float | None:
     ours = _paper_number(spec, model, task, method)
     base = _paper_number(spec, model, task, spec.baseline)
-    return None if ours is None or base is None else ours.value - base.value
+    if ours is None or base is None or ours.metric != base.metric:  # never a difference of two metrics
+        return None
+    return ours.value - base.value
 
 
 # ---------------------------------------------------------------- sections
@@ -447,7 +492,7 @@ def _method_section(spec: ReportSpec, rows: pd.DataFrame) -> str:
         "p adjusted over the tasks of one model and method (the average row is a separate claim and is "
         "not adjusted). The CI is not adjusted for multiplicity.",
         f"Paper Δ: the paper's {spec.paper} {spec.artifact} value for the method minus its value for "
-        f"{spec.paper_method_name(spec.baseline)}, for the paper model our model is mapped to.",
+        f"{_baseline_names(spec)}, for the paper model our model is mapped to.",
         "Verdict (the paired t-test is Holm-adjusted across tasks; the average row's is not): "
         + verdict_glossary(spec.min_seeds, GLUE_VERDICTS)
         + " A percentile bootstrap over 3-5 seed pairs is too narrow to carry a claim alone.",
@@ -468,6 +513,14 @@ def _method_section(spec: ReportSpec, rows: pd.DataFrame) -> str:
     return "= How the numbers were obtained\n" + _bullets(items)
 
 
+def _baseline_names(spec: ReportSpec) -> str:
+    """The paper's name of the baseline row: one name, or one per paper model where they differ."""
+    names = spec.paper_method_names(spec.baseline)
+    if len(set(names.values())) <= 1:
+        return next(iter(names.values()), spec.paper_method_name(spec.baseline))
+    return "; ".join(f"{name} for {paper_model}" for paper_model, name in names.items())
+
+
 def _main_table(tables: ReportTables, spec: ReportSpec, models: list[str], tasks: list[str]) -> str:
     summary = tables.summary.set_index(["model", "task", "method"])
     methods = _methods(tables.summary, spec)
@@ -479,7 +532,7 @@ def _main_table(tables: ReportTables, spec: ReportSpec, models: list[str], tasks
             if i == 0:
                 sub = f"proxy for {spec.paper_model[model]}" if spec.is_proxy(model) else None
                 row.append(f"table.cell(rowspan: {len(methods)}, {_lines(model, sub)})")
-            paper_name = spec.paper_method_name(method)
+            paper_name = spec.paper_method_name(method, spec.paper_model.get(model))
             row.append(_lines(method, f"paper: {paper_name}" if paper_name != method else None))
             for task in tasks:
                 row.append(_main_cell(summary, spec, model, task, method, n_max, mismatches))
@@ -599,15 +652,25 @@ def _comparison_rows(
     rows = grid.merge(comparisons, on=["model", "task", "method"], how="left")
     rows["n_pairs"] = rows["n_pairs"].fillna(0)
     rows["paper_delta"] = [_paper_delta(spec, r.model, r.task, r.method) for r in rows.itertuples()]
-    rows["verdict"] = [
-        verdict(r.paper_delta, r.ci_low, r.ci_high, r.n_pairs, _claim_p(r), spec.min_seeds)
-        for r in rows.itertuples(index=False)
-    ]
-    rows["magnitude"] = [magnitude(r.paper_delta, r.ci_low, r.ci_high) for r in rows.itertuples(index=False)]
     # Older comparisons.csv files lack the diverged counts: unknown, not zero.
     for column in ("n_diverged_method", "n_diverged_baseline"):
         if column not in rows:
             rows[column] = math.nan
+    # A method that diverged on more seeds than the baseline is "unstable", not reproduced on its survivors.
+    rows["verdict"] = [
+        verdict(
+            r.paper_delta,
+            r.ci_low,
+            r.ci_high,
+            r.n_pairs,
+            _claim_p(r),
+            spec.min_seeds,
+            n_diverged_method=r.n_diverged_method,
+            n_diverged_baseline=r.n_diverged_baseline,
+        )
+        for r in rows.itertuples(index=False)
+    ]
+    rows["magnitude"] = [magnitude(r.paper_delta, r.ci_low, r.ci_high) for r in rows.itertuples(index=False)]
     return rows
 
 
@@ -1004,7 +1067,7 @@ def _render_artifacts_only(
             _artifacts_part(artifacts),
             _text_list_section("Choices where the paper is silent", spec.choices),
             _text_list_section("Notes", spec.notes),
-            provenance + _t("Per-run directories are in the artifacts' tables (results/tables/).") + "\n",
+            provenance + _t("Per-run directories are in the tables (results/tables/<config name>/).") + "\n",
             _appendix_part(artifacts),
         ]
     )

@@ -131,7 +131,7 @@ def seeds_needed(delta: float, sd_diff: float, alpha: float = 0.05, power: float
 
 # Fewer paired seeds than this and no verdict is drawn: two seeds with differences 1.0 and 1.1 already
 # give a CI of [1.0, 1.1] and p = 0.03, which says nothing about seed-to-seed variance. The config key
-# `report.min_seeds` overrides it.
+# `report.min_seeds` overrides it; VERDICTS writes it as MIN_SEEDS_PLACEHOLDER (verdict_meanings fills it).
 MIN_PAIRED_SEEDS = 3
 SIGNIFICANCE = 0.05
 
@@ -146,6 +146,8 @@ CLEAR_GAIN = "clear gain"
 CLEAR_LOSS = "clear loss"
 MECHANICS_CHECK = "mechanics check"
 NOT_COMPARABLE = "not comparable"
+UNSTABLE = "unstable"
+MIN_SEEDS_PLACEHOLDER = "{min_seeds}"
 
 VERDICTS: dict[str, str] = {
     REPRODUCED: "our 95% CI excludes 0 on the side of the paper's Δ, the paired test is significant (p < "
@@ -155,7 +157,10 @@ VERDICTS: dict[str, str] = {
     CONTRADICTED: "our CI excludes 0 on the other side of the paper's Δ (or away from 0 where the paper "
     "reports no change), and the paired test is significant",
     WITHIN_NOISE: "our CI includes 0, or the paired test is not significant",
-    TOO_FEW_SEEDS: "fewer paired seeds than report.min_seeds (default 3): no claim is drawn either way",
+    UNSTABLE: "the effect would be reproduced or direction only on the paired seeds, but the method diverged "
+    "on more seeds than its baseline: a diverged seed counts against its method, so the survivors carry no "
+    "claim",
+    TOO_FEW_SEEDS: "fewer paired seeds than {min_seeds}: no claim is drawn either way",
     NOT_RUN: "no seed pairs: the runs are absent, failed or diverged",
     NO_PAPER_VALUE: "a clear effect (CI excludes 0, test significant) but no paper number to compare with",
     CLEAR_GAIN: "no paper to compare with (cross-method table): CI above 0 and the test significant",
@@ -179,8 +184,37 @@ MAGNITUDES: dict[str, str] = {
 }
 
 
+def verdict_meanings(min_seeds: int | None = None) -> dict[str, str]:
+    """VERDICTS with the seed floor written in, the one place MIN_SEEDS_PLACEHOLDER is filled: a report's
+    floor as "N (report.min_seeds)", or (None, for docs/verdicts.md) the config key and its default."""
+    floor = (
+        f"report.min_seeds (default {MIN_PAIRED_SEEDS})"
+        if min_seeds is None
+        else f"{min_seeds} (report.min_seeds)"
+    )
+    return {word: meaning.replace(MIN_SEEDS_PLACEHOLDER, floor) for word, meaning in VERDICTS.items()}
+
+
 def _absent(value: float | None) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def diverged_against_method(n_diverged_method: float | None, n_diverged_baseline: float | None) -> bool:
+    """Whether the method lost more seeds to divergence than its baseline (unknown counts: no).
+
+    Counts, not seed identities: they are what every table prints beside the Δ, so a reader can check
+    the rule, and a method and baseline that each lost one seed lost the same share of their runs.
+    """
+    return _count(n_diverged_method) > _count(n_diverged_baseline)
+
+
+def _count(value: object) -> float:
+    """A diverged-run count as a number; a missing one (None, NaN, pandas' NA) is 0."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
+    return 0.0 if math.isnan(number) else number
 
 
 def magnitude(paper_delta: float | None, ci_low: float, ci_high: float) -> str | None:
@@ -206,6 +240,8 @@ def verdict(
     n_pairs: float,
     p_value: float | None = None,
     min_seeds: int = MIN_PAIRED_SEEDS,
+    n_diverged_method: float | None = None,
+    n_diverged_baseline: float | None = None,
 ) -> str:
     """The verdict (a key of VERDICTS) on the claim "method beats baseline by the paper's Δ".
 
@@ -213,8 +249,26 @@ def verdict(
     decides, used where no test exists). The rules, in order: no pairs -> not run; fewer than `min_seeds`
     -> too few seeds; CI missing or including 0, or p missing or >= 0.05 -> within noise; no paper Δ ->
     no paper value; CI on the paper's side of 0 -> reproduced when the paper's Δ is inside the CI, else
-    direction only; otherwise contradicted.
+    direction only; otherwise contradicted. Last, a reproduced or direction-only claim whose method
+    diverged on more seeds than its baseline (`n_diverged_*`, unknown counts as 0) -> unstable: the
+    diverged seeds are not in the pairing, so the survivors alone must not carry the claim.
     """
+    word = _verdict_on_pairs(paper_delta, ci_low, ci_high, n_pairs, p_value, min_seeds)
+    if word in (REPRODUCED, DIRECTION_ONLY) and diverged_against_method(
+        n_diverged_method, n_diverged_baseline
+    ):
+        return UNSTABLE
+    return word
+
+
+def _verdict_on_pairs(
+    paper_delta: float | None,
+    ci_low: float,
+    ci_high: float,
+    n_pairs: float,
+    p_value: float | None,
+    min_seeds: int,
+) -> str:
     if _absent(n_pairs) or n_pairs <= 0:
         return NOT_RUN
     if n_pairs < min_seeds:
@@ -233,7 +287,7 @@ def verdict(
 def verdicts_markdown() -> str:
     """The vocabulary as the Markdown tables of docs/verdicts.md (a test keeps the two identical)."""
     lines = ["| verdict | meaning |", "| --- | --- |"]
-    lines += [f"| {word} | {meaning} |" for word, meaning in VERDICTS.items()]
+    lines += [f"| {word} | {meaning} |" for word, meaning in verdict_meanings().items()]
     lines += ["", "| magnitude | meaning |", "| --- | --- |"]
     lines += [f"| {word} | {meaning} |" for word, meaning in MAGNITUDES.items()]
     return "\n".join(lines) + "\n"

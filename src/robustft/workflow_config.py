@@ -24,6 +24,8 @@ from robustft.models import MODELS, model_kind_error, unknown_model_message
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 # The config `snakemake` runs when no --configfile is given (the CPU demo); a --configfile replaces it.
 DEFAULT_CONFIG = "config/config.yaml"
+# XTREME tasks that train nothing: they read the encoder of an XNLI run.
+RETRIEVAL_TASKS = ("bucc2018", "tatoeba")
 RESULTS = "results"
 
 
@@ -376,9 +378,8 @@ def instruct_grid(config: dict[str, Any]) -> list[tuple[str, str, str, str, int]
 
 def sft_arguments(config: dict[str, Any], recipe: str, method: str) -> str:
     """The `robustft sft` options that carry a method's components and the recipe's settings, quoted."""
-    block = config["instruct"]
     components = json.dumps(config["methods"][method] or {})
-    settings = json.dumps({**block["sft"], **(block["recipes"][recipe] or {})}, sort_keys=True)
+    settings = json.dumps(recipe_settings(config, recipe), sort_keys=True)
     return f"--method-components {shlex.quote(components)} --sft-config {shlex.quote(settings)}"
 
 
@@ -415,14 +416,23 @@ def train_arguments(config: dict[str, Any], method: str, task: str) -> str:
     return f"--method-components {shlex.quote(components)} --train-config {shlex.quote(settings)}"
 
 
-def settings_key(arguments: str) -> str:
-    """Eight hex digits naming the settings a run was given (its method components and train settings).
+def settings_key(components: dict[str, Any] | None, *settings: Any) -> str:
+    """Eight hex digits naming the settings a run was given: its method components and its train (or
+    SFT, run, evaluation) settings.
 
     A run directory is named by its identity (model, task, method, seed) *and* this key, so two configs
     that train the same name with different settings (the demo's MRPC on 300 examples, a replication's on
     700) never share, overwrite or pick up each other's runs, and configs with equal settings share them.
+    The key is canonical: components keep their order (it is their order of action), every mapping inside
+    is sorted, so a config that went through any JSON or YAML round trip names the same directories.
     """
-    return hashlib.sha256(arguments.encode()).hexdigest()[:8]
+    ordered = [[name, settings_of or {}] for name, settings_of in (components or {}).items()]
+    canonical = json.dumps([ordered, *settings], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:8]
+
+
+def seed_dir_name(seed: int, key: str) -> str:
+    return f"seed{seed}-{key}"
 
 
 def config_name(config: dict[str, Any]) -> str:
@@ -446,32 +456,40 @@ def artifacts_dir(config: dict[str, Any]) -> str:
 
 def glue_run_dir(config: dict[str, Any], model: str, task: str, method: str, seed: int) -> str:
     """results/runs/<model>/<task>/<method>/seed<S>-<settings key>."""
-    key = settings_key(train_arguments(config, method, task))
-    return f"{RESULTS}/runs/{model}/{task}/{method}/seed{seed}-{key}"
+    key = settings_key(config["methods"][method], train_settings(config, task))
+    return f"{RESULTS}/runs/{model}/{task}/{method}/{seed_dir_name(seed, key)}"
 
 
 def xtreme_run_dir(
     config: dict[str, Any], model: str, task: str, setting: str, method: str, seed: int
 ) -> str:
-    """results/xtreme/<model>/<task>/<setting>/<method>/seed<S>-<settings key>."""
-    key = settings_key(xtreme_arguments(config, model, task, setting, method))
-    return f"{RESULTS}/xtreme/{model}/{task}/{setting}/{method}/seed{seed}-{key}"
+    """results/xtreme/<model>/<task>/<setting>/<method>/seed<S>-<settings key>. A retrieval run (BUCC,
+    Tatoeba) reads the encoder of the XNLI run of the same model, setting, method and seed, so its key
+    includes that run's: two configs whose XNLI runs differ never share a retrieval directory."""
+    components = config["methods"][method]
+    settings = [xtreme_train_settings(config, model, task, setting), xtreme_run_settings(config, task)]
+    if task in RETRIEVAL_TASKS:
+        settings.append(Path(xtreme_run_dir(config, model, "xnli", setting, method, seed)).name.split("-")[1])
+    key = settings_key(components, *settings)
+    return f"{RESULTS}/xtreme/{model}/{task}/{setting}/{method}/{seed_dir_name(seed, key)}"
 
 
-def instruct_settings(config: dict[str, Any], recipe: str, method: str) -> str:
-    """Everything an instruction-tuning run directory's outputs depend on besides its name: the SFT
-    options, and the generation, judge and leaderboard settings of the files written inside it."""
+def recipe_settings(config: dict[str, Any], recipe: str) -> dict[str, Any]:
+    """A recipe's SFT settings: `instruct.sft` with the recipe's entry laid over it."""
     block = config["instruct"]
-    downstream = {key: block[key] for key in ("generation", "judges", "leaderboard")}
-    return sft_arguments(config, recipe, method) + " " + json.dumps(downstream, sort_keys=True)
+    return {**block["sft"], **(block["recipes"][recipe] or {})}
 
 
 def instruct_run_dir(
     config: dict[str, Any], model: str, dataset: str, recipe: str, method: str, seed: int
 ) -> str:
     """results/instruct/<model>/<dataset>/<recipe>/<method>/seed<S>-<settings key>."""
-    key = settings_key(instruct_settings(config, recipe, method))
-    return f"{RESULTS}/instruct/{model}/{dataset}/{recipe}/{method}/seed{seed}-{key}"
+    # The generation, judge and leaderboard settings are part of the key: their outputs live inside the
+    # run directory, so two configs that differ only in them must not share (and overwrite) it.
+    block = config["instruct"]
+    evaluation = {name: block[name] for name in ("generation", "judges", "leaderboard")}
+    key = settings_key(config["methods"][method], recipe_settings(config, recipe), evaluation)
+    return f"{RESULTS}/instruct/{model}/{dataset}/{recipe}/{method}/{seed_dir_name(seed, key)}"
 
 
 def training_jobs(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -492,7 +510,7 @@ def training_jobs(config: dict[str, Any]) -> list[dict[str, Any]]:
             )
     if "xtreme" in tracks:
         for model, task, setting, method, seed in xtreme_grid(config):
-            if task in ("bucc2018", "tatoeba"):
+            if task in RETRIEVAL_TASKS:
                 continue  # retrieval: no training of its own (it reads the XNLI run's encoder)
             jobs.append(
                 {
@@ -504,14 +522,13 @@ def training_jobs(config: dict[str, Any]) -> list[dict[str, Any]]:
                 }
             )
     if "instruct" in tracks:
-        block = config["instruct"]
         for model, dataset, recipe, method, seed in instruct_grid(config):
             jobs.append(
                 {
                     "rule": "sft",
                     "run_dir": instruct_run_dir(config, model, dataset, recipe, method, seed),
                     "method_components": config["methods"][method] or {},
-                    "sft": {**block["sft"], **(block["recipes"][recipe] or {})},
+                    "sft": recipe_settings(config, recipe),
                 }
             )
     return jobs

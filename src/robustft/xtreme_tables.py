@@ -1,6 +1,7 @@
-"""Collect the XTREME runs into one long table, `results/tables/xtreme.csv`, and average it like XTREME.
+"""Collect the XTREME runs into one long table, `results/tables/<config name>/xtreme.csv`, and average
+it like XTREME.
 
-A run lives in `results/xtreme/<model>/<task>/<setting>/<method>/seed<S>/`. xtreme.csv has one row per
+A run lives in `results/xtreme/<model>/<task>/<setting>/<method>/seed<S>-<key>/`. xtreme.csv has one row per
 run x language x metric (values are fractions); a run that failed or diverged is one row with its status
 and no value, so it is counted, never averaged. A run still in progress (no metrics.json, run.json says
 running, preempted or interrupted) is simply absent, as in tables.collect_runs.

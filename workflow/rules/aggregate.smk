@@ -1,4 +1,6 @@
 # Every run of the configured grid -> runs.csv, summary.csv, comparisons.csv (+ LaTeX).
+# The command reads exactly the config's runs, named from the resolved config (thousands of paths would
+# overflow a shell command line).
 
 localrules:
     aggregate,
@@ -15,10 +17,11 @@ rule aggregate:
         f"logs/aggregate/{NAME}.log",
     params:
         runs=runs_root,
-        tables=tables_dir,
+        tables=output_dir,
         baseline=config["report"]["baseline"],
+        workflow_config=workflow_config_json,
     conda:
         ENV
     shell:
         "python -m robustft aggregate --runs {params.runs} --out {params.tables}"
-        " --baseline {params.baseline} {input} > {log} 2>&1"
+        " --baseline {params.baseline} --workflow-config {params.workflow_config:q} > {log} 2>&1"

@@ -9,10 +9,9 @@ from robustft.workflow_config import (
     config_name,
     glue_run_dir,
     instruct_grid,
+    recipe_settings,
     run_grid,
     sft_arguments,
-    settings_key,
-    tables_dir,
     train_arguments,
     validate_config,
     xtreme_arguments,
@@ -20,7 +19,7 @@ from robustft.workflow_config import (
     xtreme_run_dir,
 )
 from robustft.workflow_config import instruct_run_dir as package_instruct_run_dir
-from robustft.workflow_config import instruct_settings
+from robustft.workflow_config import tables_dir as config_tables_dir
 
 # The schema (defaults filled in), then the registries and libraries: every error at once, before any job.
 validate_config(config)
@@ -31,7 +30,7 @@ ENV = "../../envs/robustft.yaml"
 # name (report.name), so configs never overwrite each other's tables.
 RUNS = "results/runs"
 NAME = config_name(config)
-TABLES = tables_dir(config)
+TABLES = config_tables_dir(config)
 ARTIFACTS = artifacts_dir(config)
 # Prefix of compute jobs' commands: compute nodes have no internet, so a cache miss must fail at once
 # (with robustft's message naming the prefetch command) instead of retrying the network.
@@ -42,14 +41,14 @@ def run_metrics(model, task, method, seed):
     return f"{glue_run_dir(config, model, task, method, seed)}/metrics.json"
 
 
-def checked_key(wildcards, settings):
-    """A requested run directory whose key is not the config's settings would train other settings
-    under this config's name: stop, naming both."""
-    expected = settings_key(settings)
-    if wildcards.key != expected:
+def checked_key(wildcards, run_dir, settings):
+    """A requested run directory whose key is not the config's (`run_dir`, named by the package) would
+    train other settings under this config's name: stop, naming both."""
+    expected = Path(run_dir).name
+    if f"seed{wildcards.seed}-{wildcards.key}" != expected:
         raise ValueError(
             f"run directory key {wildcards.key!r} does not match this config's settings for "
-            f"{dict(wildcards)} (key {expected!r}); request the path the config names"
+            f"{dict(wildcards)} (the config names {run_dir}); request the path the config names"
         )
     return settings
 
@@ -62,11 +61,11 @@ def all_run_metrics():
 
 
 def runs_root(wildcards, input):
-    """results/runs, derived from the first run's path .../<model>/<task>/<method>/seed<S>/metrics.json."""
+    """results/runs, from the first run's path .../<model>/<task>/<method>/seed<S>-<key>/metrics.json."""
     return str(Path(input[0]).parents[4])
 
 
-def tables_dir(wildcards, output):
+def output_dir(wildcards, output):
     return str(Path(output[0]).parent)
 
 
@@ -82,7 +81,9 @@ TRAIN_ARGUMENTS = {
 
 
 def method_arguments(wildcards):
-    return checked_key(wildcards, TRAIN_ARGUMENTS[wildcards.method, wildcards.task])
+    w = wildcards
+    run_dir = glue_run_dir(config, w.model, w.task, w.method, int(w.seed))
+    return checked_key(wildcards, run_dir, TRAIN_ARGUMENTS[w.method, w.task])
 
 
 def report_pdf():
@@ -105,8 +106,9 @@ def artifact_table(wildcards):
 
 
 def workflow_config_json(wildcards):
-    """The resolved config, for the commands that check their tables hold exactly its runs."""
-    return json.dumps(config, sort_keys=True)
+    """The resolved config, for the commands that collect or check exactly its runs (they name the run
+    directories with the package's functions). Not key-sorted: method components act in their order."""
+    return json.dumps(config)
 
 
 def final_targets():
@@ -132,7 +134,7 @@ def log_locations(executor):
     logs = Path("logs").resolve()
     lines = [
         f"Job logs: {logs}/<rule>/..., one per job; training progress in "
-        f"{logs}/train/<model>/<task>/<method>/seed<S>.log",
+        f"{logs}/train/<model>/<task>/<method>/seed<S>-<key>.log",
     ]
     if executor == "slurm":
         slurm_logs = Path(".snakemake/slurm_logs").resolve()
@@ -162,9 +164,7 @@ def artifact_context(wildcards):
     if not artifact_table(wildcards).endswith("instruct.csv"):
         return "{}"
     block = config["instruct"]
-    epochs = {
-        name: {**block["sft"], **(recipe or {})}.get("epochs", 3) for name, recipe in block["recipes"].items()
-    }
+    epochs = {name: recipe_settings(config, name).get("epochs", 3) for name in block["recipes"]}
     context = {
         "judge": next(iter(block["judges"]), None),
         "judge_for": block["report"]["judge_for"],
@@ -200,8 +200,9 @@ def instruct_run_outputs(run):
 
 
 def sft_method_arguments(wildcards):
-    checked_key(wildcards, instruct_settings(config, wildcards.recipe, wildcards.method))
-    return sft_arguments(config, wildcards.recipe, wildcards.method)
+    w = wildcards
+    run_dir = instruct_run_dir(w.model, w.dataset, w.recipe, w.method, int(w.seed))
+    return checked_key(wildcards, run_dir, sft_arguments(config, w.recipe, w.method))
 
 
 def instruct_report_pdf():
@@ -233,7 +234,7 @@ def generation_prompt_arguments(wildcards):
 # (robustft.job_resources). In the rules, so the workflow profile's set-resources can still override them.
 def instruct_job_size(job, wildcards):
     """(model, GPUs, SFT settings) that size a `job` of run `wildcards`."""
-    sft = {**INSTRUCT_BLOCK["sft"], **(INSTRUCT_BLOCK["recipes"][wildcards.recipe] or {})}
+    sft = recipe_settings(config, wildcards.recipe)
     gpus = INSTRUCT_BLOCK["gpus_per_run"] if job == "sft" else min(INSTRUCT_BLOCK["gpus_per_run"], 1)
     if job == "judge_model":  # sized by the judge's own model (its settings' default when unnamed)
         from robustft.evals.judges import build_judge
@@ -288,7 +289,9 @@ def xtreme_run_metrics(model, task, setting, method, seed):
 
 def xtreme_method_arguments(wildcards):
     arguments = XTREME_ARGUMENTS[wildcards.model, wildcards.task, wildcards.setting, wildcards.method]
-    return checked_key(wildcards, arguments)
+    w = wildcards
+    run_dir = xtreme_run_dir(config, w.model, w.task, w.setting, w.method, int(w.seed))
+    return checked_key(wildcards, run_dir, arguments)
 
 
 def xtreme_encoder_run(wildcards):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,15 +20,26 @@ import pandas as pd
 
 from robustft.data.base import split_task_variant
 from robustft.io import write_bytes_atomic, write_json_atomic, write_text_atomic
-from robustft.reference import GLUE_AVG, GLUE_TABLE_ORDER, paper_dataset_name, paper_lookup, paper_task_name
+from robustft.reference import (
+    GLUE_AVG,
+    GLUE_TABLE_ORDER,
+    PaperNumber,
+    paper_dataset_name,
+    paper_lookup,
+    paper_task_name,
+)
 from robustft.stats import (
+    DIRECTION_ONLY,
     MECHANICS_CHECK,
     MIN_PAIRED_SEEDS,
     NOT_RUN,
+    REPRODUCED,
     TOO_FEW_SEEDS,
+    UNSTABLE,
+    diverged_against_method,
     magnitude,
+    verdict,
 )
-from robustft.stats import verdict as stats_verdict
 from robustft.tables import AVERAGE_SEPARATOR, average_tasks, compare
 
 REGENERATED = "regenerated"
@@ -142,22 +153,12 @@ def not_run(spec: Artifact, reason: str, **extra: Any) -> ArtifactResult:
 # ------------------------------------------------------------------------------------------ verdicts
 
 
-def verdict(
-    paper_delta: float | None,
-    ci_low: float,
-    ci_high: float,
-    n_pairs: float,
-    p: float | None,
-    min_seeds: int = MIN_PAIRED_SEEDS,
-) -> str:
-    """stats.verdict: the one rule every report and artifact uses (see docs/verdicts.md)."""
-    return stats_verdict(paper_delta, ci_low, ci_high, n_pairs, p, min_seeds)
-
-
 def finish_claims(claims: pd.DataFrame, min_seeds: int) -> pd.DataFrame:
     """Every artifact's claims, made uniform: the magnitude column (paper Δ against our CI), the
-    diverged-run columns (empty where the artifact does not know), and the seed floor: a claim on fewer
-    paired seeds than `min_seeds` is "too few seeds", whatever vocabulary the artifact used.
+    diverged-run columns (empty where the artifact does not know), the seed floor (a claim on fewer
+    paired seeds than `min_seeds` is "too few seeds", whatever vocabulary the artifact used), and
+    divergence against the method: a reproduced or direction-only claim whose method diverged on more
+    seeds than its baseline is "unstable" (stats.verdict), whichever artifact drew it.
 
     The floor counts seeds: `n_seeds` where an artifact pairs something else (NEFTune pairs prompts
     within matched seeds), else `n_pairs`.
@@ -181,7 +182,7 @@ def finish_claims(claims: pd.DataFrame, min_seeds: int) -> pd.DataFrame:
     # A claim that had too few seeds only by the default floor gets its verdict back under a lower one.
     for index in claims.index[(claims["verdict"] == TOO_FEW_SEEDS) & (seeds >= min_seeds)]:
         row = claims.loc[index]
-        claims.loc[index, "verdict"] = stats_verdict(
+        claims.loc[index, "verdict"] = verdict(
             _number(row["paper_delta"]),
             _number(row["ci_low"]),
             _number(row["ci_high"]),
@@ -189,6 +190,16 @@ def finish_claims(claims: pd.DataFrame, min_seeds: int) -> pd.DataFrame:
             _number(row["p_value"]),
             min_seeds,
         )
+    against_method = pd.Series(
+        [
+            diverged_against_method(_number(m), _number(b))
+            for m, b in zip(claims["n_diverged_method"], claims["n_diverged_baseline"], strict=True)
+        ],
+        index=claims.index,
+        dtype=bool,
+    )
+    unstable = claims["verdict"].isin([REPRODUCED, DIRECTION_ONLY]) & against_method
+    claims.loc[unstable, "verdict"] = UNSTABLE
     return claims
 
 
@@ -228,14 +239,38 @@ def paper_dataset(task: str) -> str:
     return GLUE_AVG if task == GLUE_AVG else paper_task_name(split_task_variant(task)[0])
 
 
-def paper_number(key: PaperKey, paper_model: str, task: str, paper_method: str) -> float | None:
+def _paper_cell(key: PaperKey, paper_model: str, task: str, paper_method: str) -> PaperNumber | None:
     metric = "average" if task == GLUE_AVG else key.metric
     # The artifact's own name for the task (e.g. SMART prints MNLI as "MNLI-m" and "MNLI-mm").
     dataset = GLUE_AVG if task == GLUE_AVG else paper_dataset_name(key.paper, key.artifact, _base(task))
-    number = paper_lookup(
+    return paper_lookup(
         key.paper, key.artifact, paper_model, dataset, paper_method, metric, split=key.split(task)
     )
+
+
+def paper_number(key: PaperKey, paper_model: str, task: str, paper_method: str) -> float | None:
+    number = _paper_cell(key, paper_model, task, paper_method)
     return None if number is None else number.value
+
+
+def mean_paper_number(
+    tasks: Sequence[str], number_of: Callable[[str], PaperNumber | None]
+) -> PaperNumber | None:
+    """The mean of the paper's per-task numbers (`number_of(task)`) over the tasks our average covers,
+    like for like; None unless the paper has a number for every one of them. The one recomputation of
+    a paper-side average over a task subset, for the GLUE report and every artifact."""
+    numbers = [number_of(task) for task in tasks]
+    present = [number for number in numbers if number is not None]
+    if not numbers or len(present) < len(numbers):
+        return None
+    names = ", ".join(paper_dataset(task) for task in tasks)
+    return PaperNumber(
+        value=sum(number.value for number in present) / len(present),
+        metric="average",
+        split=present[0].split,
+        source=f"mean of the paper's per-task values over {names} (recomputed, not the paper's Avg column)",
+        confidence=min(number.confidence for number in present),
+    )
 
 
 def paper_average_over(
@@ -245,21 +280,15 @@ def paper_average_over(
     tasks = list(tasks)
     if {paper_dataset(t) for t in tasks} == set(GLUE_TABLE_ORDER):
         return paper_number(key, paper_model, GLUE_AVG, paper_method), "the paper's average"
-    values = [paper_number(key, paper_model, t, paper_method) for t in tasks]
-    if values and all(v is not None for v in values):
+    recomputed = mean_paper_number(tasks, lambda task: _paper_cell(key, paper_model, task, paper_method))
+    if recomputed is not None:
         names = ", ".join(paper_dataset(t) for t in tasks)
-        return sum(values) / len(values), f"the paper's per-task values averaged over {names}"
+        return recomputed.value, f"the paper's per-task values averaged over {names}"
     # The paper prints only the average (e.g. NoisyTune Figures 2, 3, 6): compare directions only.
     return paper_number(key, paper_model, GLUE_AVG, paper_method), "the paper's 9-task average"
 
 
 # ------------------------------------------------------------------------------------------ claims
-
-
-def shared_average_tasks(runs: pd.DataFrame, methods: Iterable[str]) -> dict[str, list[str]]:
-    """Per model, the averaged tasks every one of `methods` ran (tables.average_tasks): the one task set
-    of a table whose average claims come from several comparisons (each against its own baseline)."""
-    return average_tasks(runs, methods)
 
 
 def comparison_claims(
@@ -331,7 +360,15 @@ def comparison_claims(
                 "paper_value": paper_value,
                 "paper_baseline": paper_base,
                 "paper_delta": paper_delta,
-                "verdict": verdict(paper_delta, r.ci_low, r.ci_high, r.n_pairs, p_value),
+                "verdict": verdict(
+                    paper_delta,
+                    r.ci_low,
+                    r.ci_high,
+                    r.n_pairs,
+                    p_value,
+                    n_diverged_method=r.n_diverged_method,
+                    n_diverged_baseline=r.n_diverged_baseline,
+                ),
                 "min_seeds_for_significance": r.min_seeds_for_significance,
                 "n_diverged_method": r.n_diverged_method,
                 "n_diverged_baseline": r.n_diverged_baseline,

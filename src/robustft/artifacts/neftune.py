@@ -30,11 +30,10 @@ from robustft.artifacts.base import (
     get_artifact,
     not_run,
     register_artifact,
-    verdict,
 )
 from robustft.io import read_jsonl
 from robustft.reference import paper_lookup
-from robustft.stats import paired_bootstrap_ci, paired_ttest, seeds_needed
+from robustft.stats import paired_bootstrap_ci, paired_ttest, seeds_needed, verdict
 
 PAPER = "NEFTune"
 # Our dataset keys -> the paper's dataset names. alpaca_seed (the 175 Alpaca seed tasks, the only Alpaca
@@ -84,11 +83,28 @@ def _judge_description(frame: pd.DataFrame, judge: str) -> str:
     return f"{judge} ({info.get('kind', '?')}{', ' + str(model) if model else ''})"
 
 
+RUN_KEYS = ["model", "dataset", "recipe", "method", "seed"]
+
+
 def _runs(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per run: its keys and directory, SFT finished."""
-    keys = ["model", "dataset", "recipe", "method", "seed"]
     ok = frame[(frame["source"] == "sft") & (frame["status"] == "ok")]
-    return ok[[*keys, "run_dir"]].drop_duplicates(subset=keys).reset_index(drop=True)
+    return ok[[*RUN_KEYS, "run_dir"]].drop_duplicates(subset=RUN_KEYS).reset_index(drop=True)
+
+
+def diverged_counts(frame: pd.DataFrame, keys: dict[str, Any], method: str, baseline: str) -> dict[str, int]:
+    """Seeds of `method` and of `baseline` whose SFT diverged (instruct.csv: source "sft", status
+    "diverged") in the cell `keys` (model, dataset, recipe). A diverged run has no outputs to pair, so
+    these counts stand beside the Δ, and a method that lost more seeds than its baseline makes a
+    reproduced claim "unstable" (stats.verdict, via base.finish_claims)."""
+    diverged = frame[(frame["source"] == "sft") & (frame["status"] == "diverged")]
+    for key, value in keys.items():
+        diverged = diverged[diverged[key] == value]
+    runs = diverged.drop_duplicates(subset=RUN_KEYS)
+    return {
+        "n_diverged_method": int((runs["method"] == method).sum()),
+        "n_diverged_baseline": int((runs["method"] == baseline).sum()),
+    }
 
 
 # ------------------------------------------------------------------------------------------ per-item data
@@ -110,7 +126,8 @@ def output_lengths(run_dir: str, prompts: str = "alpaca_eval") -> pd.Series:
 
 
 def example_losses(run_dir: str, split: str) -> pd.Series:
-    rows = read_jsonl(Path(run_dir) / "sft" / "losses.jsonl")
+    # A killed-and-resumed SFT can leave a torn line: skipped (with a warning), not fatal.
+    rows = read_jsonl(Path(run_dir) / "sft" / "losses.jsonl", skip_malformed=True)
     return pd.Series({str(r["index"]): float(r["loss"]) for r in rows if r["split"] == split}, dtype=float)
 
 
@@ -216,7 +233,13 @@ def claim_row(
         "paper_delta": paper_delta,
     }
     row["verdict"] = verdict(
-        paper_delta, stats["ci_low"], stats["ci_high"], stats["n_pairs"], stats["p_value"]
+        paper_delta,
+        stats["ci_low"],
+        stats["ci_high"],
+        stats["n_pairs"],
+        stats["p_value"],
+        n_diverged_method=stats.get("n_diverged_method"),
+        n_diverged_baseline=stats.get("n_diverged_baseline"),
     )
     return row
 
@@ -272,6 +295,7 @@ def _winrate_claims(
         )
         if stats is None:
             continue
+        stats |= diverged_counts(frame, keys, method, baseline)
         paper_model, dataset_name = context.paper_model.get(model), paper_dataset_name(dataset, context)
         lookup_name = (dataset_alias or {}).get(dataset_name, dataset_name)  # e.g. Table 3: Evol-Instruct-70k
         ours_paper_method = paper_method(method, recipe)
@@ -551,7 +575,7 @@ def figure3(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
     scores["task"] = scores["source"].str.split(":", n=1).str[1]
     rows, not_run_tasks, limited = [], set(), set()
     keys = ["model", "dataset", "recipe", "task"]
-    for (model, dataset, _recipe, task), group in scores.groupby(keys, sort=False):
+    for (model, dataset, recipe, task), group in scores.groupby(keys, sort=False):
         done = group[group["status"] == "ok"]
         if done.empty:
             not_run_tasks.add(f"{task}: {json.loads(group['detail'].iloc[0]).get('reason') or 'not run'}")
@@ -591,6 +615,9 @@ def figure3(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
                 "p_value": p,
                 "p_kind": "z over lm-eval standard errors",
                 "min_seeds_for_significance": None,
+                **diverged_counts(
+                    frame, {"model": model, "dataset": dataset, "recipe": recipe}, method, baseline
+                ),
             }
             rows.append(
                 claim_row(
@@ -709,6 +736,7 @@ def _item_artifact(
             stats = paired_claim(runs, keys, method, baseline, scaled, context.n_boot)
             if stats is None:
                 continue
+            stats |= diverged_counts(frame, keys, method, baseline)
             paper_model = context.paper_model.get(model)
             # The paper's histograms are of LLaMA-2-7B trained on Alpaca: no other cell has a paper value.
             same_cell = paper_model == "llama-2-7b" and paper_dataset_name(dataset, context) == "Alpaca"
@@ -841,7 +869,7 @@ def loss_curves(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult
     for ax, (column, title) in zip(axes, series, strict=True):
         for k, method in enumerate(methods):
             for i, r in enumerate(runs[runs["method"] == method].itertuples(index=False)):
-                history = read_jsonl(Path(r.run_dir) / "sft" / "history.jsonl")
+                history = read_jsonl(Path(r.run_dir) / "sft" / "history.jsonl", skip_malformed=True)
                 points = [(h["step"], h[column]) for h in history if h.get(column) is not None]
                 if points:
                     steps, values = zip(*points, strict=True)
@@ -922,6 +950,7 @@ def table4(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
             stats = paired_claim(runs, keys, method, baseline, of_run, context.n_boot)
             if stats is None:
                 continue
+            stats |= diverged_counts(frame, keys, method, baseline)
             split = "AlpacaEval outputs"
             rows.append(
                 claim_row(

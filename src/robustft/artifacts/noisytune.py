@@ -20,10 +20,10 @@ from robustft.artifacts.base import (
     paper_dataset,
     register_artifact,
     seed_notes,
-    shared_average_tasks,
 )
 from robustft.data.base import split_task_variant
 from robustft.reference import GLUE_AVG
+from robustft.tables import average_tasks
 
 PAPER = "NoisyTune"
 PROTOCOL = "the mean of 5 seeds"
@@ -116,7 +116,7 @@ def figure3(runs: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
     parts, notes = [], []
     # One task set for every average in the figure, whichever pair it compares.
     present = [m for pair in COMPLEMENTS if _present(full, list(pair)) for m in pair]
-    shared = shared_average_tasks(full, present)
+    shared = average_tasks(full, present)
     for (base, combined), (paper_base, paper_combined) in COMPLEMENTS.items():
         if not _present(full, [base, combined]):
             notes.append(
@@ -266,8 +266,8 @@ def _drift_claims(
 ) -> pd.DataFrame:
     """Per group at the last checkpoint: relative drift with NoisyTune minus without, paired over seeds."""
     from robustft.artifacts import drift
-    from robustft.artifacts.base import CLAIM_COLUMNS, verdict
-    from robustft.stats import holm, paired_bootstrap_ci, paired_ttest, seeds_needed
+    from robustft.artifacts.base import CLAIM_COLUMNS
+    from robustft.stats import holm, paired_bootstrap_ci, paired_ttest, seeds_needed, verdict
 
     per_run = {key: drift.run_drift(frame) for key, frame in records.items()}
     last = min(int(frame["checkpoint"].max()) for frame in per_run.values())

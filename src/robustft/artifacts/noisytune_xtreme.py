@@ -23,11 +23,10 @@ from robustft.artifacts.base import (
     not_run,
     register_artifact,
     seed_notes,
-    verdict,
 )
 from robustft.data.xtreme import XTREME_TASKS
 from robustft.reference import paper_lookup
-from robustft.stats import MECHANICS_CHECK, NOT_COMPARABLE, holm
+from robustft.stats import MECHANICS_CHECK, NOT_COMPARABLE, holm, verdict
 from robustft.tables import _paired_comparison  # the statistics of tables.compare, which Table 2 uses
 from robustft.xtreme_tables import AVERAGE_METRICS, PAPER_NAME, XTREME_AVG, xtreme_average, xtreme_run_scores
 

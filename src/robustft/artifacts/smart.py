@@ -32,11 +32,11 @@ from robustft.artifacts.base import (
     not_run,
     register_artifact,
     seed_notes,
-    shared_average_tasks,
-    verdict,
 )
 from robustft.data import DataNotFoundError, get_task, load_mnli_annotations, split_task_variant
 from robustft.reference import GLUE_AVG, load_paper_results
+from robustft.stats import verdict
+from robustft.tables import average_tasks
 
 PAPER = "SMART"
 # seed_notes' wording: "... we ran N pairs, the paper's protocol is <PROTOCOL>."
@@ -178,16 +178,17 @@ def paper_value(
     return values[0] if values else None
 
 
-def _scores_as(runs: pd.DataFrame, metric_of: Callable[[str], str]) -> pd.DataFrame:
-    """The runs with `score` replaced by another metric of the same run (e.g. MRPC F1 for Table 3)."""
+def _scores_as(runs: pd.DataFrame, metric_of: Callable[[str, str], str]) -> pd.DataFrame:
+    """The runs with `score` replaced by another metric of the same run (e.g. MRPC F1 for Table 3);
+    `metric_of(model, task)` names it per model and task."""
     frame = runs.copy()
-    for task in frame["task"].unique():
-        metric = metric_of(task)
-        rows = frame["task"] == task
+    for model, task in frame[["model", "task"]].drop_duplicates().itertuples(index=False):
+        metric = metric_of(model, task)
+        rows = (frame["model"] == model) & (frame["task"] == task)
         if metric != frame.loc[rows, "metric"].iloc[0]:
             column = f"m_{metric}"
             if column not in frame:
-                raise KeyError(f"runs.csv has no column {column} for {task}")
+                raise KeyError(f"runs.csv has no column {column} for {model}/{task}")
             frame.loc[rows, "score"] = frame.loc[rows, column]
             frame.loc[rows, "metric"] = metric
     return frame
@@ -220,16 +221,17 @@ def smart_claims(
     methods: Mapping[str, str],
     baseline: str,
     value_of: ValueOf,
-    paper_metric_of: Callable[[str], str],
+    paper_metric_of: Callable[[str, str], str],
     keep_average: bool = True,
     average_over: Mapping[str, list[str]] | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """base.comparison_claims for the statistics (paired over seeds, Holm over tasks), then the paper's
     side filled in per row by `value_of` (SMART's names differ per model block and per task, which one
-    PaperKey cannot say), then our best-of-seeds and std beside it (SMART_COLUMNS). The average claims
-    of a model cover `average_over[model]`, else the tasks every one of these methods ran."""
+    PaperKey cannot say), then our best-of-seeds and std beside it (SMART_COLUMNS). `paper_metric_of(our
+    model, task)` names the paper's column. The average claims of a model cover `average_over[model]`,
+    else the tasks every one of these methods ran."""
     if average_over is None:
-        average_over = shared_average_tasks(runs, [*methods, baseline])
+        average_over = average_tasks(runs, [*methods, baseline])
     # Without paper models base.comparison_claims looks nothing up: the paper columns are ours to fill.
     bare = replace(context, paper_model={})
     claims, notes = comparison_claims(
@@ -239,7 +241,7 @@ def smart_claims(
         claims = claims[claims["task"] != GLUE_AVG]
     claims = claims.reset_index(drop=True)
     stats = _ok(runs).groupby(["model", "task", "method"])["score"].agg(["max", "std"])
-    metric_of = runs.drop_duplicates("task").set_index("task")["metric"]
+    metric_of = runs.drop_duplicates(["model", "task"]).set_index(["model", "task"])["metric"]
     filled: dict[str, list[Any]] = {column: [] for column in ["paper_model", "paper_method", "paper_value"]}
     filled |= {column: [] for column in ["paper_baseline", "paper_delta", "verdict", *EXTRA_COLUMNS]}
     for r in claims.itertuples(index=False):
@@ -265,11 +267,11 @@ def smart_claims(
             "paper_baseline": base,
             "paper_delta": delta,
             "verdict": verdict(delta, r.ci_low, r.ci_high, r.n_pairs, r.p_value),
-            "metric": "average" if r.task == GLUE_AVG else metric_of.get(r.task, ""),
+            "metric": "average" if r.task == GLUE_AVG else metric_of.get((r.model, r.task), ""),
             "paper_metric": (
-                "average of " + "; ".join(paper_metric_of(t) for t in averaged)
+                "average of " + "; ".join(paper_metric_of(r.model, t) for t in averaged)
                 if r.task == GLUE_AVG
-                else paper_metric_of(r.task)
+                else paper_metric_of(r.model, r.task)
             ),
             "best_method": best["method"],
             "best_baseline": best["baseline"],
@@ -458,11 +460,25 @@ def _bars_figure(table: pd.DataFrame, title: str):
 
 def _table1_metric(task: str) -> tuple[str, str]:
     """Our primary metric's column in Table 1: (the paper's dataset, the paper's metric)."""
+    return _table1_column(task)[1:]
+
+
+def _table1_column(task: str, paper_model: str | None = None) -> tuple[str, str, str]:
+    """The Table 1 column a claim compares on: (our metric, the paper's dataset, the paper's metric). Our
+    primary metric's column, unless `paper_model`'s baseline row lacks it but has another column of the
+    task (Liu et al.'s RoBERTa-large MRPC: F1 only): then that one, so both sides of the paper Δ exist and
+    ours is read on the same metric."""
+    columns = [c for c in TABLE1_COLUMNS if c[0] == _base_task(task)]
     primary = get_task(task).primary_metric
-    for ours, metric, dataset, paper_metric in TABLE1_COLUMNS:
-        if ours == _base_task(task) and metric == primary:
-            return dataset, paper_metric
-    raise KeyError(f"{task}: no Table 1 column for its primary metric {primary}")
+    chosen = next((c for c in columns if c[1] == primary), None)
+    if chosen is None:
+        raise KeyError(f"{task}: no Table 1 column for its primary metric {primary}")
+    baseline = TABLE1_BASELINE.get(paper_model or "")
+    if baseline is not None and paper_value(TABLE1, paper_model, chosen[2], baseline, chosen[3]) is None:
+        chosen = next(
+            (c for c in columns if paper_value(TABLE1, paper_model, c[2], baseline, c[3]) is not None), chosen
+        )
+    return chosen[1], chosen[2], chosen[3]
 
 
 @register_artifact("smart/table1", PAPER, TABLE1, "GLUE dev: fine-tuning vs SMART (BERT-base, RoBERTa-large)")
@@ -474,8 +490,15 @@ def table1(runs: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
             spec, f"needs runs of the presets `finetune` and `smart` on the GLUE tasks {list(TABLE1_TASKS)}"
         )
 
+    def column_of(paper_model: str | None, task: str) -> tuple[str, str, str]:
+        column = _table1_column(task, paper_model)
+        # Our runs without that metric (an older runs.csv): the primary column, the paper's baseline missing.
+        return column if f"m_{column[0]}" in glue else _table1_column(task)
+
+    glue = _scores_as(glue, lambda model, task: column_of(context.paper_model.get(model), task)[0])
+
     def value_of(paper_model: str, task: str, method: str) -> float | None:
-        dataset, metric = _table1_metric(task)
+        _, dataset, metric = column_of(paper_model, task)
         name = TABLE1_BASELINE.get(paper_model, method) if method == "finetune" else method
         return paper_value(TABLE1, paper_model, dataset, name, metric)
 
@@ -486,7 +509,7 @@ def table1(runs: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
         {"finetune": "finetune", "smart": "smart"},
         "finetune",
         value_of,
-        lambda task: " ".join(_table1_metric(task)),
+        lambda model, task: " ".join(column_of(context.paper_model.get(model), task)[1:]),
     )
     result = ArtifactResult(spec.key, PAPER, spec.artifact, spec.title)
     result.figure = table_figure(
@@ -501,7 +524,8 @@ def table1(runs: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
         "Claims use our primary metric and the paper's matching column: MNLI-m accuracy, QQP accuracy, "
         "MRPC accuracy, STS-B Pearson, CoLA MCC, accuracy elsewhere; the other columns are in the figure.",
         "Paper baselines: BERT_ReImp (the authors' re-run) for BERT-base; for RoBERTa-large the numbers of "
-        "Liu et al. 2019, the only RoBERTa baseline in the table (it gives MRPC F1 only, no accuracy).",
+        "Liu et al. 2019, the only RoBERTa baseline in the table. It gives MRPC F1 only, no accuracy, so "
+        "RoBERTa-large's MRPC claim (and its GLUE-avg) compares our F1 with the paper's F1.",
     ]
     notes.append(
         "The paper prints no GLUE average in Table 1: the GLUE-avg row's paper side is the mean of its "
@@ -522,18 +546,18 @@ def table3(runs: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
             f"`smart_no_breg` (bregman_weight 0) on {list(TABLE3_COLUMNS)}",
         )
     # The paper's MRPC column holds F1: compare our MRPC F1 with it, not our primary accuracy.
-    wanted = _scores_as(wanted, lambda task: TABLE3_COLUMNS[task][1])
+    wanted = _scores_as(wanted, lambda model, task: TABLE3_COLUMNS[task][1])
 
     def value_of(paper_model: str, task: str, method: str) -> float | None:
         dataset, metric = TABLE3_COLUMNS[task]
         return paper_value(TABLE3, paper_model, dataset, TABLE3_METHODS[method], metric)
 
-    def metric_of(task: str) -> str:
+    def metric_of(model: str, task: str) -> str:
         return " ".join(TABLE3_COLUMNS[task])
 
     names = {m: TABLE3_METHODS[m] for m in ("finetune", "smart", *ablations)}
     # One task set for every average in the table, the ablations' own claims included.
-    shared = shared_average_tasks(wanted, names)
+    shared = average_tasks(wanted, names)
     claims, notes = smart_claims(
         wanted, context, TABLE3, names, "finetune", value_of, metric_of, average_over=shared
     )
@@ -622,7 +646,7 @@ def table5(runs: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
         {"finetune": "finetune", "smart": "smart"},
         "finetune",
         value_of,
-        lambda task: f"{dataset_of[_base_task(task)]} dev accuracy",
+        lambda model, task: f"{dataset_of[_base_task(task)]} dev accuracy",
         keep_average=False,
     )
     result = ArtifactResult(spec.key, PAPER, spec.artifact, spec.title)
@@ -666,7 +690,7 @@ def table6(runs: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
         {"finetune": "finetune", "smart": "smart"},
         "finetune",
         value_of,
-        lambda task: f"{task} accuracy",
+        lambda model, task: f"{task} accuracy",
         keep_average=False,
     )
     result = ArtifactResult(spec.key, PAPER, spec.artifact, spec.title)
@@ -789,7 +813,7 @@ def figure2(runs: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
         {"finetune": "finetune", "smart": "smart"},
         "finetune",
         value_of,
-        lambda task: f"{parsed[task][0]} {parsed[task][1]} {metric_name[parsed[task][2]]}",
+        lambda model, task: f"{parsed[task][0]} {parsed[task][1]} {metric_name[parsed[task][2]]}",
         keep_average=False,
     )
     summary = (

@@ -431,7 +431,8 @@ def _generator_name(args: argparse.Namespace) -> str:
         return args.generator
     if args.model:
         return args.model
-    # results/instruct/<model>/<dataset>/<recipe>/<method>/seed<S>/sft -> model/dataset/recipe/method/seedS,
+    # results/instruct/<model>/<dataset>/<recipe>/<method>/seed<S>-<key>/sft
+    # -> model/dataset/recipe/method/seed<S>-<key>,
     # plus the SFT run's config hash: a retrained model is another generator (its old outputs are stale).
     name = "/".join(Path(args.sft_dir).resolve().parent.parts[-5:])
     metrics = Path(args.sft_dir) / "metrics.json"

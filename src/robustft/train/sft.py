@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from robustft import provenance
-from robustft.io import append_jsonl, write_json_atomic, write_text_atomic
+from robustft.io import append_jsonl, read_jsonl, write_json_atomic, write_text_atomic
 from robustft.train.config import RunError, RunPreempted, record_failure
 
 logger = logging.getLogger(__name__)
@@ -95,6 +95,10 @@ class SFTSettings:
     checkpoint_steps: int = 500  # 0: none, except on SIGTERM
     keep_checkpoints: bool = False
     save_model: bool = True
+    # A run whose loss explodes without turning NaN is diverged too (the GLUE/XTREME `train` rule,
+    # callbacks.loss_explosion): when the last logged training loss, or a noise-free evaluation loss,
+    # exceeds this factor x the first logged training loss (step 1). None: only NaN/inf counts.
+    divergence_factor: float | None = 10.0
 
     def __post_init__(self) -> None:
         def check(name: str, ok: bool, expected: str) -> None:
@@ -142,6 +146,18 @@ class SFTSettings:
         )
         for name in ("packing", "padding_free", "gradient_checkpointing", "keep_checkpoints", "save_model"):
             check(name, isinstance(getattr(self, name), bool), "true or false")
+        factor = self.divergence_factor
+        check(
+            "divergence_factor",
+            factor is None
+            or (
+                isinstance(factor, int | float)
+                and not isinstance(factor, bool)
+                and math.isfinite(factor)
+                and factor > 1
+            ),
+            "a number > 1 or null",
+        )
 
     @property
     def effective_batch_size(self) -> int:
@@ -502,7 +518,7 @@ def _sft_config(settings: SFTSettings, out_dir: Path, seed: int):
         save_steps=settings.checkpoint_steps or None,
         logging_strategy="steps",
         logging_steps=settings.logging_steps,
-        logging_first_step=True,
+        logging_first_step=True,  # the step-1 loss: the start that sft_divergence measures a blow-up from
         logging_nan_inf_filter=False,
         report_to="none",
         seed=seed,
@@ -621,8 +637,10 @@ def _sft(
     train_seconds = max(runtime - history.eval_seconds, 1e-9)
     samples = output.metrics.get("train_samples_per_second")
     final = {name: mean_token_loss(records) for name, records in history.last_losses.items()}
-    diverged = divergence.diverged_at is not None or not math.isfinite(output.training_loss)
-    status = "diverged" if diverged else "ok"
+    diverged_at, diverged_because = sft_divergence(
+        divergence.diverged_at, output.training_loss, out_dir / "history.jsonl", settings.divergence_factor
+    )
+    status = "diverged" if diverged_because else "ok"
     result = {
         "status": status,
         "config_hash": run_record["config_hash"],
@@ -642,7 +660,8 @@ def _sft(
         / max(trainer.state.global_step - (run_record["resumed_from_step"] or 0), 1),
         "steps": trainer.state.global_step,
         "epoch": trainer.state.epoch,
-        "diverged_at_step": divergence.diverged_at,
+        "diverged_at_step": diverged_at,
+        "diverged_because": diverged_because,
         "n_train": len(train),
         "n_eval_train": len(eval_train) if eval_train is not None else 0,
         "n_heldout": len(heldout) if heldout is not None else 0,
@@ -664,6 +683,30 @@ def _sft(
     if not settings.keep_checkpoints:
         shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
     return result
+
+
+def sft_divergence(
+    nonfinite_step: int | None, training_loss: float, history_path: Path, factor: float | None
+) -> tuple[int | None, str | None]:
+    """(step, reason) when the run diverged, else (None, None): the same rules as a GLUE/XTREME run.
+
+    A NaN/inf loss or gradient norm (DivergenceCallback, at `nonfinite_step`) or mean training loss, else
+    a finite blow-up (callbacks.loss_explosion with `factor`) read from history.jsonl: its `train_loss`
+    records are the trainer's logged losses from step 1 on (logging_first_step) across resumed attempts,
+    and its `eval_<set>_loss` records are the noise-free evaluations. A torn line left by a killed
+    attempt is skipped, not fatal.
+    """
+    from robustft.train.callbacks import loss_explosion
+
+    if nonfinite_step is not None:
+        return nonfinite_step, f"non-finite training loss or gradient norm at step {nonfinite_step}"
+    if not math.isfinite(training_loss):
+        return None, "non-finite mean training loss"
+    records = read_jsonl(history_path, skip_malformed=True)
+    # loss_explosion reads the trainer's key, `loss`; history.jsonl names it `train_loss`.
+    log = [{**r, "loss": r["train_loss"]} if "train_loss" in r else r for r in records]
+    explosion = loss_explosion(log, factor)
+    return explosion if explosion is not None else (None, None)
 
 
 def _extra_versions() -> dict[str, str]:

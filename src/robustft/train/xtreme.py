@@ -2,8 +2,8 @@
 
 `robustft train-xtreme` trains and evaluates the classification, tagging and QA tasks; `robustft
 retrieve-xtreme` evaluates BUCC and Tatoeba on the encoder an XNLI run saved (NoisyTune Sec. 3.1 follows
-Zheng et al. 2021: sentence retrieval uses the XNLI-trained model). Both write the run contract of
-DESIGN.md under `results/xtreme/<model>/<task>/<setting>/<method>/seed<S>/`, metrics.json last.
+Zheng et al. 2021: sentence retrieval uses the XNLI-trained model). Both write a run directory
+under `results/xtreme/<model>/<task>/<setting>/<method>/seed<S>-<key>/`, metrics.json last.
 
 The methods act exactly as in the GLUE track (RobustTrainer). Methods that add a loss on the logits or
 own the training step (SMART, R3F, FreeLB) are defined for sentence classification only, so they are
@@ -561,7 +561,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
             parser.add_argument("--encoder-dir", required=True, help="the XNLI run's encoder/ directory")
         parser.set_defaults(func=cmd_train_xtreme)
 
-    collect = commands.add_parser("collect-xtreme", help="XTREME runs -> results/tables/xtreme.csv")
+    collect = commands.add_parser("collect-xtreme", help="XTREME runs -> results/tables/<name>/xtreme.csv")
     collect.add_argument("--out", required=True, type=Path)
     collect.add_argument("run_dirs", nargs="+")
     collect.set_defaults(func=cmd_collect_xtreme)
