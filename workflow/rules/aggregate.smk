@@ -16,12 +16,11 @@ rule aggregate:
     log:
         f"logs/aggregate/{NAME}.log",
     params:
-        runs=runs_root,
         tables=output_dir,
         baseline=config["report"]["baseline"],
         workflow_config=workflow_config_json,
     conda:
         ENV
     shell:
-        "python -m robustft aggregate --runs {params.runs} --out {params.tables}"
+        "python -m robustft aggregate --out {params.tables}"
         " --baseline {params.baseline} --workflow-config {params.workflow_config:q} > {log} 2>&1"

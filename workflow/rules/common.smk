@@ -60,11 +60,6 @@ def all_run_metrics():
     return [run_metrics(*run) for run in RUN_GRID]
 
 
-def runs_root(wildcards, input):
-    """results/runs, from the first run's path .../<model>/<task>/<method>/seed<S>-<key>/metrics.json."""
-    return str(Path(input[0]).parents[4])
-
-
 def output_dir(wildcards, output):
     return str(Path(output[0]).parent)
 

@@ -112,6 +112,26 @@ class DivergenceCallback(TrainerCallback):
             control.should_save = False  # a save CheckpointCallback moved to the end of the epoch
 
 
+def divergence(
+    nonfinite_step: int | None,
+    finite: bool,
+    log_history: Sequence[dict],
+    factor: float | None,
+    what: str = "mean training loss",
+) -> tuple[int | None, str | None]:
+    """(step, reason) when a run diverged, else (None, None); one rule for every track.
+
+    In order: a NaN/inf loss or gradient norm during training (DivergenceCallback, at `nonfinite_step`);
+    a non-finite `what` at the end (`finite` is False); a finite blow-up (loss_explosion with `factor`).
+    """
+    if nonfinite_step is not None:
+        return nonfinite_step, f"non-finite training loss or gradient norm at step {nonfinite_step}"
+    if not finite:
+        return None, f"non-finite {what}"
+    explosion = loss_explosion(log_history, factor)
+    return explosion if explosion is not None else (None, None)
+
+
 def loss_explosion(log_history: Sequence[dict], factor: float | None) -> tuple[int, str] | None:
     """(step, reason) when a finite loss blew up, else None: the divergence that a NaN check misses.
 

@@ -211,7 +211,7 @@ def _train(
     from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
     from robustft.models import load_sequence_classifier_with_info, load_tokenizer
-    from robustft.train.callbacks import DivergenceCallback, HistoryCallback, NormCallback, loss_explosion
+    from robustft.train.callbacks import DivergenceCallback, HistoryCallback, NormCallback, divergence
     from robustft.train.trainer import RobustTrainer
 
     task = get_task(spec.task)
@@ -294,7 +294,7 @@ def _train(
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
     )
-    divergence = DivergenceCallback()
+    nonfinite = DivergenceCallback()
     checkpoints = CheckpointCallback()
     trainer = RobustTrainer(
         method=method,
@@ -315,7 +315,7 @@ def _train(
                 exclude=context.new_parameter_names,
                 checkpoints=config.norm_checkpoints,
             ),
-            divergence,
+            nonfinite,
         ],
     )
     try:
@@ -344,15 +344,13 @@ def _train(
 
     # The last logging window may end after the last log; the mean training loss covers every step.
     final_loss_finite = math.isfinite(train_output.training_loss)
-    diverged_at, diverged_because = divergence.diverged_at, None
-    if diverged_at is not None:
-        diverged_because = f"non-finite training loss or gradient norm at step {diverged_at}"
-    elif not final_loss_finite or not all(math.isfinite(v) for v in metrics.values()):
-        diverged_because = "non-finite mean training loss or final dev metric"
-    else:
-        explosion = loss_explosion(trainer.state.log_history, config.divergence_factor)
-        if explosion is not None:
-            diverged_at, diverged_because = explosion
+    diverged_at, diverged_because = divergence(
+        nonfinite.diverged_at,
+        final_loss_finite and all(math.isfinite(v) for v in metrics.values()),
+        trainer.state.log_history,
+        config.divergence_factor,
+        what="mean training loss or final dev metric",
+    )
     status = "diverged" if diverged_because else ("ok" if metrics else "failed")
     degenerate = final.get(f"eval_dev_{DEGENERATE}")
     result = {

@@ -696,17 +696,12 @@ def sft_divergence(
     and its `eval_<set>_loss` records are the noise-free evaluations. A torn line left by a killed
     attempt is skipped, not fatal.
     """
-    from robustft.train.callbacks import loss_explosion
+    from robustft.train.callbacks import divergence
 
-    if nonfinite_step is not None:
-        return nonfinite_step, f"non-finite training loss or gradient norm at step {nonfinite_step}"
-    if not math.isfinite(training_loss):
-        return None, "non-finite mean training loss"
     records = read_jsonl(history_path, skip_malformed=True)
     # loss_explosion reads the trainer's key, `loss`; history.jsonl names it `train_loss`.
     log = [{**r, "loss": r["train_loss"]} if "train_loss" in r else r for r in records]
-    explosion = loss_explosion(log, factor)
-    return explosion if explosion is not None else (None, None)
+    return divergence(nonfinite_step, math.isfinite(training_loss), log, factor)
 
 
 def _extra_versions() -> dict[str, str]:

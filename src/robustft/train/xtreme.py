@@ -276,7 +276,7 @@ def _train_and_evaluate(spec, method, task, out_dir: Path, run_record, resume) -
     from robustft.data.xtreme import load_xtreme_split, load_xtreme_train
     from robustft.methods import RunContext
     from robustft.models import load_tokenizer
-    from robustft.train.callbacks import DivergenceCallback, HistoryCallback, loss_explosion
+    from robustft.train.callbacks import DivergenceCallback, HistoryCallback, divergence
     from robustft.train.checkpoints import CHECKPOINT_DIR, CheckpointCallback, stop_on_sigterm
     from robustft.train.trainer import RobustTrainer
     from robustft.train.xtreme_heads import QAWindowSettings
@@ -335,7 +335,7 @@ def _train_and_evaluate(spec, method, task, out_dir: Path, run_record, resume) -
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
     )
-    divergence, checkpoints = DivergenceCallback(), CheckpointCallback()
+    nonfinite, checkpoints = DivergenceCallback(), CheckpointCallback()
     trainer = RobustTrainer(
         method=method,
         context=context,
@@ -345,7 +345,7 @@ def _train_and_evaluate(spec, method, task, out_dir: Path, run_record, resume) -
         train_dataset=train_dataset,
         processing_class=tokenizer,
         data_collator=collator,
-        callbacks=[checkpoints, HistoryCallback(out_dir / "history.jsonl"), divergence],
+        callbacks=[checkpoints, HistoryCallback(out_dir / "history.jsonl"), nonfinite],
     )
     with stop_on_sigterm(checkpoints):
         train_output = trainer.train(resume_from_checkpoint=None if resume is None else str(resume))
@@ -369,16 +369,10 @@ def _train_and_evaluate(spec, method, task, out_dir: Path, run_record, resume) -
         per_language[language] = scores
         logger.info("%s %s: %s", spec.task, language, scores)
     loss = train_output.training_loss
-    diverged_at, diverged_because = divergence.diverged_at, None
-    if diverged_at is not None:
-        diverged_because = f"non-finite training loss or gradient norm at step {diverged_at}"
-    elif not np.isfinite(loss):
-        diverged_because = "non-finite mean training loss"
-    else:
-        # XTREME evaluates once, after training: the training losses alone decide (see loss_explosion).
-        explosion = loss_explosion(trainer.state.log_history, config.divergence_factor)
-        if explosion is not None:
-            diverged_at, diverged_because = explosion
+    # XTREME evaluates once, after training: the training losses alone decide a blow-up.
+    diverged_at, diverged_because = divergence(
+        nonfinite.diverged_at, bool(np.isfinite(loss)), trainer.state.log_history, config.divergence_factor
+    )
     run_record["data"].update(sources)
     run_record.update(method_log=context.log, train_metrics=train_output.metrics)
     return {
