@@ -119,6 +119,29 @@ def test_exact_and_reference_gradients(p: float) -> None:
     assert torch.allclose(grads["reference"], (1 - p) * grads["exact"], atol=1e-6)
 
 
+def test_default_gradient_is_the_authors_backward() -> None:
+    """By default dL/dW = dL/dW_mix ⊙ m (bloodwass/mixout's backward, with which the paper's numbers were
+    made), not the true gradient dL/dW_mix ⊙ m/(1 − p): 10× smaller at p = 0.9."""
+    torch.manual_seed(6)
+    model = nn.Sequential(_linear())
+    Mixout(layers="all").prepare_model(model, RunContext(seed=0))
+    layer = model[0]
+    assert isinstance(layer, MixLinear) and layer.gradient == "reference" and layer.p == 0.9
+    with torch.no_grad():
+        layer.weight.add_(1.0 + torch.rand_like(layer.weight))
+    upstream = torch.randn(IN, OUT)
+    for _ in range(200):  # p = 0.9 keeps few columns: draw until some are kept and some are not
+        layer.weight.grad = None
+        mixed, y = _forward_weight(layer)
+        m = _mask_from_weight(mixed - layer.bias.detach()[:, None], layer)
+        if 0 < m.sum() < IN:
+            break
+    assert 0 < m.sum() < IN
+    (y * upstream).sum().backward()
+    assert torch.allclose(layer.weight.grad, upstream.T * m, atol=1e-6)  # dL/dW_mix = upstreamᵀ
+    assert not torch.allclose(layer.weight.grad, upstream.T * m / (1 - 0.9), atol=1e-3)
+
+
 def test_modes_share_the_forward() -> None:
     weight, target = torch.randn(OUT, IN), torch.randn(OUT, IN)
     mask = torch.tensor([1.0, 0, 1, 1, 0, 1])
@@ -159,9 +182,15 @@ def test_target_is_a_non_persistent_buffer_that_follows_the_module() -> None:
     assert layer(torch.randn(2, IN, dtype=torch.float64)).dtype == torch.float64
 
 
-def test_quantized_weights_rejected() -> None:
+class Params4bit(nn.Parameter):
+    """Stands in for bitsandbytes' 4-bit parameter, which can keep its packed codes in a float dtype."""
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.bfloat16])
+def test_quantized_weights_rejected(dtype: torch.dtype) -> None:
     model = nn.Sequential(nn.Linear(IN, OUT))
-    model[0].weight = nn.Parameter(torch.zeros(OUT, IN, dtype=torch.uint8), requires_grad=False)
+    codes = torch.zeros(OUT * IN // 2, 1, dtype=dtype)
+    model[0].weight = (nn.Parameter if dtype == torch.uint8 else Params4bit)(codes, requires_grad=False)
     with pytest.raises(MethodConfigError, match="quantized"):
         Mixout(layers="all").prepare_model(model, RunContext(seed=0))
 
@@ -255,6 +284,50 @@ def test_float_dropout_attributes_disabled() -> None:
     assert model.attention_dropout == 0.0
 
 
+def _head_dropout(model: nn.Module) -> float:
+    """BERT's dropout on the pooled output, the one dropout of the new head."""
+    return model.dropout.p
+
+
+def _backbone_dropouts(model: nn.Module) -> list[float]:
+    return [m.p for m in model.bert.modules() if isinstance(m, nn.Dropout)]
+
+
+def test_head_gets_no_regularisation_by_default(tiny_model: str) -> None:
+    """The paper's main experiments: the new output layer has neither dropout nor mixout."""
+    model, context = _tiny_bert(tiny_model)
+    assert _head_dropout(model) > 0
+    build_method("mixout").prepare_model(model, context)
+    assert type(model.classifier) is nn.Linear
+    assert _head_dropout(model) == 0 and set(_backbone_dropouts(model)) == {0}
+    log = context.log["mixout"]
+    assert log["head_regularisation"] == "none" and log["head_modules"] == ["classifier", "dropout"]
+
+
+def test_head_dropout_keeps_only_the_heads_dropout(tiny_model: str) -> None:
+    model, context = _tiny_bert(tiny_model)
+    before = _head_dropout(model)
+    build_method("mixout", {"mixout": {"head_dropout": True}}).prepare_model(model, context)
+    assert _head_dropout(model) == before > 0  # the ablation's dropout(p) arm
+    assert set(_backbone_dropouts(model)) == {0} and type(model.classifier) is nn.Linear
+    assert "dropout" not in context.log["mixout"]["dropout_disabled"]
+    assert context.log["mixout"]["head_regularisation"] == "dropout"
+
+
+def test_include_head_mixes_the_head_toward_its_initialisation(tiny_model: str) -> None:
+    model, context = _tiny_bert(tiny_model)
+    initial = model.classifier.weight.detach().clone()
+    build_method("mixout", {"mixout": {"include_head": True}}).prepare_model(model, context)
+    assert isinstance(model.classifier, MixLinear) and torch.equal(model.classifier.target, initial)
+    assert _head_dropout(model) == 0  # the ablation's mixout(w_0, p) arm replaces the head's dropout
+    assert context.log["mixout"]["head_regularisation"] == "mixout"
+
+
+def test_head_dropout_and_include_head_are_alternatives() -> None:
+    with pytest.raises(MethodConfigError, match=r"mixout\.head_dropout and mixout\.include_head"):
+        build_method("mixout", {"mixout": {"head_dropout": True, "include_head": True}})
+
+
 @pytest.mark.parametrize(
     ("method", "target_is_perturbed"), [("noisytune+mixout", True), ("mixout+noisytune", False)]
 )
@@ -288,6 +361,7 @@ def test_composition_order_decides_the_target(
         ({"gradient": "paper"}, "gradient"),
         ({"include_head": 1}, "include_head"),
         ({"disable_dropout": "yes"}, "disable_dropout"),
+        ({"head_dropout": 0}, "head_dropout"),
     ],
 )
 def test_invalid_settings_name_the_setting(settings: dict, named: str) -> None:
@@ -301,8 +375,9 @@ def test_defaults() -> None:
         "p": 0.9,
         "layers": "paper",
         "include_head": False,
-        "gradient": "exact",
+        "gradient": "reference",
         "disable_dropout": True,
+        "head_dropout": False,
     }
 
 

@@ -140,6 +140,32 @@ def test_bf16_parameters_use_fp32_statistics() -> None:
     assert bool((change.abs() <= bound + 2**-8 * before.abs() + 1e-6).all())
 
 
+class Params4bit(torch.nn.Parameter):
+    """Stands in for bitsandbytes' 4-bit parameter, which can keep its packed codes in a float dtype."""
+
+
+@pytest.mark.parametrize("storage", ["uint8", "float_codes"])
+def test_quantized_parameters_refused_by_name(storage: str) -> None:
+    """4-bit QLoRA weights hold packed codes: perturbing them is refused, and nothing is touched."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8))
+    codes = torch.randint(0, 255, (32, 1), dtype=torch.uint8)
+    model[0].weight = (
+        torch.nn.Parameter(codes, requires_grad=False)
+        if storage == "uint8"
+        else Params4bit(codes.to(torch.bfloat16), requires_grad=False)
+    )
+    before = _snapshot(model)
+    with pytest.raises(MethodConfigError, match=r"noisytune: the parameters 0\.weight are stored quantized"):
+        NoisyTune().prepare_model(model, RunContext(seed=0))
+    assert all(torch.equal(value, before[name]) for name, value in _snapshot(model).items())
+    # the floating, unquantized rest can still be perturbed once the quantized tensors are excluded
+    context = RunContext(seed=0)
+    NoisyTune(exclude=[r"^0\.weight$"]).prepare_model(model, context)
+    assert context.log["noisytune"]["tensors_excluded"] == ["0.weight"]
+    assert torch.equal(model[0].weight, before["0.weight"])
+
+
 def test_negative_lambda_rejected() -> None:
     with pytest.raises(MethodConfigError, match="noise_lambda"):
         build_method("noisytune", {"noisytune": {"noise_lambda": -0.1}})

@@ -51,8 +51,9 @@ METHODS: dict[str, dict[str, Any] | None] = {
     "finetune": None,
     # The EMA teacher moves fast (β 0.5, then 0.9), so a teacher restarted at θ_0 changes the loss at once.
     "smart": {"smart": {"momentum": 0.5, "momentum_final": 0.9}},
-    # θ* lives in the optimizer state; the recall term still weighs at step 8 (λ(8) ≈ 0.9).
-    "recadam": {"recadam": {"anneal_t0": 6, "anneal_k": 1.0}},
+    # θ* lives in the optimizer state; the recall term still weighs at step 8 (λ(8) ≈ 0.9): t0 = 6 steps and
+    # a width of 1 step of the 24 planned, so the schedule is also resolved from the restored run length.
+    "recadam": {"recadam": {"anneal_t0": 0.25, "anneal_width": 1 / 24}},
     # Targets must be the pretrained weights, not the checkpoint's; masks come from the restored RNG.
     "mixout": None,
     # The perturbation is redone and then overwritten by the checkpoint; the teacher starts perturbed.

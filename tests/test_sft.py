@@ -298,6 +298,15 @@ def test_qlora_without_cuda_says_why(tiny_llama: str, data_dir: Path, tmp_path: 
         sft_run(_spec(data_dir, adapter="qlora"), tmp_path / "sft")
 
 
+def test_noisytune_on_qlora_is_refused_before_loading(tiny_llama: str, data_dir: Path) -> None:
+    # In validate (which sft_run calls before loading data or weights), on any machine: before QLoRA's own
+    # availability check, which needs CUDA.
+    for method in ("noisytune", "neftune+noisytune"):
+        with pytest.raises(RunError, match=r"\['noisytune'\].*sft\.adapter 'qlora'"):
+            _spec(data_dir, method, adapter="qlora").validate()
+    assert _spec(data_dir, "noisytune", adapter="lora").validate().components[0].name == "noisytune"
+
+
 def test_lora_trains_adapters_only_and_saves_merged(
     tiny_llama: str, data_dir: Path, tmp_path: Path, recorded
 ) -> None:

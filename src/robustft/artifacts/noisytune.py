@@ -140,7 +140,18 @@ def figure3(runs: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
     result.figure = effects_figure(claims, lambda r: f"{r.paper_method} − {r.baseline}", "NoisyTune Figure 3")
     result.caption = "GLUE average gained by adding NoisyTune to RecAdam and to Mixout; crosses: the paper."
     result.choices = [
-        "RecAdam and Mixout settings are not given by NoisyTune: their own papers' defaults are used."
+        "RecAdam and Mixout settings are not given by NoisyTune: their own papers' defaults are used.",
+        "RecAdam: γ 5000, sigmoid annealing with t0 and the sigmoid's width as fractions of each run (1% and "
+        "0.008%: the code's 250 and 2 steps at a 25,000-step run, between the authors' 9k and 61k), so its "
+        "backbone trains at 3 epochs. The recall still depends on the run's length: the share of the "
+        "starting offset from θ* the pull leaves (run.json `initial_offset_remaining`) is about 0.99 at "
+        "RTE's 234 steps and 0.16 at MNLI's 36,816 (lr 2e-5, 10% warm-up), and under ~100 steps t0 is below "
+        "one step, so RecAdam is AdamW there. θ* is the unperturbed checkpoint in NoisyTune+RecAdam, as the "
+        "RecAdam code loads a separate pretrained copy.",
+        "Mixout: p 0.9 with the authors' backward (`gradient: reference`, (1 − p)× the true gradient, as "
+        "the paper's numbers were made), mixout in place of dropout in the pretrained layers, and no "
+        "regularisation on the new task head (neither dropout nor mixout), as in the Mixout paper's main "
+        "GLUE runs.",
     ]
     return _finish(result, claims, notes)
 

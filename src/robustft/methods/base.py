@@ -4,7 +4,8 @@ A run's method is an ordered list of components, e.g. [NoisyTune] or [NoisyTune,
 acts at up to four points and overrides only the hooks it needs; components know nothing about each
 other, so they compose freely:
 
-- before training: `prepare_model` (NoisyTune's perturbation, Mixout's module swap);
+- before training: `prepare_model` (NoisyTune's perturbation, Mixout's module swap), after every
+  component's `before_prepare_model` (RecAdam's copy of the checkpoint's weights);
 - on the input embeddings during training: `embedding_noise` (NEFTune);
 - on the loss: `extra_loss` (SMART's smoothness and Bregman terms, R3F's symmetric KL), or the whole
   step: `training_step` (FreeLB's K ascent steps; at most one component may own the step);
@@ -52,7 +53,9 @@ class Batch:
     `embed()` looks the word embeddings of the batch up again (a fresh graph node, so a component may
     perturb and detach it freely); `forward(embeddings)` runs the model on word embeddings in place of
     token ids, so position and token-type embeddings are added exactly once (the mt-dnn SMART bug
-    feeds the full embedding output back in and adds positions twice).
+    feeds the full embedding output back in and adds positions twice). `autocast_dtype` is the half
+    precision the model's forward autocasts to under the trainer's mixed precision (accelerate enters
+    autocast inside the forward, where a component cannot see it), None in full precision.
     """
 
     model: nn.Module
@@ -61,6 +64,7 @@ class Batch:
     task_loss: torch.Tensor
     embed: Callable[[], torch.Tensor]
     forward: Callable[[torch.Tensor], torch.Tensor]
+    autocast_dtype: torch.dtype | None = None
 
     @property
     def attention_mask(self) -> torch.Tensor | None:
@@ -80,6 +84,10 @@ class Component:
 
     def validate(self) -> None:
         """Raise MethodConfigError naming the setting when a value is out of range."""
+
+    def before_prepare_model(self, model: nn.Module, context: RunContext) -> None:
+        """Called for every component before any component's prepare_model, so a component sees the
+        checkpoint's weights whatever its place in the list (RecAdam's `anchor: pretrained` copies them)."""
 
     def prepare_model(self, model: nn.Module, context: RunContext) -> None:
         """Called once after the model is loaded and before the first training step."""
@@ -155,6 +163,17 @@ def require_input_embeddings(component: str, model: nn.Module) -> None:
         )
 
 
+# bitsandbytes' quantized parameter classes; Params4bit may store its codes in a float dtype
+# (bnb_4bit_quant_storage), so the dtype alone does not tell.
+QUANTIZED_PARAMETER_TYPES = ("Params4bit", "Int8Params")
+
+
+def is_quantized(parameter: torch.Tensor) -> bool:
+    """Whether the tensor holds quantized codes rather than the weights themselves (NoisyTune and Mixout
+    refuse such weights)."""
+    return not parameter.is_floating_point() or type(parameter).__name__ in QUANTIZED_PARAMETER_TYPES
+
+
 def require_choice(component: str, setting: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise MethodConfigError(f"{component}.{setting} must be one of {list(choices)}, got {value!r}")
@@ -199,6 +218,8 @@ class Method:
     components: list[Component]
 
     def prepare_model(self, model: nn.Module, context: RunContext) -> None:
+        for component in self.components:  # all of them first, while the weights are the checkpoint's
+            component.before_prepare_model(model, context)
         for component in self.components:
             component.prepare_model(model, context)
 

@@ -7,15 +7,18 @@ per training batch with word embeddings e = E(x) and attention mask m (L_i real 
     δ_0 = U(-1, 1)·m · init_mag / √(L_i·d)     (norm l2)     or   U(-init_mag, init_mag)·m   (norm linf)
     δ_0 = 0 when init_mag = 0 (nothing is drawn, so the RNG stream is untouched)
     for t = 1..K:
-        loss_t = L(f(E(x) + δ_{t-1})) / (K · gradient_accumulation_steps);   backward   (θ-grads accumulate)
+        loss_t = L(f(E(x) + δ_{t-1})) · s / K;   backward   (θ-grads accumulate)
         if t == K: stop
         g = ∂loss_t/∂δ
         l2:   δ_t = δ_{t-1} + adv_lr · g / ‖g‖_F (per example); if max_norm > 0: rescale to ‖δ_t‖_F ≤ max_norm
         linf: δ_t = δ_{t-1} + adv_lr · g / ‖g‖_∞ (per example); if max_norm > 0: clamp to ±max_norm
     then the Trainer clips the gradient norm and takes one optimizer step.
 
+s is this micro-batch's share of the optimizer step's rows (step.share_of_step): 1/gradient_accumulation_steps
+for equal micro-batches, as in the HF script, and the rows' share when an epoch's last step has fewer or
+smaller ones, so accumulated micro-batches take the step of one batch of all their rows.
 E(x) is looked up again at every step (a fresh graph; the embedding table gets gradients from every pass).
-The step returns Σ_t loss_t, i.e. the mean loss over the K passes divided by the accumulation steps, which
+The step returns Σ_t loss_t, i.e. the mean loss over the K passes times s (over the accumulation steps), which
 is what Trainer's own training_step returns (the loss scaled for accumulation) and logs.
 
 Named modes:
@@ -141,7 +144,11 @@ class FreeLB(Component):
         return delta
 
     def training_step(self, step: Any, context: RunContext) -> torch.Tensor:
-        divisor = (self.adv_steps + int(self.clean_pass)) * step.gradient_accumulation_steps
+        passes = self.adv_steps + int(self.clean_pass)
+        if step.share_of_step is None:
+            divisor = passes * step.gradient_accumulation_steps
+        else:
+            divisor = passes / step.share_of_step
         losses: list[torch.Tensor] = []
 
         def forward_backward(embeddings: torch.Tensor) -> None:

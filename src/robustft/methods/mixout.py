@@ -13,10 +13,15 @@ public code keeps it as a plain attribute: never moved or cast, copied host→de
 Composition order decides u: in `noisytune+mixout` u is the perturbed weight (the point fine-tuning
 starts from, as for SMART's teacher), in `mixout+noisytune` the unperturbed checkpoint weight.
 
-Gradient (`gradient`):
-- `exact` (default): plain autograd through W_mix, so dL/dW = dL/dW_mix ⊙ m/(1 − p).
-- `reference`: the public code's custom backward, dL/dW = dL/dW_mix ⊙ m, which drops the 1/(1 − p)
-  (gradients (1 − p)× too small: 10× at p = 0.9, a smaller effective learning rate). Same forward.
+Gradient (`gradient`), same forward in both:
+- `reference` (default): the authors' custom backward (bloodwass/mixout `mixout/mixout.py` L74-79),
+  dL/dW = dL/dW_mix ⊙ m. It drops the 1/(1 − p) of the forward's derivative, so mixed weights get
+  gradients (1 − p)× the true ones (10× smaller at p = 0.9), while biases, LayerNorms and unmixed layers
+  get true ones. The paper's numbers were made with this code, so it is the default.
+- `exact`: plain autograd through W_mix, dL/dW = dL/dW_mix ⊙ m/(1 − p), the true gradient of the forward.
+  Not a harmless rescaling: AdamW cancels most of a constant factor per parameter, but the global
+  gradient-norm clipping (max_grad_norm 1.0) sees mixed-weight gradients 1/(1 − p) times larger, which
+  changes the clipping of every parameter, and SGD would take 1/(1 − p)-times larger steps.
 
 Layers (`layers`):
 - `paper` (default): every Linear of the pretrained model except the FFN input projections
@@ -27,11 +32,18 @@ Layers (`layers`):
   their outputs), the pooler (the classifier's dropout on its output); all of these are mixed. XLNet's
   attention uses raw Parameters, not Linear layers, and is not covered (mixout#3).
 - `all`: every Linear of the pretrained model (the author's own practice, mixout#4).
-`include_head` (default False) also mixes the new task head's Linear layers toward their own random
-initialisation; `layers: all` + `include_head: true` is the HF example (`example_huggingface.py`, mixout#8).
 `disable_dropout` (default True) sets every dropout probability in the model to 0 (nn.Dropout modules and
 float `*dropout*` attributes such as attention-probability dropout): mixout replaces dropout (mixout#1,
 the HF example).
+
+The new task head (the layers the checkpoint did not have) has no pretrained weights to mix toward. By
+default it gets no regularisation at all, neither dropout nor mixout: that is what the paper's main GLUE
+experiments did (its Sec. 6.2 says so, and ablates the two alternatives below on the output layer).
+- `head_dropout: true` keeps the dropout inside the head (the modules outside `model.base_model`, e.g.
+  BERT's dropout on the pooled output, RoBERTa's `classifier.dropout`): the ablation's dropout(p) arm.
+- `include_head: true` mixes the head's Linear layers toward their own random initialisation: the
+  ablation's mixout(w_0, p) arm; with `layers: all` it is the HF example (`example_huggingface.py`,
+  mixout#8). The two are alternatives; asking for both is refused.
 
 Default p = 0.9, the paper's headline (grid {0.7, 0.8, 0.9}); p ∈ [0, 1). The mask is drawn in fp32 from
 the global torch RNG (like dropout, so it follows the run seed); the mix is computed in fp32 and cast to
@@ -51,6 +63,7 @@ from robustft.methods.base import (
     Component,
     MethodConfigError,
     RunContext,
+    is_quantized,
     register_component,
     require_choice,
 )
@@ -62,7 +75,7 @@ FFN_INPUT_SUFFIXES = ("intermediate.dense", "ff.layer_1")
 
 
 def mix_weight(
-    weight: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, p: float, gradient: str = "exact"
+    weight: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, p: float, gradient: str = "reference"
 ) -> torch.Tensor:
     """W_mix = ((1 − m)·u + m·W − p·u)/(1 − p) for a column mask m (shape: in_features), in fp32 or
     wider (float64 stays float64)."""
@@ -79,7 +92,7 @@ class MixLinear(nn.Linear):
     """A Linear whose weight is mixed with a frozen target in training. It takes over the original
     layer's Parameters (same names, same tensors), so state_dict keys and the optimizer are unchanged."""
 
-    def __init__(self, linear: nn.Linear, p: float, gradient: str = "exact") -> None:
+    def __init__(self, linear: nn.Linear, p: float, gradient: str = "reference") -> None:
         nn.Module.__init__(self)  # no fresh weights: the layer's own Parameters are reused below
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight, self.bias = linear.weight, linear.bias
@@ -102,6 +115,16 @@ def _require_bool(setting: str, value: object) -> None:
         raise MethodConfigError(f"mixout.{setting} must be true or false, got {value!r}")
 
 
+def _head_module_names(model: nn.Module) -> frozenset[str]:
+    """Names of the modules outside the pretrained backbone (`model.base_model`): the task head. Empty for
+    a model that is its own base (no head)."""
+    base = getattr(model, "base_model", model)
+    if base is model:
+        return frozenset()
+    backbone = {id(module) for module in base.modules()}
+    return frozenset(name for name, module in model.named_modules() if name and id(module) not in backbone)
+
+
 def _set_parent(model: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
@@ -115,9 +138,10 @@ class Mixout(Component):
 
     p: float = 0.9  # paper's headline; grid {0.7, 0.8, 0.9}
     layers: str = "paper"  # "paper": all Linear but the FFN input projections (mixout#13); "all"
-    include_head: bool = False  # also mix the new head toward its random init (HF example)
-    gradient: str = "exact"  # "reference": the public code's backward without 1/(1-p)
+    include_head: bool = False  # mix the new head toward its random init (HF example); paper: no
+    gradient: str = "reference"  # the authors' backward (no 1/(1-p)); "exact": the true gradient
     disable_dropout: bool = True  # mixout replaces dropout (mixout#1)
+    head_dropout: bool = False  # keep the new head's dropout; paper: no regularisation on the head
 
     def validate(self) -> None:
         p = self.p
@@ -127,6 +151,12 @@ class Mixout(Component):
         require_choice("mixout", "gradient", self.gradient, GRADIENTS)
         _require_bool("include_head", self.include_head)
         _require_bool("disable_dropout", self.disable_dropout)
+        _require_bool("head_dropout", self.head_dropout)
+        if self.include_head and self.head_dropout:
+            raise MethodConfigError(
+                "mixout.head_dropout and mixout.include_head are both true: they are the two alternative "
+                "regularisers of the new head (dropout(p) or mixout toward its initialisation); choose one"
+            )
 
     def selected_layers(self, model: nn.Module, context: RunContext) -> tuple[list[str], list[str]]:
         """(names of the Linear layers to mix, names of those skipped as FFN input projections)."""
@@ -152,29 +182,38 @@ class Mixout(Component):
             )
         for name in chosen:
             weight = model.get_submodule(name).weight
-            if not weight.is_floating_point():
+            if is_quantized(weight):  # bitsandbytes' Linear4bit is an nn.Linear holding packed codes
                 raise MethodConfigError(
                     f"mixout: layer {name!r} has a {weight.dtype} (quantized) weight; mixout needs floating "
                     "weights (mix before quantizing, or leave the layer out with mixout.layers)"
                 )
         for name in chosen:
             _set_parent(model, name, MixLinear(model.get_submodule(name), self.p, self.gradient))
-        dropouts = self._disable_dropout(model) if self.disable_dropout else []
+        head_modules = _head_module_names(model)
+        kept = head_modules if self.head_dropout else frozenset()
+        dropouts = self._disable_dropout(model, keep=kept) if self.disable_dropout else []
+        head_kept_dropout = self.head_dropout or not self.disable_dropout
+        head = [name for name, on in (("mixout", self.include_head), ("dropout", head_kept_dropout)) if on]
         context.log["mixout"] = {
             "p": self.p,
             "gradient": self.gradient,
             "layers_mixed": chosen,
             "layers_skipped_ffn_input": skipped,
             "dropout_disabled": dropouts,
+            "head_modules": sorted(head_modules),
+            "head_regularisation": "+".join(head) or "none",  # mixout: toward its own initialisation
             # u = the weights as the components listed before mixout left them.
             "target_after_components": sorted(key for key in context.log if key != "mixout"),
         }
 
     @staticmethod
-    def _disable_dropout(model: nn.Module) -> list[str]:
-        """Set every dropout probability to 0; return what was changed."""
+    def _disable_dropout(model: nn.Module, keep: frozenset[str] = frozenset()) -> list[str]:
+        """Set every dropout probability to 0, except in the modules named in `keep`; return what was
+        changed."""
         changed = []
         for name, module in model.named_modules():
+            if name in keep:
+                continue
             if isinstance(module, nn.modules.dropout._DropoutNd) and module.p != 0:
                 module.p = 0.0
                 changed.append(name)

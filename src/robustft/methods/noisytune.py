@@ -12,6 +12,13 @@ are left alone (matrix-wise), and so is the new task head, which is not part of 
 `exclude` (regular expressions on parameter names) keeps tensors out, e.g. `word_embeddings` for
 multilingual models (NoisyTune Table 3); `include`, when given, limits the perturbation to matches.
 Noise is drawn in fp32 on each tensor's own device from a generator seeded with the run seed.
+
+Quantized weights (4-bit QLoRA: bitsandbytes Params4bit, also Int8Params or any non-floating parameter)
+are refused with a MethodConfigError naming them, not perturbed. Their storage is packed codes, so noise
+added to it is not noise on the weights; and perturbing the de-quantized weights would not survive
+re-quantization: NF4 has 16 levels per block, far coarser than noise of λ/2 = 0.075 std, so nearly all
+of it would round away. To combine NoisyTune with an adapter, use LoRA on unquantized weights, or keep
+the quantized tensors out with `exclude`.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from robustft.methods.base import (
     Component,
     MethodConfigError,
     RunContext,
+    is_quantized,
     register_component,
     require_choice,
     require_number,
@@ -91,6 +99,16 @@ class NoisyTune(Component):
         selected = self._selected(model, context)
         if not selected:
             raise MethodConfigError("noisytune: include/exclude leave no parameter to perturb")
+        quantized = [name for name, parameter in selected if is_quantized(parameter)]
+        if quantized:
+            more = f", … ({len(quantized)} in all)" if len(quantized) > 4 else ""
+            shown = ", ".join(quantized[:4]) + more
+            raise MethodConfigError(
+                f"noisytune: the parameters {shown} are stored quantized (e.g. 4-bit QLoRA); NoisyTune "
+                "perturbs weights, not quantized codes, and re-quantizing perturbed weights would round the "
+                "noise away. Run it on unquantized weights (adapter full or lora), or keep these out with "
+                "noisytune.exclude"
+            )
         generators: dict[torch.device, torch.Generator] = {}
         perturbed, constant = [], []
         with torch.no_grad():

@@ -230,6 +230,14 @@ class SFTRunSpec:
                 "batch's length and each example's noise too small (transformers#34659; methods.md §1.4). "
                 "Set packing and padding_free to false."
             )
+        perturbing = [c.name for c in method.components if c.name == "noisytune"]
+        if self.sft.adapter == "qlora" and perturbing:
+            # Checked here, not only in NoisyTune.prepare_model: the 4-bit model would be loaded first.
+            raise RunError(
+                f"sft: method {self.method!r} has {perturbing}, which perturbs the base weights, but "
+                "sft.adapter 'qlora' stores them as 4-bit codes (the noise would perturb the codes, or round "
+                "away on re-quantization); set sft.adapter to 'lora' or 'full'"
+            )
         if self.sft.adapter == "qlora":
             from robustft.models import quantization_unavailable_reason
 

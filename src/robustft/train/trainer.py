@@ -1,7 +1,11 @@
 """The Hugging Face Trainer, with the method components' hooks wired in (see methods/base.py).
 
-Plain fine-tuning goes through Trainer's own code unchanged: with no components every hook is a no-op,
-so `finetune` is exactly the library's training loop.
+Plain fine-tuning goes through Trainer's own code: with no components every hook is a no-op, so
+`finetune` is the library's training loop, with one correction under gradient accumulation. Trainer
+stops dividing the loss by the accumulation steps whenever it counts `num_items_in_batch`, trusting the
+model to divide by that count, which sequence classifiers never do; `compute_loss` therefore weights
+each micro-batch's task loss by its share of the step's labelled items and each component's term by its
+share of the step's rows, so accumulating 2 × 16 examples takes the same step as one batch of 32.
 """
 
 from __future__ import annotations
@@ -69,7 +73,10 @@ class StepFunctions:
     model: nn.Module
     inputs: dict[str, Any]
     backward: Any  # accelerator.backward: handles mixed precision and distributed training
-    gradient_accumulation_steps: int
+    gradient_accumulation_steps: int  # micro-batches in this optimizer step
+    # This micro-batch's rows over the optimizer step's: the weight of its mean loss, so unequal micro-batches
+    # (an epoch's last step) weigh as their rows do. None: 1 / gradient_accumulation_steps.
+    share_of_step: float | None = None
 
     def embed(self) -> torch.Tensor:
         return self.model.get_input_embeddings()(self.inputs["input_ids"])
@@ -78,6 +85,15 @@ class StepFunctions:
         kwargs = {k: v for k, v in self.inputs.items() if k != "input_ids"}
         outputs = self.model(inputs_embeds=embeddings, **kwargs)
         return outputs.loss, outputs.logits
+
+
+def _rows(batch: dict[str, Any]) -> int:
+    """The number of examples (rows) in a collated batch."""
+    for key in ("labels", "input_ids"):
+        value = batch.get(key)
+        if isinstance(value, torch.Tensor):
+            return value.shape[0]
+    return next(value.shape[0] for value in batch.values() if isinstance(value, torch.Tensor))
 
 
 class _ComponentStepCallback(TrainerCallback):
@@ -110,6 +126,7 @@ class RobustTrainer(Trainer):
         self.method, self.context = method, context
         self.checkpoint_tag = checkpoint_tag
         self._attention_mask: torch.Tensor | None = None
+        self._rows_in_step = 0  # rows of the current optimizer step's micro-batches (get_batch_samples)
         self._resumed_state: tuple[dict[str, Any], dict[str, Any]] | None = None
         self.add_callback(_ComponentStepCallback(self))
 
@@ -166,10 +183,27 @@ class RobustTrainer(Trainer):
             self.model, self.method.components, self.context, lambda: self._attention_mask
         )
 
+    def _autocast_dtype(self) -> torch.dtype | None:
+        """The dtype accelerate's mixed precision autocasts the forward to (bf16 also on CPU), or None."""
+        if not getattr(self.accelerator, "native_amp", False):
+            return None
+        # fp8: accelerate autocasts the rest of the forward to bf16 (get_mixed_precision_context_manager), the
+        # fp8 matmuls being its backend's own modules.
+        precision = str(self.accelerator.mixed_precision)
+        return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp8": torch.bfloat16}.get(precision)
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        # Trainer fetches all the micro-batches of an optimizer step at once: count their rows, which weigh
+        # the components' per-example terms in compute_loss.
+        batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+        self._rows_in_step = sum(_rows(batch) for batch in batch_samples)
+        return batch_samples, num_items_in_batch
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         self._attention_mask = inputs.get("attention_mask")
         outputs = model(**inputs)
         loss = outputs.loss
+        terms: list[torch.Tensor] = []  # the components' extra terms, each a mean over the micro-batch's rows
         if model.training:
             batch = Batch(
                 model=model,
@@ -178,12 +212,62 @@ class RobustTrainer(Trainer):
                 task_loss=loss,
                 embed=lambda: model.get_input_embeddings()(inputs["input_ids"]),
                 forward=lambda embeddings: forward_with_embeddings(model, inputs, embeddings),
+                autocast_dtype=self._autocast_dtype(),
             )
             for component in self.method.components:
                 term = component.extra_loss(batch, self.context)
                 if term is not None:
-                    loss = loss + term
+                    terms.append(term)
+        if num_items_in_batch is not None:
+            loss = loss * self._share_of_accumulated_batch(inputs, num_items_in_batch)
+            if terms:
+                rows = self._share_of_accumulated_rows(inputs)
+                terms = [term * rows for term in terms]
+        for term in terms:
+            loss = loss + term
         return (loss, outputs) if return_outputs else loss
+
+    def _share_of_accumulated_batch(
+        self, inputs: dict[str, Any], num_items_in_batch: torch.Tensor | int
+    ) -> torch.Tensor | float:
+        """This micro-batch's labelled items over those of the whole accumulated batch (one optimizer step):
+        the weight of the model's task loss.
+
+        Trainer counts `num_items_in_batch` (labels != -100 over all micro-batches of the step) when the
+        model's forward takes **kwargs, and then treats the loss compute_loss returns as already normalised
+        over the accumulated batch: training_step no longer divides it by the accumulation steps. The model's
+        loss here is a mean over this micro-batch's labelled items (sequence classifiers: its rows; token
+        classifiers: its tokens with a label; they never look at the count), so this share makes it the
+        accumulated batch's mean. For a causal LM, whose loss is a mean over the micro-batch's labelled
+        tokens, this is exactly Trainer's sum / num_items_in_batch. Without the count (QA heads, models
+        without **kwargs), training_step divides by the accumulation steps itself.
+        """
+        labels = inputs.get("shift_labels")
+        if labels is None:
+            labels = inputs["labels"]  # Trainer counted the items from them, so they are there
+            if getattr(self, "_loss_shifts_labels", False):  # causal LM: position 0 is never a target
+                labels = labels[..., 1:]
+        share = labels.ne(-100).sum() / num_items_in_batch
+        if self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
+            # As Trainer.compute_loss: the count was summed over processes, whose gradients are averaged.
+            share = share * self.accelerator.num_processes
+        return share
+
+    def _share_of_accumulated_rows(self, inputs: dict[str, Any]) -> float:
+        """This micro-batch's rows over those of the optimizer step: the weight of the components' terms.
+
+        R3F's and SMART's divergences are means over the rows (symmetric KL `batchmean`, squared error per
+        example), whatever a row's number of labelled items: weighting them by the item share would, for token
+        classification, give the micro-batch with more labelled tokens more than its rows' weight. No
+        gathering across processes: each process's gradient is its own rows' mean, and DDP averages them.
+        """
+        rows_in_step = self._rows_in_step
+        if not rows_in_step:
+            raise RuntimeError(
+                "RobustTrainer: num_items_in_batch was given, but get_batch_samples did not count the rows "
+                "of the optimizer step"
+            )
+        return _rows(inputs) / rows_in_step
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         owner = self.method.step_owner()
@@ -192,7 +276,12 @@ class RobustTrainer(Trainer):
         model.train()
         inputs = self._prepare_inputs(inputs)
         self._attention_mask = inputs.get("attention_mask")
-        step = StepFunctions(model, inputs, self.accelerator.backward, self.args.gradient_accumulation_steps)
+        # Micro-batches of this optimizer step: fewer than gradient_accumulation_steps in an epoch's last one.
+        accumulation_steps = getattr(
+            self, "current_gradient_accumulation_steps", self.args.gradient_accumulation_steps
+        )
+        share = _rows(inputs) / self._rows_in_step if self._rows_in_step else None
+        step = StepFunctions(model, inputs, self.accelerator.backward, accumulation_steps, share)
         return owner.training_step(step, self.context).detach()
 
     def create_optimizer(self, model=None):

@@ -1,0 +1,155 @@
+"""The arithmetic and bookkeeping of benchmarks/throughput.py and benchmarks/precision_agreement.py.
+
+The scripts train models, which tests do not; what they compute from the runs (token counts, FLOPs,
+pairing, verdicts, the run plan) is checked here on small inputs whose answers are known by hand.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+throughput = _load("throughput")
+agreement = _load("precision_agreement")
+
+
+def test_padded_tokens_count_each_batch_at_its_longest_example():
+    # One batch: every example is padded to the longest (5), whatever the order.
+    counts = throughput.batch_token_counts(np.array([1, 2, 3, 4, 5]), batch_size=8)
+    assert (counts.examples, counts.real, counts.padded, counts.padded_squared) == (5, 15, 25, 125)
+    # Equal lengths (run_glue.py's pad to max_length): padding adds nothing, the last batch is partial.
+    counts = throughput.batch_token_counts(np.full(10, 128), batch_size=4)
+    assert counts.padded == counts.real == 1280
+    assert counts.padded_squared == 10 * 128**2
+
+
+def test_padded_tokens_lie_between_the_real_tokens_and_padding_everything_to_the_longest():
+    lengths = np.random.default_rng(1).integers(5, 60, size=101)
+    counts = throughput.batch_token_counts(lengths, batch_size=16)
+    assert lengths.sum() < counts.padded < lengths.size * lengths.max()
+
+
+def test_training_flops_are_six_n_t_plus_the_attention_term():
+    counts = throughput.TokenCounts(examples=2, real=8, padded=10, padded_squared=100)
+    shape = throughput.EncoderShape(layer_parameters=1000, layers=2, hidden_size=4)
+    assert throughput.training_flops(counts, shape) == 6 * 1000 * 10 + 12 * 2 * 4 * 100
+
+
+def test_rounds_alternate_the_order_of_the_configurations():
+    names = ["a", "b", "c"]
+    assert throughput.interleaved(names, 0) == names
+    assert throughput.interleaved(names, 1) == ["c", "b", "a"]
+
+
+def _result(seed, precision, score, status="ok", train_s=10.0):
+    return {
+        "seed": seed,
+        "precision": precision,
+        "status": status,
+        "metric": "accuracy",
+        "score": score,
+        "degenerate": False,
+        "train_s": train_s,
+    }
+
+
+def test_a_failed_run_drops_its_pair_and_the_difference_is_bf16_minus_fp32():
+    results = [
+        _result(1, "fp32", 80.0, train_s=20.0),
+        _result(1, "bf16", 81.0, train_s=10.0),
+        _result(2, "fp32", 70.0, train_s=20.0),
+        _result(2, "bf16", 70.5, train_s=10.0),
+        _result(3, "fp32", 75.0, train_s=20.0),
+        _result(3, "bf16", None, status="diverged", train_s=10.0),
+    ]
+    cell = agreement.summarize_cell("minilm-l6", "sst2", results, n_boot=200)
+    assert cell["n_pairs"] == 2
+    assert [pair["diff"] for pair in cell["pairs"]] == [1.0, 0.5, None]
+    assert cell["mean_diff"] == pytest.approx(0.75)
+    assert cell["fp32_seed_std"] == pytest.approx(math.sqrt(50))  # stdev of 80 and 70
+    assert cell["verdict"] == agreement.TOO_FEW  # 2 pairs: no claim
+    assert cell["bf16_speedup"] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(
+    ("n_pairs", "ci", "mean_diff", "seed_std", "expected"),
+    [
+        (3, (-0.4, 0.6), 0.1, 1.0, agreement.SAME),
+        (3, (0.2, 0.6), 0.4, 1.0, agreement.DIFFERS),
+        (3, (-0.6, -0.1), -0.3, 1.0, agreement.DIFFERS),
+        (3, (-0.5, 3.0), 1.2, 1.0, agreement.NOT_SHOWN),  # CI has 0, but |Δ| is as large as seed noise
+        (2, (-0.4, 0.6), 0.1, 1.0, agreement.TOO_FEW),
+        (3, (math.nan, math.nan), 0.0, 0.0, agreement.TOO_FEW),
+    ],
+)
+def test_agreement_verdict(n_pairs, ci, mean_diff, seed_std, expected):
+    assert agreement.agreement_verdict(n_pairs, ci, mean_diff, seed_std) == expected
+
+
+def _config():
+    return {
+        "data_dir": "resources/data",
+        "cache_dir": "resources/hf",
+        "models": ["minilm-l6"],
+        "tasks": ["sst2", "mrpc"],
+        "seeds": [1, 2, 3],
+        "methods": {"finetune": {}, "noisytune": {"noisytune": {"noise_lambda": 0.15}}},
+        "grids": {},
+        "train": {"learning_rate": 1e-4, "precision": "fp32"},
+        "train_by_task": {"mrpc": {"max_train_samples": 300}},
+    }
+
+
+def test_the_plan_takes_the_configs_settings_per_task_and_sets_only_the_precision(tmp_path):
+    jobs = agreement.plan_jobs(_config(), "finetune", [1, 2], None, threads=1, out=tmp_path)
+    assert len(jobs) == 2 * 2 * 2  # seeds x tasks x precisions
+    # The two precisions of a pair run next to each other, their order alternating from seed to seed.
+    assert [(j.seed, j.task, j.precision) for j in jobs[:4]] == [
+        (1, "sst2", "fp32"),
+        (1, "sst2", "bf16"),
+        (1, "mrpc", "fp32"),
+        (1, "mrpc", "bf16"),
+    ]
+    assert [j.precision for j in jobs[4:6]] == ["bf16", "fp32"]
+    mrpc = [j for j in jobs if j.task == "mrpc"]
+    assert all(j.train["max_train_samples"] == 300 and j.train["learning_rate"] == 1e-4 for j in mrpc)
+    assert {j.precision for j in jobs} == {j.train["precision"] for j in jobs} == {"fp32", "bf16"}
+    assert len({j.run_dir for j in jobs}) == len(jobs)  # no two runs share a directory
+
+
+def test_the_plan_refuses_a_task_the_config_does_not_train(tmp_path):
+    with pytest.raises(SystemExit, match="'cola'"):
+        agreement.plan_jobs(_config(), "finetune", [1], ["cola"], threads=1, out=tmp_path)
+
+
+def test_a_run_with_metrics_is_read_and_one_without_is_reported_not_run(tmp_path):
+    (job,) = agreement.plan_jobs(_config(), "finetune", [1], ["sst2"], threads=1, out=tmp_path)[:1]
+    assert agreement.read_result(job)["status"] == "not run"
+    run_dir = Path(job.run_dir)
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.json").write_text(
+        '{"status": "ok", "primary_metric": "accuracy", "metrics": {"accuracy": 0.8}, '
+        '"degenerate": false, "train_runtime_s": 12.0}'
+    )
+    (run_dir / "history.jsonl").write_text(
+        '{"step": 5, "loss": 0.6}\n{"step": 10, "eval_dev_runtime": 2.0}\n'
+    )
+    result = agreement.read_result(job)
+    assert result["score"] == pytest.approx(80.0)
+    assert result["train_s"] == pytest.approx(10.0)  # the dev evaluation is not training time
