@@ -23,9 +23,13 @@ from robustft.report import (
     WITHIN_NOISE,
     ReportSpec,
     build_report,
+    curves_caption,
+    curves_figure,
     fmt_p,
     fmt_points,
     fmt_signed,
+    load_curves,
+    precision_choice,
     render_typst_source,
     typst_string,
     verdict,
@@ -422,6 +426,30 @@ def test_report_counts_degenerate_runs_and_warns_when_all_are(tables_dir: Path) 
     assert "39 of the 39 runs that finished ok are degenerate" in source
 
 
+def test_precision_choice_counts_the_precisions_the_runs_used() -> None:
+    auto_cpu = "auto: fp32, this CPU has no fast bf16 kernels (AVX2)"
+    runs = pd.DataFrame({"precision": ["fp32"] * 3, "precision_why": [auto_cpu] * 3})
+    assert precision_choice(runs) == f"Precision: fp32 (all 3 runs; {auto_cpu})"
+    runs.loc[0, ["precision", "precision_why"]] = ["bf16", "set explicitly"]
+    mixed = f"Precision: fp32 (2 of 3 runs; {auto_cpu}) and bf16 (1 of 3 runs; set explicitly)"
+    assert precision_choice(runs) == mixed
+    # Tables written before precision was recorded: nothing to say, rather than a wrong claim.
+    assert precision_choice(runs.drop(columns=["precision", "precision_why"])) is None
+    assert precision_choice(runs.assign(precision=math.nan)) is None
+
+
+def test_report_choices_state_the_precision_the_runs_used(tables_dir: Path) -> None:
+    assert "Precision:" not in render_typst_source(tables_dir, _spec())  # older tables: nothing to say
+    runs = pd.read_csv(tables_dir / "runs.csv")
+    runs["precision"] = ["bf16" if seed == 1 else "fp32" for seed in runs["seed"]]
+    runs["precision_why"] = "auto: test"
+    runs.to_csv(tables_dir / "runs.csv", index=False)
+    source = render_typst_source(tables_dir, _spec())
+    choices = source.split("Choices where the paper is silent")[1].split("= Notes")[0]
+    assert typst_string(precision_choice(runs)) in choices
+    assert "fp32 (32 of 40 runs; auto: test) and bf16 (8 of 40 runs; auto: test)" in choices
+
+
 def test_report_warns_only_about_the_cells_that_are_all_degenerate(tables_dir: Path) -> None:
     summary = pd.read_csv(tables_dir / "summary.csv")
     summary["n_degenerate"] = 0
@@ -480,3 +508,100 @@ def test_every_verdict_has_a_colour_in_the_report_template() -> None:
     template = (Path(__file__).resolve().parents[1] / "src/robustft/report_templates/report.typ").read_text()
     colours = template[template.index("#let verdict-colors") : template.index("#let verdict(v)")]
     assert [word for word in VERDICTS if f'"{word}":' not in colours] == []
+
+
+# --- learning curves ---------------------------------------------------------------------------------------
+
+
+def _curves(models: list[str]) -> pd.DataFrame:
+    """curves.csv as tables.collect_curves would write it for the fake experiment: per run, training
+    losses at steps 1, 5, 10 that fall with the seed, and a dev score at epochs 1 and 2."""
+    rows = []
+    for model in models:
+        for task, (base, shift, _) in TASK_EFFECT.items():
+            for method in ("finetune", "noisytune"):
+                for seed in SEEDS:
+                    status = "diverged" if (task, method, seed) == ("rte", "noisytune", 5) else "ok"
+                    run = {"model": model, "task": task, "method": method, "seed": seed, "status": status}
+                    run["metric"] = TASK_METRIC[task]  # on every row, as collect_curves writes it
+                    for step, epoch in ((1, 0.1), (5, 0.5), (10, 1.0)):
+                        loss = 1e6 if status == "diverged" else 0.7 - 0.02 * step - 0.01 * seed
+                        rows.append({**run, "step": step, "epoch": epoch, "train_loss": loss})
+                    for step, epoch in ((10, 1.0), (20, 2.0)):
+                        score = base + (shift if method == "noisytune" else 0.0) + epoch + 0.3 * (seed - 3)
+                        rows.append(
+                            {
+                                **run,
+                                "step": step,
+                                "epoch": epoch,
+                                "dev_score": score,
+                                "dev_loss": 0.5,
+                            }
+                        )
+    columns = ["model", "task", "method", "seed", "status", "step", "epoch", "train_loss", "metric"]
+    return pd.DataFrame(rows, columns=[*columns, "dev_score", "dev_loss"])
+
+
+def test_curves_figure_draws_a_loss_and_a_dev_panel_per_task_at_the_seed_mean() -> None:
+    curves = _curves(["minilm-l6"])
+    curves = curves.loc[curves["status"] == "ok"]
+    tasks = ["rte", "mrpc", "cola", "stsb"]
+    figure = curves_figure(curves, ["minilm-l6"], ["finetune", "noisytune"], tasks)
+    axes = figure.axes
+    assert len(axes) == 2 * len(tasks)  # two rows: loss over steps, then dev score over epochs
+    titles = [ax.get_title() for ax in axes[: len(tasks)]]
+    assert titles[0] == "minilm-l6\nRTE" and titles[1:] == ["MRPC", "CoLA", "STS-B"]
+    loss_rte, dev_rte = axes[0], axes[len(tasks)]
+    finetune_loss, noisytune_loss = loss_rte.lines[:2]
+    assert list(finetune_loss.get_xdata()) == [1, 5, 10]
+    # Mean over seeds 1-5: 0.7 - 0.02 step - 0.03.
+    assert list(finetune_loss.get_ydata()) == pytest.approx([0.65, 0.57, 0.47])
+    assert list(noisytune_loss.get_ydata()) == pytest.approx([0.655, 0.575, 0.475])  # seeds 1-4: 5 diverged
+    dev_finetune = dev_rte.lines[0]
+    assert list(dev_finetune.get_xdata()) == [1.0, 2.0]
+    assert list(dev_finetune.get_ydata()) == pytest.approx([63.0, 64.0])  # points, 62 + epoch
+    assert "accuracy" in dev_rte.get_ylabel() and "mcc" in axes[len(tasks) + 2].get_ylabel()
+    assert len(dev_rte.collections) == 2  # one min-max band per method
+
+
+def test_curves_caption_counts_the_seeds_behind_each_line(tmp_path: Path) -> None:
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    _curves(["minilm-l6"]).to_csv(tables / "curves.csv", index=False)
+    curves = load_curves(tables)
+    assert set(curves["status"]) == {"ok"}  # the diverged rte/noisytune seed is not drawn
+    caption = curves_caption(curves)
+    assert caption.startswith("Learning curves (4-5 seeds per task and method;")
+    assert "training loss" in caption and "optimizer step" in caption and "epoch" in caption
+    assert curves_caption(curves.loc[curves["seed"] <= 3]).startswith("Learning curves (3 seeds per")
+
+
+def test_report_draws_the_learning_curves_when_the_tables_have_them(
+    tables_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _curves(["minilm-l6"]).to_csv(tables_dir / "curves.csv", index=False)
+    sources: list[str] = []
+    compile_pdf = typst.compile
+
+    def compile_and_keep(source: bytes, **kwargs: object) -> bytes:
+        sources.append(source.decode("utf-8"))
+        return compile_pdf(source, **kwargs)
+
+    monkeypatch.setattr(typst, "compile", compile_and_keep)
+    pdf = tmp_path / "out" / "report.pdf"
+    build_report(tables_dir, pdf, _spec())
+    assert pdf.read_bytes().startswith(b"%PDF")
+    svg = (tmp_path / "out" / "report_curves.svg").read_text()
+    assert svg.startswith("<?xml") and "<svg" in svg
+    figures = sources[0].split("= Figures")[1]
+    assert 'fitted-image("/report_curves.svg")' in figures
+    assert "Learning curves (4-5 seeds per task and method;" in figures
+
+
+def test_report_without_curves_csv_builds_without_the_figure(tables_dir: Path, tmp_path: Path) -> None:
+    assert load_curves(tables_dir) is None  # tables aggregated before curves.csv was written
+    pdf = tmp_path / "out" / "report.pdf"
+    build_report(tables_dir, pdf, _spec())
+    assert pdf.read_bytes().startswith(b"%PDF")
+    assert (tmp_path / "out" / "report_levels.svg").exists()
+    assert not (tmp_path / "out" / "report_curves.svg").exists()

@@ -16,6 +16,7 @@ from robustft.tables import (
     COMPARISON_COLUMNS,
     SUMMARY_COLUMNS,
     average_tasks,
+    collect_curves,
     collect_runs,
     compare,
     summarize,
@@ -66,6 +67,9 @@ def write_run(root: Path, task: str, method: str, seed: int, result: float | str
     }
     (run_dir / "metrics.json").write_text(json.dumps(record))
     run_info = {"git_commit": "abc123", "config_hash": f"h{seed}", "wall_time_s": 120.5, "slurm_job_id": None}
+    # One run of the grid trained in bf16, so a test can tell the column is read per run.
+    used = "bf16" if (task, method, seed) == ("RTE", "noisytune", 2) else "fp32"
+    run_info["precision"] = {"requested": "auto", "used": used, "why": f"auto: {used}, test"}
     (run_dir / "run.json").write_text(json.dumps(run_info))
     return run_dir
 
@@ -98,7 +102,8 @@ def test_collect_runs_columns_and_rows(runs_root):
         *["m_accuracy", "m_eval_loss", "m_mcc"],
         *["n_train", "n_eval", "epoch", "train_runtime_s", "train_samples_per_second"],
         *["degenerate", "diverged_because"],
-        *["wall_time_s", "git_commit", "config_hash", "slurm_job_id", "run_dir"],
+        *["wall_time_s", "git_commit", "config_hash", "slurm_job_id"],
+        *["precision", "precision_why", "run_dir"],
     ]
     assert len(runs) == len(GRID)  # the unfinished seed5 is not there
     assert 5 not in set(runs["seed"])
@@ -120,6 +125,13 @@ def test_collect_runs_scales_to_points_except_losses(runs_root):
     assert rte["metric"] == "accuracy"
     assert (rte["git_commit"], rte["config_hash"], rte["wall_time_s"]) == ("abc123", "h1", 120.5)
     assert rte["run_dir"] == str(runs_root / MODEL / "RTE" / "noisytune" / "seed1")
+
+
+def test_collect_runs_carries_the_precision_each_run_used(runs_root):
+    runs = collect_runs(runs_root)
+    assert row(runs, task="RTE", method="noisytune", seed=2)["precision"] == "bf16"
+    assert row(runs, task="RTE", method="noisytune", seed=2)["precision_why"] == "auto: bf16, test"
+    assert (runs["precision"] == "fp32").sum() == len(runs) - 1
 
 
 def test_collect_runs_keeps_non_ok_runs_without_a_score(runs_root):
@@ -439,3 +451,77 @@ def test_compare_counts_diverged_runs_beside_the_pairs(runs_root):
     cola = row(comparisons, task="CoLA", method="noisytune")
     assert (cola["n_diverged_method"], cola["n_diverged_baseline"]) == (0, 0)  # a failed run is not diverged
     assert row(comparisons, task="GLUE-avg", method="noisytune")["n_diverged_method"] == 1
+
+
+# --- curves.csv --------------------------------------------------------------------------------------------
+
+
+def _write_history(run_dir: Path, lines: list[str]) -> None:
+    (run_dir / "history.jsonl").write_text("".join(line + "\n" for line in lines))
+
+
+def _history(metric: str, dev: float) -> list[str]:
+    """A run's history as the Trainer logs it: two training logs, one dev evaluation, the closing record."""
+    records = [
+        {"epoch": 0.05, "grad_norm": 1.5, "learning_rate": 0.0, "loss": 0.70, "step": 1},
+        {"epoch": 0.5, "grad_norm": 0.8, "learning_rate": 5e-5, "loss": 0.65, "step": 10},
+        {"epoch": 1.0, f"eval_dev_{metric}": dev, "eval_dev_loss": 0.66, "eval_dev_runtime": 1.2, "step": 20},
+        {"epoch": 1.0, "step": 20, "train_loss": 0.67, "train_runtime": 44.0, "total_flos": 1.0},
+    ]
+    return [json.dumps(record) for record in records]
+
+
+def test_collect_curves_has_one_row_per_logged_point_of_each_counted_run(runs_root):
+    rte = runs_root / MODEL / "RTE" / "finetune" / "seed1"
+    _write_history(rte, _history("accuracy", 0.61))
+    cola = runs_root / MODEL / "CoLA" / "noisytune" / "seed2"
+    # A fragment left by a writer killed mid-line, closed by the next append: skipped, not an error.
+    _write_history(cola, ['{"epoch": 0.3, "lo', *_history("mcc", 0.25)])
+    diverged = runs_root / MODEL / "RTE" / "noisytune" / "seed4"
+    _write_history(diverged, [json.dumps({"epoch": 0.05, "loss": float("nan"), "step": 1})])
+    # An unfinished run (no metrics.json) is not in the tables, so its history is not either.
+    _write_history(runs_root / MODEL / "CoLA" / "noisytune" / "seed5", _history("mcc", 0.9))
+
+    curves = collect_curves(collect_runs(runs_root))
+
+    assert list(curves.columns) == [
+        *["model", "task", "method", "seed", "status", "step", "epoch"],
+        *["train_loss", "metric", "dev_score", "dev_loss"],
+    ]
+    # Runs without history.jsonl have no rows; the closing record of each run is not a point.
+    assert len(curves) == 3 + 3 + 1
+    first = curves.loc[(curves["task"] == "RTE") & (curves["method"] == "finetune")]
+    assert first["seed"].tolist() == [1, 1, 1]
+    assert first["step"].tolist() == [1, 10, 20]
+    assert first["epoch"].tolist() == pytest.approx([0.05, 0.5, 1.0])
+    assert first["train_loss"].iloc[:2].tolist() == pytest.approx([0.70, 0.65])
+    assert first["train_loss"].iloc[2:].isna().all()
+    assert first["dev_score"].iloc[:2].isna().all() and first["dev_loss"].iloc[:2].isna().all()
+    assert first["dev_score"].iloc[2] == pytest.approx(61.0)  # points, as runs.csv's score
+    assert first["dev_loss"].iloc[2] == pytest.approx(0.66)  # a loss stays a loss
+    mcc = row(curves, task="CoLA", method="noisytune", step=20)
+    assert (mcc["metric"], mcc["seed"], mcc["status"]) == ("mcc", 2, "ok")
+    assert mcc["dev_score"] == pytest.approx(25.0)
+    blown = row(curves, task="RTE", method="noisytune")
+    assert blown["status"] == "diverged" and math.isnan(blown["train_loss"])
+
+
+def test_collect_curves_of_runs_without_history_is_empty_with_headers(runs_root):
+    curves = collect_curves(collect_runs(runs_root))
+    assert curves.empty
+    assert "dev_score" in curves.columns
+
+
+def test_aggregate_writes_the_curves_of_exactly_the_runs_it_reads(runs_root, tmp_path):
+    from robustft.cli import main
+
+    ours = runs_root / MODEL / "RTE" / "finetune" / "seed1"
+    other = runs_root / MODEL / "RTE" / "finetune" / "seed2"
+    _write_history(ours, _history("accuracy", 0.61))
+    _write_history(other, _history("accuracy", 0.99))
+    out = tmp_path / "tables"
+    args = ["aggregate", "--runs", str(runs_root), "--out", str(out), str(ours / "metrics.json")]
+    assert main(args) == 0
+    curves = pd.read_csv(out / "curves.csv")
+    assert curves["seed"].tolist() == [1, 1, 1]
+    assert curves["dev_score"].dropna().tolist() == pytest.approx([61.0])

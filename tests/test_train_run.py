@@ -13,8 +13,10 @@ import pytest
 from robustft import provenance
 from robustft.data.glue import SplitData
 from robustft.io import read_jsonl
+from robustft.tables import collect_runs
 from robustft.train.classification import _final_eval, _subsample, train_run
 from robustft.train.config import RunError, RunSpec, TrainConfig
+from robustft.train.precision import cpu_has_fast_bf16
 
 ROWS = 40
 CONTRACT_KEYS = {
@@ -127,6 +129,26 @@ def test_run_json_provenance(rte_run) -> None:
     assert run["data"]["dev"].endswith("dev.tsv")
     assert run["wall_time_s"] > 0
     assert "train_runtime" in run["train_metrics"]
+    # The default `auto`, resolved for this CPU (GPU runs are not tested here).
+    used = "bf16" if cpu_has_fast_bf16() else "fp32"
+    assert {key: run["precision"][key] for key in ("requested", "used", "device")} == {
+        "requested": "auto",
+        "used": used,
+        "device": "cpu",
+    }
+    assert run["precision"]["why"].startswith(f"auto: {used}")
+
+
+def test_bf16_on_a_cpu_trains_and_is_recorded(tiny_model: str, mini_glue: Path, tmp_path: Path) -> None:
+    """bf16 autocast on a CPU: transformers refuses it unless the run says it is on the CPU on purpose
+    (use_cpu). run.json and the run table record the precision the run used."""
+    out = tmp_path / "runs" / tiny_model / "rte" / "finetune" / "seed1"
+    spec = make_spec(tiny_model, mini_glue, method="finetune", precision="bf16", max_train_samples=16)
+    assert train_run(spec, out)["status"] == "ok"
+    recorded = _read(out, "run.json")["precision"]
+    assert (recorded["requested"], recorded["used"], recorded["device"]) == ("bf16", "bf16", "cpu")
+    runs = collect_runs(tmp_path / "runs")
+    assert list(runs["precision"]) == ["bf16"] and list(runs["precision_why"]) == [recorded["why"]]
 
 
 def test_history_jsonl(rte_run) -> None:
@@ -422,3 +444,26 @@ def test_a_run_that_discriminates_is_not_degenerate(rte_run) -> None:
     history = [r for r in read_jsonl(out / "history.jsonl") if "eval_dev_degenerate" in r]
     assert history, "every evaluation records whether its predictions were constant"
     assert result["degenerate"] is bool(history[-1]["eval_dev_degenerate"])
+
+
+@pytest.mark.parametrize("group_by_length", [False, True])
+def test_group_by_length_batches_similar_lengths(
+    group_by_length: bool, tiny_model: str, mini_glue: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train.group_by_length hands Trainer's LengthGroupedSampler the training set; off, plain shuffling."""
+    import transformers.trainer
+
+    built: list[int] = []
+    original = transformers.trainer.LengthGroupedSampler
+
+    def recording_sampler(*args, **kwargs):
+        sampler = original(*args, **kwargs)
+        built.append(len(sampler.lengths))
+        return sampler
+
+    monkeypatch.setattr(transformers.trainer, "LengthGroupedSampler", recording_sampler)
+    spec = make_spec(tiny_model, mini_glue, method="finetune", group_by_length=group_by_length)
+    result = train_run(spec, tmp_path / "run")
+    assert result["status"] == "ok"
+    # Trainer may build the train sampler more than once; each time over the whole training set.
+    assert (set(built) == {result["n_train"]}) if group_by_length else (built == [])

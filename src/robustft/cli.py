@@ -85,7 +85,8 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     summary = tables.summarize(runs)
     comparisons = tables.compare(runs, baseline=args.baseline)
     tables.write_tables(runs, summary, comparisons, Path(args.out))
-    print(f"{len(runs)} runs -> {args.out}/runs.csv, summary.csv, comparisons.csv (+ .tex)")
+    tables.write_curves(tables.collect_curves(runs), Path(args.out))  # the report's learning curves
+    print(f"{len(runs)} runs -> {args.out}/runs.csv, summary.csv, comparisons.csv (+ .tex), curves.csv")
     return 0
 
 

@@ -1,8 +1,9 @@
 """Assemble the reproduction report: our numbers beside the paper's, as a PDF typeset with typst.
 
-Inputs are the CSVs written by `tables.py` (runs.csv, summary.csv, comparisons.csv; scores in points).
-Nothing is computed here except formatting, the paper's Δ (from `reference`) and the verdict, so
-every number in the PDF can be traced to one row of those tables or of `paper_results.csv`.
+Inputs are the CSVs written by `tables.py` (runs.csv, summary.csv, comparisons.csv; scores in points)
+and, where present, curves.csv for the learning curves. Nothing is computed here except formatting, the
+paper's Δ (from `reference`), the verdict and the curves' mean and range over seeds, so every number in
+the PDF can be traced to rows of those tables or of `paper_results.csv`.
 """
 
 from __future__ import annotations
@@ -934,13 +935,38 @@ def _appendix_part(artifacts: Sequence[tuple[Mapping[str, Any], pd.DataFrame, st
     return "#pagebreak()\n= Appendix\n" + "#pagebreak()\n".join(parts) if parts else ""
 
 
+def precision_choice(runs: pd.DataFrame) -> str | None:
+    """The choices line on the precision the runs trained in, computed from runs.csv's `precision` and
+    `precision_why` columns, e.g. "Precision: fp32 (all 18 runs; auto: fp32, this CPU has no fast bf16
+    kernels (AVX2))". None when no run recorded it (a runs.csv from before the columns existed)."""
+    if "precision" not in runs or runs["precision"].isna().all():
+        return None
+    why = runs["precision_why"] if "precision_why" in runs else pd.Series(index=runs.index, dtype=object)
+    used = runs["precision"].fillna("not recorded").astype(str)
+    groups = []
+    for name, count in used.value_counts(sort=True).items():
+        share = f"all {count} runs" if count == len(runs) else f"{count} of {len(runs)} runs"
+        reasons = sorted(why[used == name].dropna().astype(str).unique())
+        groups.append(f"{name} ({'; '.join([share, *reasons])})")
+    return "Precision: " + " and ".join(groups)
+
+
+def _choices(spec: ReportSpec, runs: pd.DataFrame) -> list[str]:
+    """The config's choices, then the precision the runs used (measured from them, not configured)."""
+    precision = precision_choice(runs)
+    return [*spec.choices, precision] if precision else list(spec.choices)
+
+
 def _text_list_section(title: str, items: Sequence[str]) -> str:
     return f"= {title}\n" + (_bullets(items) if items else _t("None recorded.") + "\n")
 
 
-def render_typst_source(tables_dir: Path, spec: ReportSpec, figures: Sequence[str] = ()) -> str:
-    """The full typst source of the report; `figures` are image paths relative to the typst root."""
-    return _render(load_tables(tables_dir), spec, figures)
+def render_typst_source(
+    tables_dir: Path, spec: ReportSpec, figures: Sequence[str] = (), curves: tuple[str, str] | None = None
+) -> str:
+    """The full typst source of the report; `figures` are image paths relative to the typst root, and
+    `curves` the learning-curve figure's (path, caption)."""
+    return _render(load_tables(tables_dir), spec, figures, curves=curves)
 
 
 def _with_average_tasks(spec: ReportSpec, tables: ReportTables) -> tuple[ReportSpec, ReportTables]:
@@ -1023,6 +1049,7 @@ def _render(
     spec: ReportSpec,
     figures: Sequence[str],
     artifacts: Sequence[tuple[Mapping[str, Any], pd.DataFrame, str | None]] = (),
+    curves: tuple[str, str] | None = None,
 ) -> str:
     template = resources.files("robustft").joinpath("report_templates", "report.typ").read_text("utf-8")
     spec, tables = _with_average_tasks(spec, tables)
@@ -1038,9 +1065,10 @@ def _render(
             _main_table(tables, spec, models, tasks),
             _comparison_section(rows),
             _figures_section(figures) if figures else "",
+            _curves_section(curves),
             _artifacts_part(artifacts),
             _failed_section(tables.runs),
-            _text_list_section("Choices where the paper is silent", spec.choices),
+            _text_list_section("Choices where the paper is silent", _choices(spec, tables.runs)),
             _text_list_section("Notes", spec.notes),
             _provenance_section(tables, spec),
             _appendix_part(artifacts),
@@ -1081,17 +1109,17 @@ def make_figures(tables: ReportTables, spec: ReportSpec, figures_dir: Path, stem
     figures_dir.mkdir(parents=True, exist_ok=True)
     models, tasks = _models(tables.summary, spec), _tasks(tables.summary)
     rows = _comparison_rows(tables, spec, models, tasks)
-    # Fixed hash salt and no date: the SVG ids and metadata do not change between renders.
-    # parse_math off: a "$" in a model name is text, not the start of a formula.
-    style = {"svg.hashsalt": "robustft", "svg.fonttype": "path", "text.parse_math": False, "font.size": 7}
     levels, effects = figures_dir / f"{stem}_levels.svg", figures_dir / f"{stem}_effects.svg"
-    with matplotlib.rc_context(style):
+    with matplotlib.rc_context(_FIGURE_STYLE):
         _levels_figure(tables, spec, models, tasks).savefig(levels, **_SVG_OPTIONS)
         _effects_figure(rows, spec).savefig(effects, **_SVG_OPTIONS)
     return [levels, effects]
 
 
 _SVG_OPTIONS: dict[str, Any] = {"format": "svg", "metadata": {"Date": None}, "bbox_inches": "tight"}
+# Fixed hash salt and no date: the SVG ids and metadata do not change between renders.
+# parse_math off: a "$" in a model name is text, not the start of a formula.
+_FIGURE_STYLE = {"svg.hashsalt": "robustft", "svg.fonttype": "path", "text.parse_math": False, "font.size": 7}
 
 
 def _model_title(spec: ReportSpec, model: str) -> str:
@@ -1169,6 +1197,109 @@ def _effects_figure(rows: pd.DataFrame, spec: ReportSpec) -> Figure:
     return figure
 
 
+# ---------------------------------------------------------------- learning curves
+
+# curves.csv (tables.collect_curves): one row per logged training or dev evaluation point of each run.
+_CURVES_COLUMNS = {
+    *("model", "task", "method", "seed", "status"),
+    *("step", "epoch", "train_loss", "metric", "dev_score"),
+}
+
+
+def load_curves(tables_dir: Path) -> pd.DataFrame | None:
+    """The learning curves of the runs that finished (status ok) from curves.csv; None when the file is
+    absent (tables aggregated before it was written) or holds no point of a finished run."""
+    path = Path(tables_dir) / "curves.csv"
+    if not path.exists():
+        return None
+    curves = _read_csv(path, _CURVES_COLUMNS)
+    curves = curves.loc[curves["status"] == OK_STATUS]
+    return curves if len(curves) else None
+
+
+def _seed_band(points: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """Per x (step or epoch): the mean, min and max of y over the seeds that logged it."""
+    logged = points.dropna(subset=[x, y])
+    return logged.groupby(x)[y].agg(["mean", "min", "max"]).sort_index()
+
+
+def curves_figure(curves: pd.DataFrame, models: list[str], methods: list[str], tasks: list[str]) -> Figure:
+    """Per model, two rows of panels with one column per task: the training loss against the optimizer
+    step, and the dev primary metric (points) against the epoch; per method a line at the mean over its
+    seeds and a band from their minimum to their maximum. A panel without points says so."""
+    figure = Figure(figsize=(1.7 * len(tasks) + 0.4, 2.9 * len(models) + 0.4), layout="constrained")
+    axes = figure.subplots(2 * len(models), len(tasks), squeeze=False)
+    for i, model in enumerate(models):
+        for j, task in enumerate(tasks):
+            loss_ax, dev_ax = axes[2 * i][j], axes[2 * i + 1][j]
+            cell = curves.loc[(curves["model"] == model) & (curves["task"] == task)]
+            for k, method in enumerate(methods):
+                runs = cell.loc[cell["method"] == method]
+                for ax, x, y in ((loss_ax, "step", "train_loss"), (dev_ax, "epoch", "dev_score")):
+                    band = _seed_band(runs, x, y)
+                    if band.empty:
+                        continue
+                    ax.fill_between(band.index, band["min"], band["max"], color=f"C{k}", alpha=0.2, lw=0)
+                    # Markers too: a run evaluated once has a single dev point, which a line alone hides.
+                    ax.plot(band.index, band["mean"], color=f"C{k}", lw=1, marker="o", ms=2, label=method)
+            title = paper_task_name(task)
+            loss_ax.set_title(f"{model}\n{title}" if j == 0 else title)
+            loss_ax.set_xlabel("optimizer step")
+            dev_ax.set_xlabel("epoch")
+            metrics = sorted(cell.loc[cell["dev_score"].notna(), "metric"].unique())
+            dev_ax.set_ylabel(f"dev {'/'.join(metrics) or 'score'} (points)")
+            if j == 0:
+                loss_ax.set_ylabel("training loss")
+            for ax in (loss_ax, dev_ax):
+                if not ax.lines:
+                    ax.text(0.5, 0.5, "nothing logged", ha="center", va="center", transform=ax.transAxes)
+    handles = [Line2D([], [], color=f"C{k}", lw=1, marker="o", ms=2, label=m) for k, m in enumerate(methods)]
+    figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    return figure
+
+
+def curves_caption(curves: pd.DataFrame) -> str:
+    """What the curves figure plots, with the number of seeds behind each line."""
+    seeds = curves.groupby(["model", "task", "method"])["seed"].nunique()
+    fewest, most = int(seeds.min()), int(seeds.max())
+    count = f"{most} seeds" if fewest == most else f"{fewest}-{most} seeds"
+    return (
+        f"Learning curves ({count} per task and method; runs that diverged or failed are left out). "
+        "Upper row: the training loss of each logging window against the optimizer step. Lower row: the "
+        "dev set's primary metric (points, as in the tables) at each evaluation against the epoch. Line: "
+        "the mean over the seeds of a method; band: their minimum to maximum."
+    )
+
+
+def make_curves_figure(
+    tables_dir: Path, tables: ReportTables, spec: ReportSpec, figures_dir: Path, stem: str
+) -> tuple[Path, str] | None:
+    """Write the learning-curve figure (SVG) of the shown models, methods and tasks from curves.csv;
+    (path, caption), or None when there are no curves to draw (no curves.csv, or none of those runs)."""
+    curves = load_curves(tables_dir)
+    if curves is None:
+        return None
+    models, methods = _models(tables.summary, spec), _methods(tables.summary, spec)
+    curves = curves.loc[curves["model"].isin(models) & curves["method"].isin(methods)]
+    tasks = [task for task in _tasks(tables.summary) if task in set(curves["task"])]
+    if not tasks:
+        return None
+    models = [model for model in models if model in set(curves["model"])]
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    path = figures_dir / f"{stem}_curves.svg"
+    with matplotlib.rc_context(_FIGURE_STYLE):
+        curves_figure(curves, models, methods, tasks).savefig(path, **_SVG_OPTIONS)
+    return path, curves_caption(curves)
+
+
+def _curves_section(curves: tuple[str, str] | None) -> str:
+    """The learning-curve figure, (path from the typst root, caption), under the other figures."""
+    if curves is None:
+        return ""
+    path, caption = curves
+    return f"#figure(fitted-image({typst_string(path)}), caption: [{_t(caption)}])\n"
+
+
 # ---------------------------------------------------------------- entry point
 
 
@@ -1210,8 +1341,15 @@ def build_report(
         tables = load_tables(Path(tables_dir))
         shown_spec, shown_tables = _with_average_tasks(spec, tables)
         paths = make_figures(shown_tables, shown_spec, figures_dir, out_pdf.stem)
+        curves = make_curves_figure(Path(tables_dir), shown_tables, shown_spec, figures_dir, out_pdf.stem)
         # The figures directory is the typst root, so images are addressed by name from the root.
-        source = _render(tables, spec, ["/" + path.name for path in paths], artifacts)
+        source = _render(
+            tables,
+            spec,
+            ["/" + path.name for path in paths],
+            artifacts,
+            curves=None if curves is None else ("/" + curves[0].name, curves[1]),
+        )
     else:
         # A config without the GLUE track (e.g. XTREME alone): the paper's artifacts are the report.
         figures_dir.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from robustft.data.base import TASKS, VARIANT_SEPARATOR
-from robustft.io import seed_of_run_dir, write_text_atomic
+from robustft.io import read_jsonl, seed_of_run_dir, write_text_atomic
 from robustft.stats import (
     holm,
     paired_bootstrap_ci,
@@ -42,7 +42,10 @@ RECORD_FIELDS = [
     "diverged_because",
 ]
 RUN_INFO_FIELDS = ["wall_time_s", "git_commit", "config_hash", "slurm_job_id"]  # run.json, if present
-RUN_BACK = [*RECORD_FIELDS, *RUN_INFO_FIELDS, "run_dir"]
+# run.json's `precision` {requested, used, why}: the precision the run trained in, and why (empty for runs
+# written before it was recorded).
+PRECISION_FIELDS = ["precision", "precision_why"]
+RUN_BACK = [*RECORD_FIELDS, *RUN_INFO_FIELDS, *PRECISION_FIELDS, "run_dir"]
 SUMMARY_COLUMNS = [
     *CELL,
     "metric",
@@ -117,6 +120,7 @@ def _run_row(metrics_path: Path, identity: tuple[str, str, str, int]) -> dict[st
 
     run_path = metrics_path.with_name("run.json")
     run_info = _read_json(run_path) if run_path.exists() else {}
+    precision = run_info.get("precision") if isinstance(run_info.get("precision"), dict) else {}
     model, task, method, seed = identity
     return {
         "model": model,
@@ -129,6 +133,8 @@ def _run_row(metrics_path: Path, identity: tuple[str, str, str, int]) -> dict[st
         **{f"m_{name}": _points(name, value) for name, value in metrics.items()},
         **{key: record.get(key) for key in RECORD_FIELDS},
         **{key: run_info.get(key) for key in RUN_INFO_FIELDS},
+        "precision": precision.get("used"),
+        "precision_why": precision.get("why"),
         "run_dir": str(metrics_path.parent),
     }
 
@@ -159,6 +165,69 @@ def collect_runs(
     metric_columns = sorted({key for row in rows for key in row if key.startswith("m_")})
     runs = pd.DataFrame(rows, columns=[*RUN_FRONT, *metric_columns, *RUN_BACK])
     return runs.sort_values(["model", "task", "method", "seed"], ignore_index=True)
+
+
+# curves.csv: one row per logged point of a run's history.jsonl. A training log carries `train_loss` (the
+# mean loss over that logging window); an evaluation carries `dev_score` (the run's primary metric on the
+# dev set, in points like `score`) and `dev_loss`. The closing record (the mean loss of the whole run)
+# is not a point on a curve and is left out.
+CURVE_COLUMNS = [
+    "model",
+    "task",
+    "method",
+    "seed",
+    "status",
+    "step",
+    "epoch",
+    "train_loss",
+    "metric",
+    "dev_score",
+    "dev_loss",
+]
+
+
+def _logged_number(value: Any) -> float:
+    """A logged number as a float; absent (or null, as a non-finite value may be written) is NaN."""
+    return float(value) if isinstance(value, int | float) else math.nan
+
+
+def collect_curves(runs: pd.DataFrame) -> pd.DataFrame:
+    """The learning curves of the runs in `runs` (collect_runs' table, so exactly the runs the tables
+    count): every training and dev evaluation log in each run's history.jsonl, in the order logged.
+
+    A run without history.jsonl (copied without it, or from before it was written) has no rows. A
+    fragment left by a writer killed mid-line is skipped, as io.read_jsonl skips it.
+    """
+    rows = []
+    for run in runs.itertuples(index=False):
+        history = Path(run.run_dir) / "history.jsonl"
+        if not history.exists():
+            continue
+        dev_key = f"eval_dev_{run.metric}"
+        for record in read_jsonl(history, skip_malformed=True):
+            if not any(key in record for key in ("loss", dev_key, "eval_dev_loss")):
+                continue
+            rows.append(
+                {
+                    "model": run.model,
+                    "task": run.task,
+                    "method": run.method,
+                    "seed": run.seed,
+                    "status": run.status,
+                    "step": record.get("step"),
+                    "epoch": record.get("epoch"),
+                    "train_loss": _logged_number(record.get("loss")),
+                    "metric": run.metric,
+                    "dev_score": _points(run.metric, _logged_number(record.get(dev_key))),
+                    "dev_loss": _logged_number(record.get("eval_dev_loss")),
+                }
+            )
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def write_curves(curves: pd.DataFrame, out_dir: Path) -> None:
+    """curves.csv beside the other tables, atomically, at full float precision."""
+    write_text_atomic(Path(out_dir) / "curves.csv", curves.to_csv(index=False))
 
 
 def _metric_of(cell: pd.DataFrame) -> str:

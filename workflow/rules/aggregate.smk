@@ -1,4 +1,4 @@
-# Every run of the configured grid -> runs.csv, summary.csv, comparisons.csv (+ LaTeX).
+# Every run of the configured grid -> runs.csv, summary.csv, comparisons.csv (+ LaTeX), curves.csv.
 # The command reads exactly the config's runs, named from the resolved config (thousands of paths would
 # overflow a shell command line).
 
@@ -13,6 +13,7 @@ rule aggregate:
         runs=f"{TABLES}/runs.csv",
         summary=f"{TABLES}/summary.csv",
         comparisons=f"{TABLES}/comparisons.csv",
+        curves=f"{TABLES}/curves.csv",
     log:
         f"logs/aggregate/{NAME}.log",
     params:

@@ -85,6 +85,11 @@ class Component:
     def validate(self) -> None:
         """Raise MethodConfigError naming the setting when a value is out of range."""
 
+    def full_precision_reason(self) -> str | None:
+        """Why this component's numbers, with these settings, depend on fp32 detail that bf16/fp16
+        autocast would lose, or None. `train.precision: auto` then trains the run in fp32."""
+        return None
+
     def before_prepare_model(self, model: nn.Module, context: RunContext) -> None:
         """Called for every component before any component's prepare_model, so a component sees the
         checkpoint's weights whatever its place in the list (RecAdam's `anchor: pretrained` copies them)."""

@@ -212,6 +212,15 @@ class SMART(Component):
                 setattr(self, setting, value)
         super().__post_init__()
 
+    def full_precision_reason(self) -> str | None:
+        # fp32 (the default) runs R_s in fp32 itself, so only `autocast` leaves ν to the training precision.
+        if self.adversarial_precision != "autocast":
+            return None
+        return (
+            "adversarial_precision autocast runs R_s in the training precision, where a perturbation of "
+            f"noise_std {self.noise_std:g} / radius {self.radius:g} rounds away in the first matmul"
+        )
+
     def validate(self) -> None:
         require_choice("smart", "perturbation_norm", self.perturbation_norm, PERTURBATION_NORMS)
         require_choice("smart", "perturbation_site", self.perturbation_site, PERTURBATION_SITES)

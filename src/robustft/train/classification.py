@@ -212,10 +212,12 @@ def _train(
 
     from robustft.models import load_sequence_classifier_with_info, load_tokenizer
     from robustft.train.callbacks import DivergenceCallback, HistoryCallback, NormCallback, divergence
+    from robustft.train.precision import resolve_precision, training_device
     from robustft.train.trainer import RobustTrainer
 
     task = get_task(spec.task)
     config = spec.train
+    precision = resolve_precision(config.precision, method.components, training_device())
 
     train_split = _subsample(
         load_split(spec.task, "train", spec.data_dir, spec.cache_dir),
@@ -267,6 +269,7 @@ def _train(
         hardware=provenance.hardware(),
         slurm_job_id=provenance.slurm_job_id(),
         resumed_from_step=None if resume is None else checkpoint_step(resume),
+        precision=precision.record(),
     )
     write_json_atomic(out_dir / "run.json", {**run_record, "status": "running"})
 
@@ -289,8 +292,10 @@ def _train(
         report_to="none",
         seed=spec.seed,
         data_seed=spec.seed,
-        bf16=config.precision == "bf16",
-        fp16=config.precision == "fp16",
+        bf16=precision.used == "bf16",
+        fp16=precision.used == "fp16",
+        use_cpu=precision.use_cpu,  # transformers refuses bf16/fp16 without a GPU unless told
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
     )

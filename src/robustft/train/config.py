@@ -69,8 +69,13 @@ class TrainConfig:
     data_seed: int = 0  # the same subsample for every seed and method, so comparisons are paired
     logging_steps: int = 10
     report_epoch: str = "last"  # "last" or "best" (best dev epoch is optimistic; the papers do not say)
-    precision: str = "fp32"  # "fp32" | "bf16" | "fp16"
+    # "auto" | "fp32" | "bf16" | "fp16" (bf16/fp16: autocast over fp32 weights). auto: bf16 on a GPU that
+    # has it or a CPU with fast bf16 kernels, fp32 otherwise or when a component needs fp32 (precision.py).
+    precision: str = "auto"
     pad_to_max_length: bool = False  # True mimics run_glue.py's default (benchmarks only)
+    # Shuffled batches of similar-length examples (Trainer's LengthGroupedSampler): less padding, so fewer
+    # FLOPs per example; the order stays random and seeded, but differs from plain shuffling.
+    group_by_length: bool = False
     # Optimizer steps between checkpoints in <run>/checkpoints/ (0: none, except on SIGTERM); a rerun of
     # the same command resumes from the last one, so preempted or failed jobs lose at most this much work.
     checkpoint_steps: int = 500

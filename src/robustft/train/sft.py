@@ -56,8 +56,10 @@ class SFTSettings:
     """SFT hyperparameters (the config's `instruct.sft` + recipe). Defaults: the NEFTune paper's 7B recipe
     (App. A.1 and experiment_code/train.py): Adam lr 5e-5, 3 epochs, effective batch 128 (4 GPUs x 4 x
     accumulation 8; here one device x 4 x 32), cosine schedule, warmup 3%, no weight decay, gradient
-    clipping 1.0, 512 tokens. Precision defaults to fp32, not the paper's bf16: bf16 autocast on a CPU is
-    ~10x slower, so GPU recipes set it explicitly. LoRA settings are QLoRA's defaults (methods.md §8:
+    clipping 1.0, 512 tokens. Precision defaults to fp32, not the paper's bf16 nor the classification runs'
+    `auto`: bf16 autocast on a CPU without fast bf16 kernels (no AVX512-BF16/AMX) emulates its matmuls and
+    ran TRL's SFT ~10x slower, the cause `auto` avoids for classification (robustft.train.precision); SFT
+    keeps the explicit choice, so GPU recipes set bf16. LoRA settings are QLoRA's defaults (methods.md §8:
     r 64, alpha 16, dropout 0.0, all linear layers); a QLoRA recipe also sets lr 2e-4, constant schedule,
     max_grad_norm 0.3, batch 1 x 16, optimizer paged_adamw_32bit, gradient checkpointing, 1 epoch."""
 

@@ -105,6 +105,7 @@ class XtremeRunSpec:
             "report_epoch": "last",
             "save_predictions": False,
             "pad_to_max_length": False,
+            "group_by_length": False,
             "norm_checkpoints": 0,
         }
         set_here = [key for key, default in unused.items() if getattr(self.train, key) != default]
@@ -278,10 +279,12 @@ def _train_and_evaluate(spec, method, task, out_dir: Path, run_record, resume) -
     from robustft.models import load_tokenizer
     from robustft.train.callbacks import DivergenceCallback, HistoryCallback, divergence
     from robustft.train.checkpoints import CHECKPOINT_DIR, CheckpointCallback, stop_on_sigterm
+    from robustft.train.precision import resolve_precision, training_device
     from robustft.train.trainer import RobustTrainer
     from robustft.train.xtreme_heads import QAWindowSettings
 
     config, settings = spec.train, spec.xtreme
+    precision = resolve_precision(config.precision, method.components, training_device())
     train_data, train_languages = load_xtreme_train(
         spec.task,
         spec.setting,
@@ -303,7 +306,9 @@ def _train_and_evaluate(spec, method, task, out_dir: Path, run_record, resume) -
     )
     kind = _KINDS[task.kind]
     train_dataset, n_train, train_source = kind.encode_train(train_data, task, tokenizer, config, window)
-    run_record.update(data={"train": train_source}, train_languages=train_languages)
+    run_record.update(
+        data={"train": train_source}, train_languages=train_languages, precision=precision.record()
+    )
     write_json_atomic(out_dir / "run.json", {**run_record, "status": "running"})
 
     collator = (
@@ -330,8 +335,9 @@ def _train_and_evaluate(spec, method, task, out_dir: Path, run_record, resume) -
         report_to="none",
         seed=spec.seed,
         data_seed=spec.seed,
-        bf16=config.precision == "bf16",
-        fp16=config.precision == "fp16",
+        bf16=precision.used == "bf16",
+        fp16=precision.used == "fp16",
+        use_cpu=precision.use_cpu,  # transformers refuses bf16/fp16 without a GPU unless told
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
     )
