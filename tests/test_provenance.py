@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from robustft.provenance import config_hash
@@ -56,3 +57,26 @@ def test_a_table_of_other_runs_is_refused_when_the_report_is_built(tmp_path: Pat
     message = str(error.value)
     assert "1 run(s) that the config does not ask for" in message and theirs[0] in message
     assert "1 run(s) of the config that the table lacks" in message and ours[0] in message
+
+
+def test_grid_manifest_is_named_by_the_set_of_runs(tmp_path: Path) -> None:
+    """A changed grid names a new manifest (so the workflow rebuilds the table); order does not matter."""
+    from robustft.provenance import grid_manifest_path
+
+    runs = ["results/runs/m/sst2/finetune/seed1-aaaa0000", "results/runs/m/sst2/finetune/seed2-aaaa0000"]
+    same = grid_manifest_path(tmp_path, "runs", list(reversed(runs)))
+    assert grid_manifest_path(tmp_path, "runs", runs) == same
+    assert same.name.startswith("runs-grid-") and same.suffix == ".json"
+    assert grid_manifest_path(tmp_path, "runs", runs[:1]) != same
+    assert grid_manifest_path(tmp_path, "xtreme", runs) != same
+
+
+def test_write_grid_manifest_replaces_the_earlier_grid_only(tmp_path: Path) -> None:
+    from robustft.provenance import write_grid_manifest
+
+    old = write_grid_manifest(tmp_path, "runs", ["r/seed1-a"])
+    other_table = write_grid_manifest(tmp_path, "xtreme", ["x/seed1-a"])
+    new = write_grid_manifest(tmp_path, "runs", ["r/seed1-a", "r/seed2-a"])
+    assert not old.exists() and new.exists() and other_table.exists()
+    record = json.loads(new.read_text())
+    assert record == {"table": "runs.csv", "runs": 2, "run_dirs": ["r/seed1-a", "r/seed2-a"]}

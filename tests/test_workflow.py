@@ -77,6 +77,21 @@ def test_dry_run_fans_out_the_grid(tmp_path: Path) -> None:
     assert train_line.split()[-1] == str(1 * 2 * 2 * 2)  # models x tasks x methods x seeds
 
 
+def test_tables_kept_from_another_grid_are_rebuilt_without_metadata(tmp_path: Path) -> None:
+    """Tables left by a config whose grid has since changed (or copied, or kept after .snakemake was
+    removed) must not look up to date: the report would fail on them. The grid manifest they lack
+    schedules the aggregate step, and the training runs behind it, whatever Snakemake's metadata says."""
+    config = resolved(TINY_CONFIG)
+    tables = tables_of(tmp_path, config)
+    tables.mkdir(parents=True)
+    for name in ("runs.csv", "summary.csv", "comparisons.csv", "curves.csv"):
+        (tables / name).write_text("run_dir\nresults/runs/other-grid/seed1-00000000\n")
+    result = snakemake(tmp_path, "-n", "--quiet", "rules", "--configfile", str(TINY_CONFIG))
+    assert result.returncode == 0, result.stderr
+    counts = dict(line.split() for line in result.stdout.splitlines() if len(line.split()) == 2)
+    assert counts.get("aggregate") == "1" and counts.get("train") == str(1 * 2 * 2 * 2), result.stdout
+
+
 @pytest.mark.integration
 def test_workflow_end_to_end_on_real_glue(tmp_path: Path) -> None:
     if not (SHARED_DATA / "glue" / "RTE" / "train.tsv").exists():

@@ -77,15 +77,21 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     from robustft import tables
 
     metrics = args.metrics or None
+    run_dirs: list[str] | None = None
     if args.workflow_config is not None:  # the workflow: exactly the runs its config asks for
         from robustft.workflow_config import expected_run_dirs
 
-        metrics = [f"{run_dir}/metrics.json" for run_dir in expected_run_dirs(args.workflow_config)["runs"]]
+        run_dirs = expected_run_dirs(args.workflow_config)["runs"]
+        metrics = [f"{run_dir}/metrics.json" for run_dir in run_dirs]
     runs = tables.collect_runs(Path(args.runs), metrics_paths=metrics)
     summary = tables.summarize(runs)
     comparisons = tables.compare(runs, baseline=args.baseline)
     tables.write_tables(runs, summary, comparisons, Path(args.out))
     tables.write_curves(tables.collect_curves(runs), Path(args.out))  # the report's learning curves
+    if run_dirs is not None:
+        from robustft.provenance import write_grid_manifest
+
+        write_grid_manifest(args.out, "runs", run_dirs)
     print(f"{len(runs)} runs -> {args.out}/runs.csv, summary.csv, comparisons.csv (+ .tex), curves.csv")
     return 0
 
@@ -145,6 +151,9 @@ def cmd_collect_instruct(args: argparse.Namespace) -> int:
 
     frame = collect_instruct([Path(p) for p in args.run_dirs])
     write_text_atomic(args.out, frame.to_csv(index=False))
+    from robustft.provenance import write_grid_manifest
+
+    write_grid_manifest(Path(args.out).parent, "instruct", list(args.run_dirs))
     runs = frame[["model", "dataset", "recipe", "method", "seed"]].drop_duplicates()
     print(f"{len(runs)} runs -> {args.out}")
     return 0

@@ -121,6 +121,32 @@ def check_table_runs(table_path: Path, expected_run_dirs: list[str]) -> None:
         raise TableMismatchError("\n".join(lines))
 
 
+def grid_manifest_path(tables_dir: str | Path, table: str, run_dirs: list[str]) -> Path:
+    """`<tables>/<table>-grid-<key>.json`, KEY naming the set of run directories a table is built from.
+
+    The workflow lists this file as an output of the step that builds the table and as an input of the
+    report. A config whose grid changed names a file that does not exist yet, so the table is rebuilt
+    whatever Snakemake's metadata says (kept tables without metadata would otherwise look up to date:
+    Snakemake does not rerun a job for missing inputs when its outputs exist).
+    """
+    canonical = json.dumps(sorted(os.path.normpath(str(path)) for path in run_dirs))
+    key = hashlib.sha256(canonical.encode()).hexdigest()[:8]
+    return Path(tables_dir) / f"{table}-grid-{key}.json"
+
+
+def write_grid_manifest(tables_dir: str | Path, table: str, run_dirs: list[str]) -> Path:
+    """Write the table's grid manifest (the run directories it holds, for a reader to open) and remove the
+    manifests of earlier grids of the same table."""
+    from robustft.io import write_json_atomic
+
+    path = grid_manifest_path(tables_dir, table, run_dirs)
+    for stale in Path(tables_dir).glob(f"{table}-grid-*.json"):
+        if stale != path:
+            stale.unlink()
+    write_json_atomic(path, {"table": f"{table}.csv", "runs": len(run_dirs), "run_dirs": sorted(run_dirs)})
+    return path
+
+
 def summarize_runs(
     tables_dir: Path, workflow_config_hash: str, table: str = "runs.csv", run_json: str = "run.json"
 ) -> dict[str, str]:

@@ -14,6 +14,7 @@ rule aggregate:
         summary=f"{TABLES}/summary.csv",
         comparisons=f"{TABLES}/comparisons.csv",
         curves=f"{TABLES}/curves.csv",
+        grid=GRID_MANIFEST["runs"],
     log:
         f"logs/aggregate/{NAME}.log",
     params:

@@ -3,10 +3,11 @@
 import json
 from pathlib import Path
 
-from robustft.provenance import config_hash
+from robustft.provenance import config_hash, grid_manifest_path
 from robustft.workflow_config import (
     artifacts_dir,
     config_name,
+    expected_run_dirs,
     glue_run_dir,
     instruct_grid,
     recipe_settings,
@@ -32,6 +33,13 @@ RUNS = "results/runs"
 NAME = config_name(config)
 TABLES = config_tables_dir(config)
 ARTIFACTS = artifacts_dir(config)
+# Per table (runs, xtreme, instruct): a manifest named by the set of run directories the table holds. The
+# step that builds the table writes it and the report reads it, so a changed grid rebuilds the table even
+# where Snakemake has no metadata for it (provenance.grid_manifest_path).
+GRID_MANIFEST = {
+    table: str(grid_manifest_path(TABLES, table, run_dirs))
+    for table, run_dirs in expected_run_dirs(config).items()
+}
 # Prefix of compute jobs' commands: compute nodes have no internet, so a cache miss must fail at once
 # (with robustft's message naming the prefetch command) instead of retrying the network.
 OFFLINE_ENV = "HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 " if config["offline"] else ""
@@ -307,6 +315,12 @@ def report_tables():
     if "xtreme" in config["tracks"]:
         tables.append(f"{TABLES}/xtreme.csv")
     return tables
+
+
+def report_grid_manifests():
+    """The grid manifests of report_tables(): a changed grid names new ones, so the tables are rebuilt."""
+    tracks = config["tracks"]
+    return [GRID_MANIFEST[table] for table, track in (("runs", "glue"), ("xtreme", "xtreme")) if track in tracks]
 
 
 def xtreme_prefetch_items():

@@ -161,6 +161,7 @@ rule collect_instruct:
         [output for run in INSTRUCT_GRID for output in instruct_run_outputs(run)],
     output:
         table=f"{TABLES}/instruct.csv",
+        grid=GRID_MANIFEST["instruct"],
     log:
         f"logs/collect_instruct/{NAME}.log",
     params:
@@ -174,6 +175,7 @@ rule collect_instruct:
 rule instruct_report:
     input:
         table=rules.collect_instruct.output.table,
+        grid=rules.collect_instruct.output.grid,
         artifacts=[f"{ARTIFACTS}/{key}/result.json" for key in artifacts_of("instruct")],
     output:
         pdf=instruct_report_pdf(),

@@ -33,6 +33,7 @@ rule artifact:
 rule report:
     input:
         report_tables(),
+        grids=report_grid_manifests(),
         artifacts=[
             f"{ARTIFACTS}/{key}/result.json" for key in artifacts_of("runs") + artifacts_of("xtreme")
         ],

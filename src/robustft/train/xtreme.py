@@ -530,6 +530,9 @@ def cmd_collect_xtreme(args: argparse.Namespace) -> int:
 
     frame = collect_xtreme([Path(p) for p in args.run_dirs])
     write_xtreme_table(frame, Path(args.out).parent)
+    from robustft.provenance import write_grid_manifest
+
+    write_grid_manifest(Path(args.out).parent, "xtreme", list(args.run_dirs))
     runs = frame[["model", "task", "setting", "method", "seed"]].drop_duplicates()
     print(f"{len(runs)} runs -> {args.out}")
     return 0
