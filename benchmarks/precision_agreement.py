@@ -47,9 +47,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Before transformers is imported (also in the worker processes, which import this module).
-os.environ.setdefault("TQDM_DISABLE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# Before transformers is imported, when run as a script (also in its worker processes, which import this
+# module as __mp_main__); never on a plain import (a test's), which would silence every later subprocess.
+if __name__ in ("__main__", "__mp_main__"):
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 REPO = Path(__file__).resolve().parents[1]
 PRECISIONS = ("fp32", "bf16")

@@ -49,9 +49,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-# Before transformers is imported: progress bars would bury the table in the log.
-os.environ.setdefault("TQDM_DISABLE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# Before transformers is imported: progress bars would bury the table in the log. Only when run as a
+# script: a plain import (a test's) must not silence the progress bars of every later subprocess.
+if __name__ == "__main__":
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import numpy as np
 

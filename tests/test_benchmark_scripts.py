@@ -153,3 +153,33 @@ def test_a_run_with_metrics_is_read_and_one_without_is_reported_not_run(tmp_path
     result = agreement.read_result(job)
     assert result["score"] == pytest.approx(80.0)
     assert result["train_s"] == pytest.approx(10.0)  # the dev evaluation is not training time
+
+
+def test_importing_a_benchmark_leaves_the_environment_alone():
+    """A test that imports a benchmark must not set TQDM_DISABLE for the rest of the session: every later
+    subprocess (Snakemake, SLURM jobs) would lose its progress bars."""
+    import json
+    import subprocess
+
+    probe = (
+        "import importlib.util, json, os, sys\n"
+        "for name in ('throughput', 'precision_agreement'):\n"
+        f"    spec = importlib.util.spec_from_file_location(name, {str(BENCHMARKS)!r} + f'/{{name}}.py')\n"
+        "    module = importlib.util.module_from_spec(spec)\n"
+        "    sys.modules[name] = module\n"
+        "    spec.loader.exec_module(module)\n"
+        "print(json.dumps({k: os.environ.get(k) for k in ('TQDM_DISABLE', 'TRANSFORMERS_VERBOSITY')}))\n"
+    )
+    env = {
+        k: v
+        for k, v in __import__("os").environ.items()
+        if k not in ("TQDM_DISABLE", "TRANSFORMERS_VERBOSITY")
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "TQDM_DISABLE": None,
+        "TRANSFORMERS_VERBOSITY": None,
+    }
