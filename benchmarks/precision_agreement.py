@@ -403,22 +403,12 @@ def main() -> None:
         "tasks": cells,
     }
     out.mkdir(parents=True, exist_ok=True)
-    # NaN is not JSON: write it as null so any reader can parse the file.
-    text = json.dumps(_finite(report), indent=2)
-    (out / "precision_agreement.json").write_text(text + "\n")
+    from robustft.io import write_json_atomic
+
+    write_json_atomic(out / "precision_agreement.json", report)  # NaN as null, so any reader parses it
     table = markdown(report)
     (out / "precision_agreement.md").write_text(table)
     print(table)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
 
 
 if __name__ == "__main__":
