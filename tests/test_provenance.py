@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from robustft.provenance import config_hash
+from robustft.provenance import config_hash, cpu_model, hardware, summarize_runs
 
 
 def test_config_hash_ignores_key_order_of_settings() -> None:
@@ -80,3 +80,20 @@ def test_write_grid_manifest_replaces_the_earlier_grid_only(tmp_path: Path) -> N
     assert not old.exists() and new.exists() and other_table.exists()
     record = json.loads(new.read_text())
     assert record == {"table": "runs.csv", "runs": 2, "run_dirs": ["r/seed1-a", "r/seed2-a"]}
+
+
+def test_summary_names_the_cpu_model_and_falls_back_to_the_architecture(tmp_path: Path) -> None:
+    hardware = {"processor": "x86_64", "cpu_count": 2}
+    for name, record in {"new": {**hardware, "cpu_model": "AMD EPYC 7B13"}, "old": hardware}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "run.json").write_text(json.dumps({"hardware": record, "wall_time_s": 1.0}))
+    (tmp_path / "runs.csv").write_text(f"run_dir\n{tmp_path / 'new'}\n{tmp_path / 'old'}\n")
+    summary = summarize_runs(tmp_path, "abc")
+    assert summary["hardware"].startswith("AMD EPYC 7B13; x86_64 (2 CPUs)")
+
+
+def test_cpu_model_reads_the_model_name_on_linux() -> None:
+    name = cpu_model()
+    if Path("/proc/cpuinfo").exists():
+        assert name and name != "x86_64"
+    assert "cpu_model" in hardware() and hardware()["cpu_model"] == name

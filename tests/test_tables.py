@@ -102,7 +102,7 @@ def test_collect_runs_columns_and_rows(runs_root):
         *["m_accuracy", "m_eval_loss", "m_mcc"],
         *["n_train", "n_eval", "epoch", "train_runtime_s", "train_samples_per_second"],
         *["degenerate", "diverged_because"],
-        *["wall_time_s", "git_commit", "config_hash", "slurm_job_id"],
+        *["wall_time_s", "finished_at", "git_commit", "config_hash", "slurm_job_id"],
         *["precision", "precision_why", "run_dir"],
     ]
     assert len(runs) == len(GRID)  # the unfinished seed5 is not there

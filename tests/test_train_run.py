@@ -6,6 +6,7 @@ import functools
 import json
 import math
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -128,6 +129,8 @@ def test_run_json_provenance(rte_run) -> None:
     assert run["data"]["train"] == f"local:{Path(spec.data_dir) / 'glue' / 'RTE' / 'train.tsv'}"
     assert run["data"]["dev"].endswith("dev.tsv")
     assert run["wall_time_s"] > 0
+    finished = datetime.fromisoformat(run["finished_at"])  # dates the run, so a grid's span is knowable
+    assert finished.tzinfo is not None and abs((datetime.now(UTC) - finished).total_seconds()) < 3600
     assert "train_runtime" in run["train_metrics"]
     # The default `auto`, resolved for this CPU (GPU runs are not tested here).
     used = "bf16" if cpu_has_fast_bf16() else "fp32"

@@ -10,6 +10,7 @@ import os
 import re
 import tempfile
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,11 @@ def seed_of_run_dir(run_dir: str | os.PathLike[str]) -> int:
     if match is None:
         raise ValueError(f"{run_dir}: run directory {name!r} is not named seed<integer>[-<8 hex digits>]")
     return int(match.group(1))
+
+
+def utc_timestamp() -> str:
+    """Now, as an ISO 8601 UTC timestamp to the second (run.json's `finished_at`)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:

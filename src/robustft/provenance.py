@@ -75,12 +75,23 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo (Linux), e.g. "AMD EPYC 7B13": platform.processor() says only
+    x86_64, which cannot tell two machines' speeds apart. None where the file does not exist."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
+
+
 def hardware() -> dict[str, Any]:
     import torch
 
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
@@ -147,6 +158,11 @@ def write_grid_manifest(tables_dir: str | Path, table: str, run_dirs: list[str])
     return path
 
 
+def _cpu_name(hardware_record: dict[str, Any]) -> str:
+    """run.json's CPU model name, or only its architecture for runs recorded before the model name was."""
+    return hardware_record.get("cpu_model") or hardware_record.get("processor", "?")
+
+
 def summarize_runs(
     tables_dir: Path, workflow_config_hash: str, table: str = "runs.csv", run_json: str = "run.json"
 ) -> dict[str, str]:
@@ -174,7 +190,7 @@ def summarize_runs(
         "workflow config hash": workflow_config_hash,
         "runs' config hashes": f"{len({r.get('config_hash') for r in records})} distinct (one per run spec)",
         "package versions": versions,
-        "hardware": distinct([r["hardware"].get("processor", "?") for r in records if "hardware" in r])
+        "hardware": distinct([_cpu_name(r["hardware"]) for r in records if "hardware" in r])
         + f" ({distinct([r['hardware'].get('cpu_count') for r in records if 'hardware' in r])} CPUs); "
         + distinct(gpus),
         "compute time": f"{wall / 3600:.2f} h wall time over {len(records)} runs ({wall:.0f} s)",

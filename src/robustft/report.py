@@ -969,6 +969,17 @@ def render_typst_source(
     return _render(load_tables(tables_dir), spec, figures, curves=curves)
 
 
+def effect_rows(tables: ReportTables, spec: ReportSpec) -> pd.DataFrame:
+    """The report's table "Effect of each method against the baseline" as data, exactly as the PDF prints
+    it: one row per (model, task or average, method other than the baseline), with comparisons.csv's
+    paired comparison, `paper_delta`, `p_claim` (the p-value the verdict rests on), `verdict` and
+    `magnitude`. A published finding stores it as verdicts.csv."""
+    spec, tables = _with_average_tasks(spec, tables)
+    rows = _comparison_rows(tables, spec, _models(tables.summary, spec), _tasks(tables.summary))
+    rows["p_claim"] = [_claim_p(r) for r in rows.itertuples(index=False)]
+    return rows
+
+
 def _with_average_tasks(spec: ReportSpec, tables: ReportTables) -> tuple[ReportSpec, ReportTables]:
     """The spec and tables as the main table prints them: one average task set per model, the averaged
     tasks every method the table shows ran (tables.average_tasks over _methods), in spec.average_over.

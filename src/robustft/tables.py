@@ -41,7 +41,8 @@ RECORD_FIELDS = [
     "degenerate",
     "diverged_because",
 ]
-RUN_INFO_FIELDS = ["wall_time_s", "git_commit", "config_hash", "slurm_job_id"]  # run.json, if present
+# From run.json, if present; `finished_at` (UTC, ISO 8601) dates the run, so a grid's span is knowable.
+RUN_INFO_FIELDS = ["wall_time_s", "finished_at", "git_commit", "config_hash", "slurm_job_id"]
 # run.json's `precision` {requested, used, why}: the precision the run trained in, and why (empty for runs
 # written before it was recorded).
 PRECISION_FIELDS = ["precision", "precision_why"]

@@ -23,7 +23,7 @@ from robustft import provenance
 from robustft.data import TaskSpec, get_task, split_task_variant, subsample_fraction
 from robustft.data.glue import SplitData, load_split
 from robustft.evals.metrics import compute_metrics, is_constant_prediction, predictions_from_logits
-from robustft.io import write_json_atomic, write_text_atomic
+from robustft.io import utc_timestamp, write_json_atomic, write_text_atomic
 from robustft.methods import Method, RunContext
 from robustft.train.checkpoints import (
     CHECKPOINT_DIR,
@@ -385,6 +385,7 @@ def _train(
         method_log=context.log,
         wall_time_s=time.time() - started,
         train_metrics=train_output.metrics,
+        finished_at=utc_timestamp(),
     )
     write_json_atomic(out_dir / "run.json", run_record)
     write_json_atomic(out_dir / "metrics.json", result)  # last: its presence means "done"

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from robustft import provenance
-from robustft.io import append_jsonl, read_jsonl, write_json_atomic, write_text_atomic
+from robustft.io import append_jsonl, read_jsonl, utc_timestamp, write_json_atomic, write_text_atomic
 from robustft.train.config import RunError, RunPreempted, record_failure
 
 logger = logging.getLogger(__name__)
@@ -687,6 +687,7 @@ def _sft(
         method_log=context.log,
         wall_time_s=time.time() - started,
         train_metrics=output.metrics,
+        finished_at=utc_timestamp(),
     )
     write_json_atomic(out_dir / "run.json", run_record)
     write_json_atomic(out_dir / "metrics.json", result)  # last: its presence means "done"

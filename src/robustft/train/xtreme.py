@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from robustft import provenance
-from robustft.io import write_json_atomic
+from robustft.io import utc_timestamp, write_json_atomic
 from robustft.train.config import (
     RunError,
     RunPreempted,
@@ -228,7 +228,7 @@ def _run(spec, method, out_dir: Path, run_record, resume, started) -> dict[str, 
         "eval_split": spec.xtreme.eval_split,
         **outcome,
     }
-    run_record.update(status=result["status"], wall_time_s=time.time() - started)
+    run_record.update(status=result["status"], wall_time_s=time.time() - started, finished_at=utc_timestamp())
     write_json_atomic(out_dir / "run.json", run_record)
     write_json_atomic(out_dir / "metrics.json", result)  # last: its presence means "done"
     if not spec.train.keep_checkpoints:
