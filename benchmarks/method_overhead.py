@@ -30,7 +30,7 @@ from robustft.models import load_sequence_classifier_with_info, load_tokenizer
 from robustft.train.trainer import RobustTrainer
 from robustft.workflow_config import load_config
 
-TARGETS = {"neftune": 1.05, "r3f": 2.1, "smart": 2.5}  # issue #3; ratios of step time to finetune
+TARGETS = {"neftune": 1.05, "r3f": 2.1, "smart": 2.5}  # docs/benchmarks.md's targets: step time / finetune
 NOISYTUNE_TARGET_S = 2.0
 
 

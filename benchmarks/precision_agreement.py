@@ -28,7 +28,7 @@ load falls on both alike.
 
 Outputs in `--out`: runs/<model>/<task>/<precision>/seed<S>-<settings key>/ (the run contract; a run whose
 metrics.json exists is not trained again, so an interrupted benchmark resumes, and changed settings get a
-new key), precision_agreement.json and precision_agreement.md (a table to paste into the README).
+new key), precision_agreement.json and precision_agreement.md (a table to paste into docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -273,7 +273,7 @@ def _score(pair: dict[str, Any], precision: str) -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """The README table: one row per task."""
+    """The docs/benchmarks.md table: one row per task."""
     lines = [
         f"Config `{report['config']}`, method `{report['method']}`, seeds {report['seeds']}, "
         f"{report['jobs']} job(s) x {report['threads']} thread(s); "

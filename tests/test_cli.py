@@ -5,15 +5,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
+from robustft.artifacts import ARTIFACTS
 from robustft.cli import build_parser, main
 from robustft.data import TASKS
-from robustft.methods import build_method
+from robustft.methods import COMPONENTS, build_method
 from robustft.models import MODELS
 from robustft.train.config import TrainConfig
 from robustft.workflow_config import SCHEMA_PATH, load_config, train_arguments
@@ -279,3 +282,41 @@ def test_aggregate_reads_exactly_the_named_runs(tmp_path: Path) -> None:
     runs = pd.read_csv(out / "runs.csv")
     assert runs["run_dir"].tolist() == [str(ours.parent)]
     assert runs["score"].tolist() == [60.0]  # points, like the papers
+
+
+# ------------------------------------------------------------------------------------------------- list
+
+
+@pytest.mark.parametrize(
+    ("kind", "registry", "known", "description"),
+    [
+        ("models", MODELS, "minilm-l6", MODELS["minilm-l6"].description),
+        ("tasks", TASKS, "rte", "RTE (glue, accuracy)"),
+        ("methods", COMPONENTS, "noisytune", COMPONENTS["noisytune"].paper),
+        ("artifacts", ARTIFACTS, "noisytune/table2", ARTIFACTS["noisytune/table2"].title),
+    ],
+)
+def test_list_prints_every_registered_name(capsys, kind, registry, known, description) -> None:
+    assert main(["list", kind]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(registry)
+    (line,) = (line for line in lines if line.split()[0] == known)
+    assert line.endswith(f"  {description}")
+
+
+def test_list_of_an_unknown_registry_is_an_argparse_error(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["list", "recipes"])
+    assert exit_info.value.code == 2
+    assert "'recipes'" in capsys.readouterr().err
+
+
+def test_building_the_parser_imports_nothing_heavy() -> None:
+    """`robustft --help` builds every subcommand's parser: it must not wait for torch or pandas."""
+    heavy = ("torch", "pandas", "transformers")
+    script = (
+        "import sys; from robustft.cli import build_parser; build_parser(); "
+        f"print(' '.join(name for name in {heavy!r} if name in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == []

@@ -187,8 +187,8 @@ def test_every_7b_sft_job_asks_for_enough_memory_time_and_a_sigterm(neftune_slur
     seven_b = [(w, r) for w, r in jobs if w["model"] in SEVEN_B]
     assert len(seven_b) == sum(run[0] in SEVEN_B for run in runs) > 0
     for wildcards, resources in seven_b:
-        # Full fine-tuning loads fp32 weights (~27 GB for 7B) on the host. The README estimates ~4 GPU-hours
-        # for 3 epochs on an H100: ask for 1.5x that at least, up to the 24-hour cap.
+        # Full fine-tuning loads fp32 weights (~27 GB for 7B) on the host. docs/instruction-tuning.md
+        # estimates ~4 GPU-hours for 3 epochs on an H100: ask for 1.5x that at least, up to the 24-hour cap.
         assert int(resources["mem_mb"]) >= 40_000, wildcards
         epochs = (config["instruct"]["recipes"][wildcards["recipe"]] or {}).get("epochs", 3)
         assert int(resources["runtime"]) >= min(1.5 * 80 * epochs, 24 * 60), wildcards

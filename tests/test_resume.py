@@ -1,4 +1,4 @@
-"""Checkpoints and resume (issue #4): a run stopped at any point and run again ends with the metrics,
+"""Checkpoints and resume (docs/running.md): a run stopped at any point and run again ends with the metrics,
 loss history and norms of the run that was never stopped, for stateful methods too; failures leave a
 run.json that says why and no metrics.json; SIGTERM checkpoints and stops.
 

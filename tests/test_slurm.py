@@ -1,5 +1,6 @@
-"""The workflow on a real SLURM cluster, as the README tells users to run it: prefetch on the login node, then
-`snakemake --profile slurm`, which submits every training run with sbatch and runs the light rules locally.
+"""The workflow on a real SLURM cluster, as docs/cluster.md tells users to run it: prefetch on the login node,
+then `snakemake --profile slurm`, which submits every training run with sbatch and runs the light rules
+locally.
 
 Needs a running cluster (`.ci/slurm-cluster.sh` starts a one-node one as root). Without one the test is
 skipped, except under CI=true, where it fails: CI must not pass by skipping it.

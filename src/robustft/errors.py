@@ -6,3 +6,8 @@ from __future__ import annotations
 
 class TableMismatchError(ValueError):
     """A results table does not hold exactly the runs of the config whose report reads it."""
+
+
+class FindingError(ValueError):
+    """A finding cannot be published: its grid is unfinished, a run's files are gone, or the README has no
+    place for its quote."""

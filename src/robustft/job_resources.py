@@ -3,7 +3,7 @@ its time limit SLURM sends SIGTERM. One place, derived from the model's paramete
 robustft.models) and scaled by Snakemake's attempt number (1, then 2, 3 with `retries: 2`), so a job that
 ran out of memory or time is resubmitted with more of both.
 
-The estimates are deliberately generous (about twice the README's estimate for one H100), because a job
+The estimates are deliberately generous (about twice docs/instruction-tuning.md's for one H100), because a job
 that asks for too little is killed after hours and one that asks for too much only waits longer in the
 queue:
 

@@ -393,7 +393,7 @@ def load_causal_lm(
     quantization: str | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A pretrained causal LM and its tokenizer. `quantization="4bit"` loads NF4 with double quantisation
-    and `dtype` as compute dtype (QLoRA, methods.md §8); it needs CUDA and bitsandbytes."""
+    and `dtype` as compute dtype (QLoRA's reference settings); it needs CUDA and bitsandbytes."""
     from transformers import AutoModelForCausalLM
 
     spec = get_model_spec(name)

@@ -709,36 +709,3 @@ def cmd_judge(args: argparse.Namespace) -> int:
     )
     print(json.dumps({"judge": args.name, **{k: result[k] for k in keys}}, indent=2))
     return 0
-
-
-def _json_object(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({err}): {text!r}") from None
-
-
-def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "judge",
-        help="AlpacaEval-protocol win rate of generations against the text-davinci-003 references",
-        description="Judges every generation against its AlpacaEval reference with a pairwise judge, caching "
-        "each judgement, and writes the win rate with a bootstrap CI.",
-    )
-    parser.add_argument("--generations", required=True, help="generations jsonl (robustft generate)")
-    parser.add_argument(
-        "--judge-config",
-        required=True,
-        type=_json_object,
-        help='JSON, e.g. {"kind": "openai", "model": "gpt-4-0613", "api_key_env": "OPENAI_API_KEY"}; '
-        f"kinds: {sorted(JUDGES)}",
-    )
-    parser.add_argument(
-        "--name", required=True, help="judge name: names the cache file and judge/<name>.json"
-    )
-    parser.add_argument("--cache", default="results/judge_cache", help="directory of <name>.jsonl caches")
-    parser.add_argument("--out", required=True, type=Path, help="judge/<name>.json")
-    parser.add_argument("--data-dir", default="resources/data")
-    parser.add_argument("--seed", type=int, default=0, help="order coin and bootstrap seed")
-    parser.add_argument("--n-bootstrap", type=int, default=2000)
-    parser.set_defaults(func=cmd_judge)

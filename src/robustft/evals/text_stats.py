@@ -205,19 +205,3 @@ def cmd_text_stats(args: argparse.Namespace) -> int:
     write_json_atomic(args.out, result)
     print(json.dumps({k: v for k, v in result.items() if k not in ("per_example", "chunk")}, indent=2))
     return 0
-
-
-def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "text-stats",
-        help="NEFTune Table 4 statistics of generations, or Figure 5 overlap with --overlap",
-        description="Writes text_stats.json (length, 2-gram repetition, log-diversity on prefix chunks) or, "
-        "with --overlap, overlap.json (ROUGE-L and BLEU of each output against its 'reference').",
-    )
-    parser.add_argument("--generations", required=True, help="generations jsonl (robustft generate)")
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--dataset", help=f"training dataset, picks the chunk cutoff: {CHUNK_CUTOFFS}")
-    parser.add_argument("--cutoff", type=int, help="chunk length in whitespace tokens (overrides --dataset)")
-    parser.add_argument("--overlap", action="store_true", help="Figure 5: ROUGE-L/BLEU against 'reference'")
-    parser.add_argument("--no-stemmer", action="store_true", help="ROUGE-L without the Porter stemmer")
-    parser.set_defaults(func=cmd_text_stats)

@@ -3,7 +3,7 @@
     X' = X + (α / √(L·d)) · ε,   ε ~ U(-1, 1)^{L×d},   training forwards only
 
 The expected L2 norm of the noise over a sequence is α/√3. Two named modes, because the public code
-disagrees with itself (shared/notes/methods.md §1.2-1.3):
+disagrees with itself on L and on padding:
 - `paper`: the authors' experiment code (`experiment_code/train.py`): L is each example's unpadded
   length (attention-mask sum) and padding gets no noise.
 - `hf`: the transformers/TRL `neftune_noise_alpha` hook: L is the padded batch length, one magnitude for

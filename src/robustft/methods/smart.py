@@ -18,7 +18,7 @@ Two regimes, chosen by `perturbation_norm`; the settings left unset follow it:
 `step_size` and `norm_scope` (token | example) may be set explicitly in either mode.
 
 σ = 1e-5 in both. In `normalize`, at σ = η = 1e-5 the ascent step is tiny next to the initial noise, so ν
-is essentially the initial Gaussian direction rescaled to unit ℓ∞. On MiniLM-L6 (measured, README) it
+is essentially the initial Gaussian direction rescaled to unit ℓ∞. On MiniLM-L6 (measured, docs/methods.md) it
 moves the last hidden state 0.8 times as much as dropout does; in `project` the change is ~1e-4 of
 dropout's, so R_s acts almost only as a dropout-consistency term. mt-dnn's ascent loss is its
 `stable_kl` (log-odds form); ours is ℓ_s, so `normalize` matches mt-dnn's update rule, not its exact
@@ -41,7 +41,7 @@ log (mt-dnn `return 0`s there, which crashes its caller).
 
 Precision, `adversarial_precision`: under bf16/fp16 autocast a perturbation far below the half-precision
 spacing rounds away in the first matmul, and what R_s then sees is rounding noise (measured on MiniLM-L6,
-`project` at the embedding output, README: the logits change by 2.8e-4 in fp32 and by 6e-3 under bf16
+`project` at the embedding output, docs/methods.md: the logits change by 2.8e-4 in fp32 and by 6e-3 under bf16
 autocast, a change that does not flip sign with ν: rounding, not ν).
 - `fp32` (default): R_s's clean reference, its ascent and its adversarial forward run in fp32 with
   autocast disabled, also when accelerate has wrapped the model's forward in autocast (the wrapper's

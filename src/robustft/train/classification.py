@@ -1,6 +1,6 @@
 """Fine-tune a sequence classifier on one task with one method and one seed: the unit of the DAG.
 
-The run directory follows the run contract (DESIGN.md): history.jsonl and norms.jsonl grow during
+The run directory is what the workflow reads (docs/outputs.md): history.jsonl and norms.jsonl grow during
 training, run.json records provenance, and metrics.json is written last and atomically, so a run
 without metrics.json is never counted as done.
 """

@@ -5,7 +5,7 @@ tokens only. The method's components hook in through RobustTrainer (trainer.py):
 forward hook on the input embeddings (of the base model under PEFT), attached for training only and
 removed in a `finally`; it reads the batch's attention mask, which paper mode needs for per-example
 lengths. Packing and padding-free batches are refused with embedding noise: they flatten a batch into
-one row, so the noise's L would be the whole batch's length (transformers#34659, methods.md §1.4).
+one row, so the noise's L would be the whole batch's length (transformers#34659).
 
 The run directory (`--out`, i.e. `<run>/sft/`) follows the instruction-track contract:
 - history.jsonl: the trainer's logs ({"step", "epoch", "train_loss", ...}; the loss as trained, noise
@@ -59,8 +59,8 @@ class SFTSettings:
     clipping 1.0, 512 tokens. Precision defaults to fp32, not the paper's bf16 nor the classification runs'
     `auto`: bf16 autocast on a CPU without fast bf16 kernels (no AVX512-BF16/AMX) emulates its matmuls and
     ran TRL's SFT ~10x slower, the cause `auto` avoids for classification (robustft.train.precision); SFT
-    keeps the explicit choice, so GPU recipes set bf16. LoRA settings are QLoRA's defaults (methods.md §8:
-    r 64, alpha 16, dropout 0.0, all linear layers); a QLoRA recipe also sets lr 2e-4, constant schedule,
+    keeps the explicit choice, so GPU recipes set bf16. LoRA settings are QLoRA's reference defaults
+    (r 64, alpha 16, dropout 0.0, all linear layers); a QLoRA recipe also sets lr 2e-4, constant schedule,
     max_grad_norm 0.3, batch 1 x 16, optimizer paged_adamw_32bit, gradient checkpointing, 1 epoch."""
 
     learning_rate: float = 5e-5
@@ -229,7 +229,7 @@ class SFTRunSpec:
             raise RunError(
                 f"sft: {noisy} add embedding noise, which cannot run with packing/padding_free: a packed "
                 "or padding-free batch is one row of all its examples, so NEFTune's L would be the whole "
-                "batch's length and each example's noise too small (transformers#34659; methods.md §1.4). "
+                "batch's length and each example's noise too small (transformers#34659). "
                 "Set packing and padding_free to false."
             )
         perturbing = [c.name for c in method.components if c.name == "noisytune"]
@@ -792,23 +792,3 @@ def cmd_sft(args: argparse.Namespace) -> int:
     keys = ("status", "final_train_loss", "final_heldout_loss", "train_loss", "seconds_per_step")
     print(json.dumps({k: result.get(k) for k in keys}, indent=2))
     return 0 if result["status"] in ("ok", "diverged") else 1
-
-
-def add_parser(commands: argparse._SubParsersAction) -> None:
-    from robustft.cli import _json_arg, _positive_int
-
-    sft = commands.add_parser("sft", help="instruction-tune one causal LM on one dataset (NEFTune track)")
-    sft.add_argument("--model", required=True, help="registry name, e.g. smollm2-135m, llama-2-7b")
-    sft.add_argument("--dataset", required=True, help="instruction dataset, e.g. alpaca, alpaca_seed")
-    sft.add_argument("--method", required=True, help="method name: finetune, neftune, ...")
-    sft.add_argument(
-        "--method-components", type=_json_arg, help='JSON, e.g. {"neftune": {"alpha": 5, "mode": "paper"}}'
-    )
-    sft.add_argument("--recipe", default="default", help="name of this set of SFT settings")
-    sft.add_argument("--sft-config", type=_json_arg, help="JSON object of SFT settings (SFTSettings)")
-    sft.add_argument("--seed", required=True, type=int)
-    sft.add_argument("--out", required=True, type=Path, help="the run's sft/ directory")
-    sft.add_argument("--data-dir", default="resources/data")
-    sft.add_argument("--cache-dir", default=None, help="Hugging Face cache (models and Hub datasets)")
-    sft.add_argument("--threads", type=_positive_int, help="torch CPU threads")
-    sft.set_defaults(func=cmd_sft)

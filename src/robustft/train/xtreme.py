@@ -536,35 +536,3 @@ def cmd_collect_xtreme(args: argparse.Namespace) -> int:
     runs = frame[["model", "task", "setting", "method", "seed"]].drop_duplicates()
     print(f"{len(runs)} runs -> {args.out}")
     return 0
-
-
-def add_parser(commands: argparse._SubParsersAction) -> None:
-    from robustft.cli import _json_arg, _positive_int
-
-    for name, help_text in (
-        ("train-xtreme", "fine-tune on one XTREME task in one setting and score every language"),
-        ("retrieve-xtreme", "score BUCC or Tatoeba with the encoder of an XNLI run"),
-    ):
-        parser = commands.add_parser(name, help=help_text)
-        parser.add_argument("--model", required=True)
-        parser.add_argument(
-            "--task", required=True, help="xnli, pawsx, udpos, panx, xquad, mlqa, tydiqa, ..."
-        )
-        parser.add_argument("--setting", required=True, help="zero-shot or translate-train-all")
-        parser.add_argument("--method", required=True)
-        parser.add_argument("--seed", required=True, type=int)
-        parser.add_argument("--out", required=True, type=Path)
-        parser.add_argument("--data-dir", default="resources/data")
-        parser.add_argument("--cache-dir", default=None)
-        parser.add_argument("--train-config", type=_json_arg, help="JSON object of train settings")
-        parser.add_argument("--xtreme-config", type=_json_arg, help="JSON object of XtremeSettings")
-        parser.add_argument("--method-components", type=_json_arg)
-        parser.add_argument("--threads", type=_positive_int)
-        if name == "retrieve-xtreme":
-            parser.add_argument("--encoder-dir", required=True, help="the XNLI run's encoder/ directory")
-        parser.set_defaults(func=cmd_train_xtreme)
-
-    collect = commands.add_parser("collect-xtreme", help="XTREME runs -> results/tables/<name>/xtreme.csv")
-    collect.add_argument("--out", required=True, type=Path)
-    collect.add_argument("run_dirs", nargs="+")
-    collect.set_defaults(func=cmd_collect_xtreme)
