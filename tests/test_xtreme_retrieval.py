@@ -57,7 +57,7 @@ def test_mean_pooling_ignores_padding(encoder_dir):
 def test_retrieval_run_on_the_fixtures(encoder_dir, task, chosen_on):
     from robustft.data.xtreme import XTREME_TASKS
     from robustft.evals.xtreme_retrieval import evaluate_retrieval
-    from robustft.train.xtreme import XtremeRunSpec, XtremeSettings
+    from robustft.train.xtreme import XtremeRunSpec, XtremeSettings, configured_languages
 
     spec = XtremeRunSpec(
         model="xlm-r-tiny-random",
@@ -69,7 +69,7 @@ def test_retrieval_run_on_the_fixtures(encoder_dir, task, chosen_on):
         data_dir=str(REPO / "tests" / "data"),
         encoder_dir=str(encoder_dir),
     )
-    result = evaluate_retrieval(spec, XTREME_TASKS[task])
+    result = evaluate_retrieval(spec, XTREME_TASKS[task], configured_languages(spec))
     assert set(result["languages"]) == {"de", "zh"}
     assert result["layer_chosen_on"].startswith(chosen_on)
     assert result["layer"] == int(np.argmax(result["mean_by_layer"])) and len(result["mean_by_layer"]) == 3
@@ -80,10 +80,10 @@ def test_retrieval_run_on_the_fixtures(encoder_dir, task, chosen_on):
 def test_retrieval_without_an_encoder_says_which_run_to_train(tmp_path):
     from robustft.data.xtreme import XTREME_TASKS
     from robustft.evals.xtreme_retrieval import evaluate_retrieval
-    from robustft.train.xtreme import XtremeRunSpec
+    from robustft.train.xtreme import XtremeRunSpec, configured_languages
 
     spec = XtremeRunSpec(
         "xlm-r-tiny-random", "tatoeba", "zero-shot", "finetune", 1, encoder_dir=str(tmp_path)
     )
     with pytest.raises(RunError, match="save_encoder"):
-        evaluate_retrieval(spec, XTREME_TASKS["tatoeba"])
+        evaluate_retrieval(spec, XTREME_TASKS["tatoeba"], configured_languages(spec))

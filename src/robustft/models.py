@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from robustft.errors import ModelNotFoundError, RunError
+
 if TYPE_CHECKING:  # transformers is heavy; the registry itself must import fast (Snakefile parse)
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -51,10 +53,6 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {}
-
-
-class ModelNotFoundError(FileNotFoundError):
-    """A Hub model's files are neither in the cache nor downloadable (offline node, no network)."""
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:
@@ -406,8 +404,6 @@ def load_causal_lm(
     if quantization == "4bit":
         reason = quantization_unavailable_reason()
         if reason is not None:
-            from robustft.train.config import RunError
-
             raise RunError(f"QLoRA (4-bit) is unavailable on this machine: {reason}")
         if spec.gguf_file:
             raise ValueError(f"model {name!r} is a GGUF file; 4-bit loading needs a Hub checkpoint")

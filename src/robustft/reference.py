@@ -13,6 +13,8 @@ from importlib import resources
 
 import pandas as pd
 
+from robustft.errors import AmbiguousPaperValue
+
 # Our GLUE task keys (lowercase, as in the datasets library) -> the names the papers print.
 PAPER_TASK_NAME: dict[str, str] = {
     "cola": "CoLA",
@@ -50,10 +52,6 @@ GLUE_SPLIT_SIZES: dict[str, tuple[int, int]] = {
     "rte": (2490, 277),
     "wnli": (635, 71),
 }
-
-
-class AmbiguousPaperValue(LookupError):
-    """A lookup matched rows with different values; the caller must narrow it (metric, split)."""
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from robustft.artifacts.base import mean_paper_number
+from robustft.errors import AmbiguousPaperValue
 from robustft.io import write_bytes_atomic
 from robustft.reference import (
     GLUE_AVG,
     GLUE_SPLIT_SIZES,
     GLUE_TABLE_ORDER,
-    AmbiguousPaperValue,
     PaperNumber,
     load_paper_results,
     paper_dataset_name,

@@ -18,29 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from robustft.data import TASKS, split_task_variant, task_variant_name
-from robustft.methods import MethodConfigError, build_method
+from robustft.errors import ConfigError, MethodConfigError, RunError
+from robustft.methods import build_method
 from robustft.models import MODELS, model_kind_error, unknown_model_message
+from robustft.schema import SCHEMA_PATH, load_schema  # noqa: F401  (SCHEMA_PATH: still importable here)
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 # The config `snakemake` runs when no --configfile is given (the CPU demo); a --configfile replaces it.
 DEFAULT_CONFIG = "config/config.yaml"
 # XTREME tasks that train nothing: they read the encoder of an XNLI run.
 RETRIEVAL_TASKS = ("bucc2018", "tatoeba")
 RESULTS = "results"
-
-
-class ConfigError(ValueError):
-    """One or more config values are invalid. The message has one line per error, each naming its key
-    ("config key 'a.b': ..."), so its first line names the first bad key; `errors` holds the lines."""
-
-    def __init__(self, errors: str | list[str], source: str | Path | None = None) -> None:
-        self.errors = [errors] if isinstance(errors, str) else list(errors)
-        self.source = source
-        lines = list(self.errors)
-        if len(lines) > 1 or source is not None:
-            count = f"{len(lines)} error{'s' if len(lines) > 1 else ''}"
-            lines.append(f"({count} in {source})" if source is not None else f"({count})")
-        super().__init__("\n".join(lines))
 
 
 def check_config(config: dict[str, Any]) -> None:
@@ -250,7 +237,7 @@ def _xtreme_errors(config: dict[str, Any]) -> Iterator[str]:
         return
     from robustft.data.xtreme import SETTINGS, XTREME_TASKS
     from robustft.models import sequence_length_error
-    from robustft.train.config import RunError, TrainConfig, validate_train_settings
+    from robustft.train.config import TrainConfig, validate_train_settings
     from robustft.train.xtreme import XtremeSettings
 
     block = config["xtreme"]
@@ -545,12 +532,6 @@ def expected_run_dirs(config: dict[str, Any]) -> dict[str, list[str]]:
             [instruct_run_dir(config, *run) for run in instruct_grid(config)] if "instruct" in tracks else []
         ),
     }
-
-
-def load_schema() -> dict[str, Any]:
-    import yaml
-
-    return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:

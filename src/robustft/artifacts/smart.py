@@ -33,7 +33,8 @@ from robustft.artifacts.base import (
     register_artifact,
     seed_notes,
 )
-from robustft.data import DataNotFoundError, get_task, load_mnli_annotations, split_task_variant
+from robustft.data import get_task, load_mnli_annotations, split_task_variant
+from robustft.errors import DataNotFoundError
 from robustft.reference import GLUE_AVG, load_paper_results
 from robustft.stats import verdict
 from robustft.tables import average_tasks

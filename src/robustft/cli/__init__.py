@@ -7,6 +7,16 @@ import logging
 import sys
 
 from robustft.cli import glue, instruct, registries, workflow, xtreme
+from robustft.errors import (
+    ConfigError,
+    DataFormatError,
+    DataNotFoundError,
+    FindingError,
+    MethodConfigError,
+    ModelNotFoundError,
+    RunError,
+    TableMismatchError,
+)
 
 # One module of subcommands per track, in the order `robustft --help` lists them. Each one's `add_parsers`
 # imports nothing heavy: the parser is built on every start, `--help` included.
@@ -22,28 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def expected_errors() -> tuple[type[Exception], ...]:
-    """The errors of bad input (a name, a setting, a file) that a command reports as one line, exit 2.
-
-    Imported only once a command has failed: robustft.methods imports torch."""
-    from robustft.data import DataFormatError, DataNotFoundError
-    from robustft.errors import FindingError, TableMismatchError
-    from robustft.methods import MethodConfigError
-    from robustft.models import ModelNotFoundError
-    from robustft.train.config import RunError
-    from robustft.workflow_config import ConfigError
-
-    return (
-        KeyError,
-        DataFormatError,
-        DataNotFoundError,
-        ModelNotFoundError,
-        MethodConfigError,
-        RunError,
-        ConfigError,
-        TableMismatchError,
-        FindingError,
-    )
+# The errors of bad input (a name, a setting, a file) that a command reports as one line, exit 2.
+EXPECTED_ERRORS: tuple[type[Exception], ...] = (
+    KeyError,
+    DataFormatError,
+    DataNotFoundError,
+    ModelNotFoundError,
+    MethodConfigError,
+    RunError,
+    ConfigError,
+    TableMismatchError,
+    FindingError,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except Exception as err:
-        if not isinstance(err, expected_errors()):
+        if not isinstance(err, EXPECTED_ERRORS):
             raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"robustft {args.command}: error: {message}", file=sys.stderr)

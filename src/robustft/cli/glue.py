@@ -16,10 +16,11 @@ from robustft.cli.arguments import (
     json_value,
     positive_int,
 )
+from robustft.errors import RunError
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from robustft.train.config import RunError, RunSpec, TrainConfig
+    from robustft.train.config import RunSpec, TrainConfig
 
     if not isinstance(args.train_config or {}, dict):
         raise RunError(f"--train-config must be a JSON object, got {args.train_config!r}")

@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 
 from robustft.cli.arguments import non_negative_int
+from robustft.errors import RunError
 
 
 def cmd_prefetch(args: argparse.Namespace) -> int:
     from robustft.prefetch import prefetch
-    from robustft.train.config import RunError
 
     xtreme_runs = []
     for item in args.xtreme:
@@ -33,7 +33,6 @@ def cmd_prefetch(args: argparse.Namespace) -> int:
 
 def cmd_launch(args: argparse.Namespace) -> int:
     from robustft.launch import exec_launch
-    from robustft.train.config import RunError
 
     command = args.subcommand[1:] if args.subcommand[:1] == ["--"] else args.subcommand
     if not command:

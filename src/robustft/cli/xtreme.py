@@ -16,9 +16,15 @@ def cmd_train_xtreme(args: argparse.Namespace) -> int:
 
 
 def cmd_collect_xtreme(args: argparse.Namespace) -> int:
-    from robustft.train.xtreme import cmd_collect_xtreme as run_collect_xtreme
+    from robustft.provenance import write_grid_manifest
+    from robustft.xtreme_tables import collect_xtreme, write_xtreme_table  # imports pandas
 
-    return run_collect_xtreme(args)
+    frame = collect_xtreme([Path(p) for p in args.run_dirs])
+    write_xtreme_table(frame, Path(args.out).parent)
+    write_grid_manifest(Path(args.out).parent, "xtreme", list(args.run_dirs))
+    runs = frame[["model", "task", "setting", "method", "seed"]].drop_duplicates()
+    print(f"{len(runs)} runs -> {args.out}")
+    return 0
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:

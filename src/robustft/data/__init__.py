@@ -6,8 +6,6 @@ from robustft.data import glue as _glue  # noqa: F401  (registers the GLUE tasks
 from robustft.data import nli as _nli  # noqa: F401  (registers SNLI, SciTail, ANLI)
 from robustft.data.base import (
     TASKS,
-    DataFormatError,
-    DataNotFoundError,
     SplitData,
     TaskSpec,
     get_task,
@@ -17,6 +15,7 @@ from robustft.data.base import (
 )
 from robustft.data.glue import load_split
 from robustft.data.nli import AnnotatedSplit, load_mnli_annotations
+from robustft.errors import DataFormatError, DataNotFoundError
 
 __all__ = [
     "TASKS",

@@ -7,13 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-class DataNotFoundError(FileNotFoundError):
-    """Neither the local file nor the Hub dataset could be read."""
-
-
-class DataFormatError(ValueError):
-    """A data file exists but a row does not have the documented layout."""
+from robustft.errors import DataFormatError, DataNotFoundError  # noqa: F401  (still importable from here)
 
 
 @dataclass

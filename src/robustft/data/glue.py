@@ -17,14 +17,13 @@ from pathlib import Path
 
 from robustft.data.base import (
     READERS,
-    DataFormatError,
-    DataNotFoundError,
     SplitData,
     TaskSpec,
     get_task,
     register_reader,
     register_task,
 )
+from robustft.errors import DataFormatError, DataNotFoundError
 
 HUB_ID = "nyu-mll/glue"
 BINARY = ("0", "1")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from robustft.data.base import DataFormatError, DataNotFoundError
+from robustft.errors import DataFormatError, DataNotFoundError
 
 ALPACA_PROMPT_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "

@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from robustft.data.base import (
-    DataFormatError,
-    DataNotFoundError,
     SplitData,
     TaskSpec,
     get_task,
@@ -33,6 +31,7 @@ from robustft.data.base import (
     register_task,
 )
 from robustft.data.glue import parse_label
+from robustft.errors import DataFormatError, DataNotFoundError
 
 # The label names of every 3-way NLI dataset here, in the order of the Hub's ClassLabel ids:
 # stanfordnlp/snli and facebook/anli both declare names=["entailment", "neutral", "contradiction"]

@@ -80,7 +80,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robustft.data.base import DataFormatError, DataNotFoundError, SplitData
+from robustft.data.base import SplitData
+from robustft.errors import DataFormatError, DataNotFoundError, LabelsWithheldError
 
 SETTINGS = ("zero-shot", "translate-train-all")
 SPLITS = ("train", "dev", "test", "translate-train")
@@ -732,10 +733,6 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
     with path.open(encoding="utf-8-sig", newline="") as handle:
         for line_no, line in enumerate(handle, start=1):
             yield line_no, line.rstrip("\r\n")
-
-
-class LabelsWithheldError(DataFormatError):
-    """A local XTREME file without its labels (XTREME withholds test labels)."""
 
 
 def _withheld(spec: XtremeTask, path: Path, split: str, language: str, missing: str) -> DataFormatError:

@@ -31,16 +31,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from robustft.errors import RunError
 from robustft.io import write_json_atomic
 
 logger = logging.getLogger(__name__)
-
-
-def _run_error(message: str) -> Exception:
-    # robustft.train.config imports torch (through robustft.methods); the CLI imports this module at start-up
-    from robustft.train.config import RunError
-
-    return RunError(message)
 
 
 OVERFLOW_POLICIES = ("truncate", "fail")
@@ -65,13 +59,13 @@ class GenerationSettings:
 
     def validate(self) -> None:
         if self.max_new_tokens < 1 or self.batch_size < 1:
-            raise _run_error(
+            raise RunError(
                 f"max_new_tokens and batch_size must be >= 1, got {self.max_new_tokens}, {self.batch_size}"
             )
         if self.repetition_penalty <= 0:
-            raise _run_error(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+            raise RunError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
         if self.prompt_overflow not in OVERFLOW_POLICIES:
-            raise _run_error(
+            raise RunError(
                 f"prompt_overflow must be one of {OVERFLOW_POLICIES}, got {self.prompt_overflow!r}"
             )
 
@@ -107,7 +101,7 @@ def encode_prompt(tokenizer: Any, prompt: Prompt, formatter: PromptFormatter | N
     fields = prompt.fields
     if formatter is None:
         if not getattr(tokenizer, "chat_template", None):
-            raise _run_error("the tokenizer has no chat template; give a prompt template instead")
+            raise RunError("the tokenizer has no chat template; give a prompt template instead")
         text = tokenizer.apply_chat_template(
             [{"role": "user", "content": user_message(fields)}], add_generation_prompt=True, tokenize=False
         )
@@ -120,7 +114,7 @@ def context_length(model: Any, settings: GenerationSettings) -> int:
         return settings.context_length
     positions = getattr(model.config, "max_position_embeddings", None)
     if not positions:
-        raise _run_error(f"{type(model).__name__} has no max_position_embeddings; set context_length")
+        raise RunError(f"{type(model).__name__} has no max_position_embeddings; set context_length")
     return int(positions)
 
 
@@ -129,7 +123,7 @@ def fit_prompt(prompt_id: int | str, ids: list[int], budget: int, policy: str) -
     if len(ids) <= budget:
         return ids, False
     if policy == "fail":
-        raise _run_error(
+        raise RunError(
             f"prompt {prompt_id!r} has {len(ids)} tokens but only {budget} fit (context length minus "
             "max_new_tokens); use prompt_overflow: truncate, or fewer max_new_tokens"
         )
@@ -165,7 +159,7 @@ def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)
     if not ids:
-        raise _run_error("neither the model's generation config nor the tokenizer defines an EOS token")
+        raise RunError("neither the model's generation config nor the tokenizer defines an EOS token")
     return sorted(ids)
 
 
@@ -226,7 +220,7 @@ def _read_done(path: Path) -> dict[str, dict[str, Any]]:
                 )
                 path.write_text("".join(lines[:-1]), encoding="utf-8")
                 break
-            raise _run_error(f"{path} line {number} is not JSON; delete the file to start over") from None
+            raise RunError(f"{path} line {number} is not JSON; delete the file to start over") from None
         done[str(record["id"])] = record
     return done
 
@@ -246,7 +240,7 @@ def _check_resume(out: Path, settings_record: dict[str, Any], n_done: int) -> No
     }
     if changed:
         detail = ", ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in changed.items())
-        raise _run_error(
+        raise RunError(
             f"{out} holds {n_done} generations made with other settings ({detail}); "
             "delete it (and its .summary.json) or rerun with the same settings"
         )
@@ -274,11 +268,11 @@ def generate_to_jsonl(
     out = Path(out)
     ids = [str(prompt.id) for prompt in prompts]
     if len(set(ids)) != len(ids):
-        raise _run_error(f"prompt ids are not unique ({len(ids) - len(set(ids))} duplicates)")
+        raise RunError(f"prompt ids are not unique ({len(ids) - len(set(ids))} duplicates)")
     context = context_length(model, settings)
     budget = context - settings.max_new_tokens
     if budget < 1:
-        raise _run_error(f"max_new_tokens {settings.max_new_tokens} leaves no room for a prompt in {context}")
+        raise RunError(f"max_new_tokens {settings.max_new_tokens} leaves no room for a prompt in {context}")
     settings_record = {**asdict(settings), "context_length": context, "generator": generator}
     settings_record["prompt_format"] = prompt_format
     done = _read_done(out)
@@ -412,7 +406,7 @@ def sft_training_examples(sft_dir: str | Path, tokenizer: Any) -> tuple[str, lis
 
     run_json = Path(sft_dir) / "run.json"
     if not run_json.is_file():
-        raise _run_error(f"--prompts train: {run_json} not found (the SFT run records its data there)")
+        raise RunError(f"--prompts train: {run_json} not found (the SFT run records its data there)")
     spec_record = dict(json.loads(run_json.read_text(encoding="utf-8"))["spec"])
     spec = SFTRunSpec(**{**spec_record, "sft": SFTSettings(**spec_record["sft"])})
 
@@ -454,7 +448,7 @@ def template_formatter(template: str) -> PromptFormatter | None:
         return lambda fields: instruct.alpaca_prompt(fields["instruction"], fields.get("input", ""))
     if template == "vicuna":
         return lambda fields: instruct.vicuna_prompt([], user_message(fields))
-    raise _run_error(f"unknown prompt template {template!r}; known: {TEMPLATES}")
+    raise RunError(f"unknown prompt template {template!r}; known: {TEMPLATES}")
 
 
 def _template_name(args: argparse.Namespace) -> str:
@@ -467,14 +461,14 @@ def _template_name(args: argparse.Namespace) -> str:
         return get_instruct_dataset(args.dataset).template
     if args.model:
         return "chat"
-    raise _run_error(
+    raise RunError(
         "--sft-dir: give --dataset (the run's training set, which picks its template) or --template"
     )
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     if bool(args.sft_dir) == bool(args.model):
-        raise _run_error(
+        raise RunError(
             "give exactly one of --sft-dir (a fine-tuned run) or --model (an untuned registry model)"
         )
     settings = GenerationSettings(
@@ -490,7 +484,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if args.max_prompts is not None:
             prompts = prompts[: args.max_prompts]
     elif not (args.sft_dir or args.dataset):
-        raise _run_error("--prompts train needs --sft-dir (its training set) or --dataset")
+        raise RunError("--prompts train needs --sft-dir (its training set) or --dataset")
     template = _template_name(args)
     formatter = template_formatter(template)
     if args.threads:

@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from robustft.errors import DataFormatError, DataNotFoundError, JudgeUnavailableError, RunError
 from robustft.io import append_jsonl, read_jsonl, write_json_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -54,36 +55,6 @@ LENGTH_CONTROLLED_REASON = (
     "(df_gamed.csv, downloaded from the Hub at run time) with per-instruction difficulties; neither exists "
     "offline for this judge and the text-davinci-003 baseline, so it cannot be reproduced faithfully here"
 )
-
-
-def _run_error(message: str) -> Exception:
-    # robustft.train.config imports torch (through robustft.methods); the CLI imports this module at start-up
-    from robustft.train.config import RunError
-
-    return RunError(message)
-
-
-_ERROR_CLASS: list[type] = []
-
-
-def judge_unavailable_error_class() -> type:
-    """JudgeUnavailableError(RunError), built on first use so that importing this module stays light."""
-    if not _ERROR_CLASS:
-        from robustft.train.config import RunError
-
-        class JudgeUnavailableError(RunError):
-            """The judge endpoint cannot be reached or refuses the requests; the message names the URL."""
-
-        JudgeUnavailableError.__module__ = __name__
-        JudgeUnavailableError.__qualname__ = "JudgeUnavailableError"
-        _ERROR_CLASS.append(JudgeUnavailableError)
-    return _ERROR_CLASS[0]
-
-
-def __getattr__(name: str) -> Any:  # `from robustft.evals.judges import JudgeUnavailableError`
-    if name == "JudgeUnavailableError":
-        return judge_unavailable_error_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ------------------------------------------------------------------------------------------- prompts
@@ -236,7 +207,7 @@ class OpenAIJudge(Judge):
             return None
         key = os.environ.get(self.api_key_env)
         if not key:
-            raise _run_error(f"judge endpoint {self.url}: environment variable {self.api_key_env} is not set")
+            raise RunError(f"judge endpoint {self.url}: environment variable {self.api_key_env} is not set")
         return key
 
     def judge(self, instruction: str, output_1: str, output_2: str) -> Verdict:
@@ -254,7 +225,7 @@ class OpenAIJudge(Judge):
         try:
             completion = response["choices"][0]["message"]["content"] or ""
         except (KeyError, IndexError, TypeError):
-            raise judge_unavailable_error_class()(
+            raise JudgeUnavailableError(
                 f"judge endpoint {self.url} answered without choices[0].message.content"
             ) from None
         return Verdict(parse_ranking(completion), completion)
@@ -263,7 +234,6 @@ class OpenAIJudge(Judge):
         import urllib.error
         import urllib.request
 
-        unavailable = judge_unavailable_error_class()
         key = self._api_key()
         headers = {"Content-Type": "application/json"}
         if key:
@@ -285,14 +255,14 @@ class OpenAIJudge(Judge):
                 body = (
                     "" if err.code in (401, 403) else _redact(err.read(500).decode("utf-8", "replace"), key)
                 )
-                raise unavailable(
+                raise JudgeUnavailableError(
                     f"judge endpoint {self.url} refused the request: HTTP {err.code} {body}".rstrip()
                 ) from None
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
                 reason = _redact(str(getattr(err, "reason", err)), key)
             except json.JSONDecodeError:
                 reason = "a response that is not JSON"
-        raise unavailable(
+        raise JudgeUnavailableError(
             f"judge endpoint {self.url} unreachable after {self.max_retries + 1} attempts (last: {reason})"
         )
 
@@ -365,9 +335,7 @@ class LocalHFJudge(Judge):
         while common < min(len(first), len(second)) and first[common] == second[common]:
             common += 1
         if common >= min(len(first), len(second)):
-            raise _run_error(
-                "the local judge's tokenizer gives the same tokens for the answers ' 1' and ' 2'"
-            )
+            raise RunError("the local judge's tokenizer gives the same tokens for the answers ' 1' and ' 2'")
         return first[:common], first[common], second[common]
 
     def judge(self, instruction: str, output_1: str, output_2: str) -> Verdict:
@@ -378,7 +346,7 @@ class LocalHFJudge(Judge):
         ids, token_1, token_2 = self.verdict_tokens(tokenizer, prompt)
         limit = getattr(model.config, "max_position_embeddings", None)
         if limit and len(ids) > limit:
-            raise _run_error(
+            raise RunError(
                 f"judge {self.model}: the prompt for instruction {instruction[:60]!r} has {len(ids)} tokens, "
                 f"more than its {limit} positions; lower max_output_tokens"
             )
@@ -405,12 +373,12 @@ def build_judge(config: dict[str, Any]) -> Judge:
     settings = dict(config)
     kind = settings.pop("kind", None)
     if kind not in JUDGES:
-        raise _run_error(f"judge config: 'kind' must be one of {sorted(JUDGES)}, got {kind!r}")
+        raise RunError(f"judge config: 'kind' must be one of {sorted(JUDGES)}, got {kind!r}")
     cls = JUDGES[kind]
     allowed = {f.name for f in cls.__dataclass_fields__.values() if f.init}
     unknown = sorted(set(settings) - allowed)
     if unknown:
-        raise _run_error(f"judge config ({kind}): unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+        raise RunError(f"judge config ({kind}): unknown key(s) {unknown}; allowed: {sorted(allowed)}")
     return cls(**settings)
 
 
@@ -440,7 +408,7 @@ def cache_key(identity: dict[str, Any], instruction: str, output_1: str, output_
 
 def cache_path(cache_dir: str | Path, name: str) -> Path:
     if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
-        raise _run_error(f"judge name {name!r}: use letters, digits, '_', '-', '.' (it names the cache file)")
+        raise RunError(f"judge name {name!r}: use letters, digits, '_', '-', '.' (it names the cache file)")
     return Path(cache_dir) / f"{name}.jsonl"
 
 
@@ -595,8 +563,6 @@ def pairs_from_generations(
 ) -> list[Pair]:
     """Match each generation to its AlpacaEval reference: by row number (our ids) when the instruction
     agrees, else by instruction text (AlpacaEval's own join key)."""
-    from robustft.data import DataFormatError
-
     by_instruction = {row["instruction"]: row for row in rows}
     pairs = []
     for record in generations:
@@ -633,8 +599,6 @@ def judge_generations(
 ) -> dict[str, Any]:
     """Judge a generations jsonl against the AlpacaEval references; write judge/<name>.json (the contract's
     fields) and <name>.annotations.jsonl beside it. Returns the result."""
-    from robustft.data import DataNotFoundError
-
     generations_file = Path(generations_file)
     if not generations_file.exists():
         raise DataNotFoundError(f"generations file not found: {generations_file}")
@@ -684,7 +648,7 @@ def judge_generations(
 
 def cmd_judge(args: argparse.Namespace) -> int:
     if not isinstance(args.judge_config, dict):
-        raise _run_error(f"--judge-config must be a JSON object, got {args.judge_config!r}")
+        raise RunError(f"--judge-config must be a JSON object, got {args.judge_config!r}")
     judge = build_judge(args.judge_config)
     result = judge_generations(
         args.generations,

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from robustft.data import DataFormatError
+from robustft.errors import DataFormatError, RunError
 from robustft.io import write_bytes_atomic, write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -580,8 +580,6 @@ def run_leaderboard(
 
 # ------------------------------------------------------------------------------------------------- CLI
 def cmd_lm_eval(args: argparse.Namespace) -> int:
-    from robustft.train.config import RunError
-
     if args.threads:
         import torch
 

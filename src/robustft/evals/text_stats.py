@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from robustft.errors import DataNotFoundError
 from robustft.io import read_jsonl, write_json_atomic
 
 # NEFTune Sec. 5.2: prefix length (whitespace tokens) per training dataset; keys follow INSTRUCT_DATASETS.
@@ -185,8 +186,6 @@ def cutoff_for(dataset: str | None, cutoff: int | None) -> int:
 
 
 def cmd_text_stats(args: argparse.Namespace) -> int:
-    from robustft.data import DataNotFoundError
-
     path = Path(args.generations)
     if not path.exists():
         raise DataNotFoundError(f"generations file not found: {path}")

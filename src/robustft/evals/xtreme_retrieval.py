@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from robustft.errors import RunError
+
 logger = logging.getLogger(__name__)
 
 
@@ -88,8 +90,6 @@ def _choose_layer(
     by_language: dict[str, list[dict[str, float]]], metric: str, setting: int | str
 ) -> tuple[int, list[float]]:
     """The configured layer, or the one with the best mean `metric` over languages; and those means."""
-    from robustft.train.config import RunError
-
     n_layers = len(next(iter(by_language.values())))
     means = [
         float(np.mean([scores[layer][metric] for scores in by_language.values()]))
@@ -102,16 +102,15 @@ def _choose_layer(
     return int(setting), means
 
 
-def evaluate_retrieval(spec: Any, task: Any) -> dict[str, Any]:
-    """Score every language at every layer, then report the chosen layer's scores."""
+def evaluate_retrieval(spec: Any, task: Any, languages: list[str]) -> dict[str, Any]:
+    """Score every language at every layer, then report the chosen layer's scores. `languages`: those the
+    run's settings choose (robustft.train.xtreme.configured_languages, which the run passes in)."""
     from pathlib import Path
 
     from tqdm.auto import tqdm
     from transformers import AutoModel, AutoTokenizer
 
     from robustft.data.xtreme import load_xtreme_split
-    from robustft.train.config import RunError
-    from robustft.train.xtreme import configured_languages
 
     settings = spec.xtreme
     encoder_dir = Path(spec.encoder_dir)
@@ -126,7 +125,6 @@ def evaluate_retrieval(spec: Any, task: Any) -> dict[str, Any]:
     model = AutoModel.from_pretrained(encoder_dir, use_safetensors=True)
     model.to("cuda" if torch.cuda.is_available() else "cpu")
     limit = spec.train.max_eval_samples
-    languages = configured_languages(spec)
 
     def embed(sentences: list[str], layers: list[int] | None = None) -> np.ndarray:
         return sentence_embeddings(

@@ -4,12 +4,12 @@ a method is one new file; `build_method` composes components into a run's method
 import importlib
 import pkgutil
 
+from robustft.errors import MethodConfigError
 from robustft.methods.base import (
     COMPONENTS,
     Batch,
     Component,
     Method,
-    MethodConfigError,
     RunContext,
     build_method,
     register_component,

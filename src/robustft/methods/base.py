@@ -22,13 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from robustft.errors import MethodConfigError
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
-
-
-class MethodConfigError(ValueError):
-    """A method or component setting is unknown, out of range or incompatible."""
 
 
 @dataclass

@@ -59,9 +59,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustft.errors import MethodConfigError
 from robustft.methods.base import (
     Component,
-    MethodConfigError,
     RunContext,
     is_quantized,
     register_component,

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from robustft.errors import MethodConfigError
 from robustft.methods.base import (
     Component,
-    MethodConfigError,
     RunContext,
     register_component,
     require_choice,

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from robustft.errors import MethodConfigError
 from robustft.methods.base import (
     Component,
-    MethodConfigError,
     RunContext,
     is_quantized,
     register_component,

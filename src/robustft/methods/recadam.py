@@ -87,9 +87,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from robustft.errors import MethodConfigError
 from robustft.methods.base import (
     Component,
-    MethodConfigError,
     RunContext,
     register_component,
     require_choice,

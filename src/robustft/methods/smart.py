@@ -109,10 +109,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from robustft.errors import MethodConfigError
 from robustft.methods.base import (
     Batch,
     Component,
-    MethodConfigError,
     RunContext,
     register_component,
     require_choice,

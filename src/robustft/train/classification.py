@@ -22,6 +22,7 @@ import numpy as np
 from robustft import provenance
 from robustft.data import TaskSpec, get_task, split_task_variant, subsample_fraction
 from robustft.data.glue import SplitData, load_split
+from robustft.errors import RunError, RunPreempted
 from robustft.evals.metrics import compute_metrics, is_constant_prediction, predictions_from_logits
 from robustft.io import utc_timestamp, write_json_atomic, write_text_atomic
 from robustft.methods import Method, RunContext
@@ -34,7 +35,7 @@ from robustft.train.checkpoints import (
     stop_on_sigterm,
     truncate_jsonl,
 )
-from robustft.train.config import RunError, RunPreempted, RunSpec, TrainConfig, record_failure
+from robustft.train.config import RunSpec, TrainConfig, record_failure
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from robustft.data import get_task
+from robustft.errors import RunError, RunPreempted
 from robustft.methods import Method, build_method
 from robustft.models import get_model_spec, model_kind_error, sequence_length_error
+from robustft.schema import load_schema
 
 # transformers.set_seed seeds numpy, whose legacy seed must lie in [0, 2**32 - 1]; torch would take more.
 SEED_MIN, SEED_MAX = 0, 2**32 - 1
@@ -21,14 +23,6 @@ def seed_error(seed: object) -> str | None:
     if not SEED_MIN <= seed <= SEED_MAX:
         return f"a seed must be in [{SEED_MIN}, 2**32 - 1] (numpy's seed range), got {seed}"
     return None
-
-
-class RunError(RuntimeError):
-    """A run cannot start or finish; the message says which input is at fault."""
-
-
-class RunPreempted(RunError):
-    """A run stopped on SIGTERM after saving a checkpoint; running it again resumes there."""
 
 
 def failure_status(err: BaseException) -> str:
@@ -129,8 +123,6 @@ def validate_run_inputs(model: str, seed: object, train: TrainConfig) -> None:
 def validate_train_settings(settings: dict[str, Any]) -> None:
     """Check train settings against the `train` block of the workflow schema (one source of truth)."""
     from jsonschema import Draft202012Validator
-
-    from robustft.workflow_config import load_schema
 
     schema = load_schema()["properties"]["train"]
     for error in Draft202012Validator(schema).iter_errors(settings):

@@ -34,8 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from robustft import provenance
+from robustft.errors import QLoRAUnavailableError, RunError, RunPreempted
 from robustft.io import append_jsonl, read_jsonl, utc_timestamp, write_json_atomic, write_text_atomic
-from robustft.train.config import RunError, RunPreempted, record_failure
+from robustft.train.config import record_failure
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +46,6 @@ SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
 RUN_FILES = ("metrics.json", "history.jsonl", "losses.jsonl", "run.json")
 MODEL_DIR = "model"
 MODEL_INFO_FILE = "robustft_model.json"  # inside model/: base model name and adapter kind
-
-
-class QLoRAUnavailableError(RunError):
-    """4-bit QLoRA needs CUDA and bitsandbytes."""
 
 
 @dataclass

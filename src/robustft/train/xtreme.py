@@ -24,14 +24,9 @@ from typing import Any
 import numpy as np
 
 from robustft import provenance
+from robustft.errors import RunError, RunPreempted
 from robustft.io import utc_timestamp, write_json_atomic
-from robustft.train.config import (
-    RunError,
-    RunPreempted,
-    TrainConfig,
-    record_failure,
-    validate_run_inputs,
-)
+from robustft.train.config import TrainConfig, record_failure, validate_run_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +205,7 @@ def _run(spec, method, out_dir: Path, run_record, resume, started) -> dict[str, 
     if task.kind == "retrieval":
         from robustft.evals.xtreme_retrieval import evaluate_retrieval
 
-        outcome = evaluate_retrieval(spec, task)
+        outcome = evaluate_retrieval(spec, task, configured_languages(spec))
         # The data sources and the XNLI run behind the encoder, with the rest of the provenance.
         run_record.update(data=outcome.pop("data"), encoder_run=outcome["encoder_run"])
     else:
@@ -523,16 +518,3 @@ def cmd_train_xtreme(args: argparse.Namespace) -> int:
     summary = {lang: scores for lang, scores in result.get("languages", {}).items()}
     print(json.dumps({"status": result["status"], "languages": summary}, indent=2))
     return 0 if result["status"] in ("ok", "diverged") else 1
-
-
-def cmd_collect_xtreme(args: argparse.Namespace) -> int:
-    from robustft.xtreme_tables import collect_xtreme, write_xtreme_table
-
-    frame = collect_xtreme([Path(p) for p in args.run_dirs])
-    write_xtreme_table(frame, Path(args.out).parent)
-    from robustft.provenance import write_grid_manifest
-
-    write_grid_manifest(Path(args.out).parent, "xtreme", list(args.run_dirs))
-    runs = frame[["model", "task", "setting", "method", "seed"]].drop_duplicates()
-    print(f"{len(runs)} runs -> {args.out}")
-    return 0
