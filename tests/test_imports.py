@@ -36,12 +36,9 @@ LAYERS: dict[str, int] = {
     "launch": 2,
     "prefetch": 2,
     # Results of many runs.
-    "tables": 3,
-    "xtreme_tables": 3,
-    "instruct_tables": 3,
+    "tables": 3,  # tables.glue, tables.xtreme, tables.instruct
     "artifacts": 3,
-    "report": 4,
-    "instruct_report": 4,
+    "report": 4,  # report.glue, report.instruct and the typesetting they share
     # The workflow's config: it validates the settings of every track, so it sits above them all.
     "workflow_config": 5,
     # Publishing a finding reads and validates a whole workflow config (load_config, expected_run_dirs):

@@ -16,8 +16,8 @@ import pytest
 
 from robustft.artifacts import ArtifactContext, get_artifact, write_result
 from robustft.artifacts.neftune import paper_histogram_mean
-from robustft.instruct_report import InstructReportSpec, build_instruct_report
-from robustft.instruct_tables import collect_instruct, run_dir_key
+from robustft.report.instruct import InstructReportSpec, build_instruct_report
+from robustft.tables.instruct import collect_instruct, run_dir_key
 
 N_PROMPTS = 40
 

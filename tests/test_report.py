@@ -48,7 +48,7 @@ TASK_EFFECT = {
 
 
 def _write_tables(tables_dir: Path, models: list[str]) -> None:
-    """runs/summary/comparisons as tables.py would write them, for a tiny fake experiment."""
+    """runs/summary/comparisons as tables/glue.py would write them, for a tiny fake experiment."""
     runs = []
     for model in models:
         for task, (base, shift, _) in TASK_EFFECT.items():
@@ -313,7 +313,7 @@ def test_nasty_names_compile(tmp_path: Path) -> None:
 
 
 def test_paper_average_is_recomputed_over_our_tasks() -> None:
-    from robustft.report import _paper_number
+    from robustft.report.glue import _paper_number
 
     spec = ReportSpec.from_dict(
         {"title": "t", "paper": "NoisyTune", "artifact": "Table 2", "paper_model": {"minilm-l6": "bert-base"}}
@@ -331,7 +331,9 @@ def test_paper_average_is_recomputed_over_our_tasks() -> None:
 def test_artifact_appendix_is_printed_on_appendix_pages(tables_dir: Path, tmp_path: Path) -> None:
     from robustft.artifacts import ArtifactResult, write_result
     from robustft.artifacts.base import CLAIM_COLUMNS
-    from robustft.report import _load_artifacts, _render, load_tables
+    from robustft.report import load_tables
+    from robustft.report.glue import _render
+    from robustft.report.typeset import load_artifacts
 
     languages = [f"q{i:03d}" for i in range(150)]  # longer than a page: the table must continue
     appendix = pd.DataFrame(
@@ -355,7 +357,7 @@ def test_artifact_appendix_is_printed_on_appendix_pages(tables_dir: Path, tmp_pa
         appendix_title="Per-language scores, mean over seeds",
     )
     write_result(result, tmp_path / "table3")
-    source = _render(load_tables(tables_dir), _spec(), [], _load_artifacts([tmp_path / "table3"], tmp_path))
+    source = _render(load_tables(tables_dir), _spec(), [], load_artifacts([tmp_path / "table3"], tmp_path))
     assert source.index("= Provenance") < source.index("#pagebreak()\n= Appendix")
     assert '"q149"' in source and '"51.49"' in source and "Per-language scores" in source
 
@@ -505,7 +507,7 @@ def test_a_method_that_lost_more_seeds_to_divergence_is_unstable_not_reproduced(
 def test_every_verdict_has_a_colour_in_the_report_template() -> None:
     from robustft.stats import VERDICTS
 
-    template = (Path(__file__).resolve().parents[1] / "src/robustft/report_templates/report.typ").read_text()
+    template = (Path(__file__).resolve().parents[1] / "src/robustft/report/templates/report.typ").read_text()
     colours = template[template.index("#let verdict-colors") : template.index("#let verdict(v)")]
     assert [word for word in VERDICTS if f'"{word}":' not in colours] == []
 

@@ -14,7 +14,8 @@ from robustft.artifacts import ArtifactContext, get_artifact
 from robustft.artifacts.smart import TABLE6_COLUMNS
 from robustft.data import get_task
 from robustft.reference import GLUE_AVG, GLUE_TABLE_ORDER, load_paper_results, paper_task_name
-from robustft.report import ReportSpec, _paper_number, _with_average_tasks, load_tables, render_typst_source
+from robustft.report import ReportSpec, load_tables, render_typst_source
+from robustft.report.glue import _paper_number, _with_average_tasks
 from robustft.tables import average_tasks, compare, full_data_tasks, summarize, write_tables
 from robustft.workflow_config import load_config, run_grid
 

@@ -277,7 +277,8 @@ def test_figure2_without_predictions_says_how_to_get_them(tmp_path: Path) -> Non
 
 def test_the_main_report_reads_table1_on_our_primary_metric() -> None:
     """Table 1 prints MRPC accuracy and F1 for one key: the report takes our primary metric (accuracy)."""
-    from robustft.report import ReportSpec, _paper_delta, _paper_number
+    from robustft.report import ReportSpec
+    from robustft.report.glue import _paper_delta, _paper_number
 
     spec = ReportSpec(
         title="t",
@@ -293,7 +294,8 @@ def test_the_main_report_reads_table1_on_our_primary_metric() -> None:
 
 def test_the_main_report_reads_each_models_own_baseline_row() -> None:
     """SMART Table 1's baseline row is BERT_ReImp for BERT-base and Liu et al.'s for RoBERTa-large."""
-    from robustft.report import ReportSpec, _paper_delta, _paper_number
+    from robustft.report import ReportSpec
+    from robustft.report.glue import _paper_delta, _paper_number
 
     spec = ReportSpec.from_dict(
         {

@@ -12,7 +12,7 @@ import pytest
 from robustft.artifacts import ARTIFACTS, ArtifactContext, read_appendix, read_result, write_result
 from robustft.artifacts.base import CLAIM_COLUMNS
 from robustft.artifacts.noisytune_xtreme import MECHANICS_CHECK, MECHANICS_NOTE
-from robustft.xtreme_tables import XTREME_COLUMNS
+from robustft.tables.xtreme import XTREME_COLUMNS
 
 CONTEXT = ArtifactContext(paper_model={"xlmr-tiny": "xlm-r-base"}, n_boot=2000)
 SEEDS = (1, 2, 3)

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from robustft.xtreme_tables import (
+from robustft.tables.xtreme import (
     AVERAGE_METRICS,
     PAPER_NAME,
     XTREME_AVG,

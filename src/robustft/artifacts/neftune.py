@@ -1,6 +1,6 @@
 """NEFTune (Jain et al., ICLR 2024): the instruction-tuning track's tables and figures.
 
-Each artifact is a function of `instruct.csv` (robustft.instruct_tables) and of the per-example files in
+Each artifact is a function of `instruct.csv` (robustft.tables.instruct) and of the per-example files in
 the run directories it lists (judgements, generations, losses). The paper trains one model per cell with
 one seed, so its claims are paired over *prompts* (or training examples), not seeds: both arms answer the
 same 805 AlpacaEval prompts, judged against the same reference. Our CIs are paired bootstraps over those

@@ -2,7 +2,7 @@
 
 One claim per (model, setting, task, metric) and one per (model, setting) on the XTREME average: our
 method minus the baseline, paired over seeds, beside the paper's numbers for the paper model our model
-stands for. Scores are per-run means over the task's languages (robustft.xtreme_tables) in points.
+stands for. Scores are per-run means over the task's languages (robustft.tables.xtreme) in points.
 The names come from the context (`--context` JSON): `baseline` (default finetune), `method` (default
 noisytune) and `mechanics_check` (runs that only check the machinery, never compared with the paper).
 """
@@ -27,8 +27,8 @@ from robustft.artifacts.base import (
 from robustft.data.xtreme import XTREME_TASKS
 from robustft.reference import paper_lookup
 from robustft.stats import MECHANICS_CHECK, NOT_COMPARABLE, holm, verdict
-from robustft.tables import _paired_comparison  # the statistics of tables.compare, which Table 2 uses
-from robustft.xtreme_tables import AVERAGE_METRICS, PAPER_NAME, XTREME_AVG, xtreme_average, xtreme_run_scores
+from robustft.tables.glue import _paired_comparison  # the statistics of tables.compare, which Table 2 uses
+from robustft.tables.xtreme import AVERAGE_METRICS, PAPER_NAME, XTREME_AVG, xtreme_average, xtreme_run_scores
 
 PAPER = "NoisyTune"
 ARTIFACT = "Table 3"
@@ -368,7 +368,7 @@ def table3(xtreme: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
         "per-task claims, both QA metrics included, of one model and setting; the average row unadjusted).",
         f"{XTREME_AVG}: the mean of XTREME's four category scores (pair classification, structured "
         "prediction, QA with (F1 + EM) / 2 per task, retrieval). From the paper's own per-task numbers "
-        "this rule gives its Avg. column within 0.05 in all eight cells (xtreme_tables.xtreme_average).",
+        "this rule gives its Avg. column within 0.05 in all eight cells (tables.xtreme.xtreme_average).",
         "BUCC: our F1 (XTREME's metric) is compared with the paper's BUCC column, which Table 3 labels "
         "'Acc'.",
         "Settings map to the paper's splits: "

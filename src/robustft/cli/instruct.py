@@ -22,8 +22,8 @@ from robustft.cli.glue import check_tables_of_config
 
 
 def cmd_collect_instruct(args: argparse.Namespace) -> int:
-    from robustft.instruct_tables import collect_instruct
     from robustft.io import write_text_atomic
+    from robustft.tables.instruct import collect_instruct
 
     frame = collect_instruct([Path(p) for p in args.run_dirs])
     write_text_atomic(args.out, frame.to_csv(index=False))
@@ -36,8 +36,8 @@ def cmd_collect_instruct(args: argparse.Namespace) -> int:
 
 
 def cmd_instruct_report(args: argparse.Namespace) -> int:
-    from robustft.instruct_report import InstructReportSpec, build_instruct_report
     from robustft.provenance import summarize_runs
+    from robustft.report.instruct import InstructReportSpec, build_instruct_report
 
     check_tables_of_config(Path(args.table).parent, args.workflow_config, ("instruct",))
 

@@ -17,7 +17,7 @@ def cmd_train_xtreme(args: argparse.Namespace) -> int:
 
 def cmd_collect_xtreme(args: argparse.Namespace) -> int:
     from robustft.provenance import write_grid_manifest
-    from robustft.xtreme_tables import collect_xtreme, write_xtreme_table  # imports pandas
+    from robustft.tables.xtreme import collect_xtreme, write_xtreme_table  # imports pandas
 
     frame = collect_xtreme([Path(p) for p in args.run_dirs])
     write_xtreme_table(frame, Path(args.out).parent)

@@ -1,6 +1,6 @@
 """The instruction-tuning track's PDF (NEFTune): what ran, every run's numbers, the paper artifacts.
 
-It shares the GLUE report's typst template and its artifact sections (report.py); what differs is the
+It shares the GLUE report's typst template and its artifact sections (report/typeset.py); what differs is the
 first part, which lists the judges by name (a win rate means nothing without its judge) and one row per
 run instead of GLUE's task table.
 """
@@ -10,27 +10,25 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import typst
 
 from robustft.artifacts.neftune import PAPER_DATASET
-from robustft.instruct_tables import read_instruct
-from robustft.io import write_bytes_atomic
-from robustft.report import (
-    _artifacts_part,
-    _bullets,
-    _lines,
-    _load_artifacts,
-    _t,
-    _table,
-    _text_list_section,
+from robustft.report.typeset import (
+    artifacts_part,
+    booktabs_table,
+    bullet_list,
+    document_head,
     fmt_points,
-    typst_string,
+    load_artifacts,
+    plain_text,
+    table_cell,
+    text_list_section,
+    write_pdf,
 )
+from robustft.tables.instruct import read_instruct
 
 RUN_KEYS = ["model", "dataset", "recipe", "method", "seed"]
 
@@ -99,7 +97,7 @@ def _settings_section(spec: InstructReportSpec, table: pd.DataFrame) -> str:
         ),
         "Leaderboard: " + json.dumps(settings.get("leaderboard") or {}, sort_keys=True),
     ]
-    return "= What was run\n" + _bullets(items)
+    return "= What was run\n" + bullet_list(items)
 
 
 def _cell(table: pd.DataFrame, source: str, metric: str, ci: bool = False, decimals: int = 1) -> str:
@@ -130,47 +128,57 @@ def _runs_section(table: pd.DataFrame) -> str:
         model, dataset, recipe, method, seed = keys
         losses = f"{_cell(group, 'sft', 'final_train_loss', decimals=3)} / "
         losses += _cell(group, "sft", "final_heldout_loss", decimals=3)
-        cells = [_lines(model, dataset), _lines(recipe), _lines(method), _lines(str(seed)), _lines(losses)]
-        cells += [_lines(_cell(group, f"judge:{judge}", "win_rate", ci=True)) for judge in judges]
-        cells.append(_lines(_cell(group, "text_stats", "char_length", decimals=0)))
-        cells += [_lines(_cell(group, f"leaderboard:{task}", "score", ci=False)) for task in tasks]
+        cells = [
+            table_cell(model, dataset),
+            table_cell(recipe),
+            table_cell(method),
+            table_cell(str(seed)),
+            table_cell(losses),
+        ]
+        cells += [table_cell(_cell(group, f"judge:{judge}", "win_rate", ci=True)) for judge in judges]
+        cells.append(table_cell(_cell(group, "text_stats", "char_length", decimals=0)))
+        cells += [table_cell(_cell(group, f"leaderboard:{task}", "score", ci=False)) for task in tasks]
         rows.append(cells)
     text = (
         "= Every run\n"
-        + _t(
+        + plain_text(
             "One row per run, straight from instruct.csv (each row keeps its run directory). Losses are "
             "mean response-token cross-entropy of the final model with the noise off. Win-rate CIs are "
             "bootstrap intervals over prompts."
         )
         + "\n\n"
     )
-    return text + _table(len(header), header, rows, "left")
+    return text + booktabs_table(len(header), header, rows, "left")
 
 
 def _missing_section(table: pd.DataFrame) -> str:
     bad = table[(table["source"] == "sft") & (table["status"] != "ok")]
     if bad.empty:
-        return "= Failed or missing runs\n" + _t("None: every run finished its SFT with status ok.") + "\n"
+        return (
+            "= Failed or missing runs\n"
+            + plain_text("None: every run finished its SFT with status ok.")
+            + "\n"
+        )
     rows = [
         [
-            _lines(r.model),
-            _lines(r.dataset),
-            _lines(r.recipe),
-            _lines(r.method),
-            _lines(str(r.seed)),
-            _lines(r.status),
+            table_cell(r.model),
+            table_cell(r.dataset),
+            table_cell(r.recipe),
+            table_cell(r.method),
+            table_cell(str(r.seed)),
+            table_cell(r.status),
         ]
         for r in bad.drop_duplicates(subset=RUN_KEYS).itertuples(index=False)
     ]
-    return "= Failed or missing runs\n" + _table(
+    return "= Failed or missing runs\n" + booktabs_table(
         6, ["Model", "Data", "Recipe", "Method", "Seed", "Status"], rows, "left"
     )
 
 
 def _provenance_section(spec: InstructReportSpec) -> str:
     entries = {**spec.provenance, "paper numbers": "NEFTune, robustft/reference/paper_results.csv"}
-    rows = [[_lines(k), _lines(v)] for k, v in entries.items()]
-    return "= Provenance\n" + _table(2, ["Key", "Value"], rows, "left")
+    rows = [[table_cell(k), table_cell(v)] for k, v in entries.items()]
+    return "= Provenance\n" + booktabs_table(2, ["Key", "Value"], rows, "left")
 
 
 def render_instruct_source(
@@ -178,18 +186,15 @@ def render_instruct_source(
     spec: InstructReportSpec,
     artifacts: Sequence[tuple[Mapping[str, Any], pd.DataFrame, str | None]] = (),
 ) -> str:
-    template = resources.files("robustft").joinpath("report_templates", "report.typ").read_text("utf-8")
     return "\n".join(
         [
-            template,
-            f"#set document(title: {typst_string(spec.title)}, date: none)",
-            f'#align(center, text(size: 16pt, weight: "bold", {typst_string(spec.title)}))\n',
+            document_head(spec.title),
             _settings_section(spec, table),
             _runs_section(table),
-            _artifacts_part(artifacts),
+            artifacts_part(artifacts),
             _missing_section(table),
-            _text_list_section("Choices where the paper is silent", spec.choices),
-            _text_list_section("Notes", spec.notes),
+            text_list_section("Choices where the paper is silent", spec.choices),
+            text_list_section("Notes", spec.notes),
             _provenance_section(spec),
         ]
     )
@@ -204,9 +209,6 @@ def build_instruct_report(
 ) -> None:
     table = read_instruct(table_path)
     figures_dir.mkdir(parents=True, exist_ok=True)
-    artifacts = _load_artifacts(artifact_dirs, figures_dir)
+    artifacts = load_artifacts(artifact_dirs, figures_dir)
     source = render_instruct_source(table, spec, artifacts)
-    pdf = typst.compile(
-        source.encode("utf-8"), root=str(figures_dir.resolve()), ignore_system_fonts=True, timestamp=0
-    )
-    write_bytes_atomic(out_pdf, pdf)
+    write_pdf(source, figures_dir, out_pdf)

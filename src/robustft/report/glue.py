@@ -1,9 +1,13 @@
-"""Assemble the reproduction report: our numbers beside the paper's, as a PDF typeset with typst.
+"""The GLUE/XTREME report: our numbers beside the paper's, as a PDF typeset with typst.
 
-Inputs are the CSVs written by `tables.py` (runs.csv, summary.csv, comparisons.csv; scores in points)
-and, where present, curves.csv for the learning curves. Nothing is computed here except formatting, the
-paper's Δ (from `reference`), the verdict and the curves' mean and range over seeds, so every number in
+Inputs are the CSVs written by `robustft.tables.glue` (runs.csv, summary.csv, comparisons.csv; scores in
+points) and, where present, curves.csv for the learning curves. Nothing is computed here except formatting,
+the paper's Δ (from `reference`), the verdict and the curves' mean and range over seeds, so every number in
 the PDF can be traced to rows of those tables or of `paper_results.csv`.
+
+In order: the report spec and the tables it reads, the paper's numbers for each cell, the sections of the
+PDF, the typst source and the effect rows a published finding stores, the figures and learning curves, and
+`build_report`. The typesetting shared with the instruction-tuning report lives in report/typeset.py.
 """
 
 from __future__ import annotations
@@ -11,19 +15,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 import pandas as pd
-import typst
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from robustft.artifacts.base import mean_paper_number
 from robustft.errors import AmbiguousPaperValue
-from robustft.io import write_bytes_atomic
 from robustft.reference import (
     GLUE_AVG,
     GLUE_SPLIT_SIZES,
@@ -34,10 +35,31 @@ from robustft.reference import (
     paper_lookup,
     paper_task_name,
 )
+from robustft.report.typeset import (
+    CI_LABEL,
+    appendix_part,
+    artifacts_part,
+    booktabs_table,
+    bullet_list,
+    diverged_text,
+    document_head,
+    fmt_p,
+    fmt_points,
+    fmt_signed,
+    is_missing,
+    load_artifacts,
+    magnitude_glossary,
+    plain_text,
+    table_cell,
+    text_list_section,
+    typst_string,
+    verdict_cell,
+    verdict_glossary,
+    write_pdf,
+)
 from robustft.stats import (  # the verdict vocabulary and rules: one place for every report
     CONTRADICTED,
     DIRECTION_ONLY,
-    MAGNITUDES,
     MIN_PAIRED_SEEDS,
     NO_PAPER_VALUE,
     NOT_RUN,
@@ -47,7 +69,6 @@ from robustft.stats import (  # the verdict vocabulary and rules: one place for 
     WITHIN_NOISE,
     magnitude,
     verdict,
-    verdict_meanings,
 )
 
 OK_STATUS = "ok"
@@ -62,7 +83,6 @@ GLUE_VERDICTS = (
     NOT_RUN,
     NO_PAPER_VALUE,
 )
-CI_LABEL = "95% CI"
 
 
 _RUNS_COLUMNS = {
@@ -235,95 +255,10 @@ def _check_counts(tables: ReportTables) -> None:
             )
 
 
-def verdict_glossary(min_seeds: int = MIN_PAIRED_SEEDS, words: Sequence[str] | None = None) -> str:
-    """The verdicts (all, or `words`) and their meanings in one sentence each, from stats.VERDICTS with
-    this report's seed floor written in."""
-    meanings = verdict_meanings(min_seeds)
-    shown = [word for word in meanings if words is None or word in words]
-    return "; ".join(f"{word} = {meanings[word]}" for word in shown) + "."
-
-
-def magnitude_glossary() -> str:
-    return "; ".join(f"{word} = {meaning}" for word, meaning in MAGNITUDES.items()) + "."
-
-
 def _claim_p(row: Any) -> float:
     """The p-value a verdict rests on: Holm-adjusted across tasks, or the plain paired t-test for the
     average row (which is not part of the Holm family)."""
     return row.p_ttest if row.task == GLUE_AVG else row.p_holm
-
-
-def _missing(value: float | None) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-# ---------------------------------------------------------------- formatting
-
-
-def fmt_points(value: float | None, decimals: int) -> str:
-    if _missing(value):
-        return "–"
-    # round() + 0.0 turns -0.0 into 0.0, so a tiny negative never prints as "−0.0".
-    return f"{round(value, decimals) + 0.0:.{decimals}f}".replace("-", "−")
-
-
-def fmt_signed(value: float | None, decimals: int) -> str:
-    if _missing(value):
-        return "–"
-    return f"{round(value, decimals) + 0.0:+.{decimals}f}".replace("-", "−")
-
-
-def fmt_p(p: float | None) -> str:
-    if _missing(p):
-        return "–"
-    return "<0.001" if p < 0.001 else f"{p:#.3g}"
-
-
-def typst_string(text: str) -> str:
-    """`text` as a typst string literal: shown verbatim, whatever markup characters it holds."""
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-    escaped = escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-    return '"' + "".join(c if c.isprintable() else f"\\u{{{ord(c):x}}}" for c in escaped) + '"'
-
-
-def _t(text: str) -> str:
-    """Plain text inside markup; the trailing ';' ends the expression so following '.' is text."""
-    return f"#{typst_string(text)};"
-
-
-def _lines(main: str, sub: str | None = None) -> str:
-    """A table cell: `main`, and under it `sub` in the paper's grey."""
-    if sub is None:
-        return f"[{_t(main)}]"
-    return f"[{_t(main)} \\ #paper-num({typst_string(sub)})]"
-
-
-def _table(
-    columns: int,
-    header: Sequence[str],
-    rows: Sequence[Sequence[str]],
-    align: str,
-    group_starts: Sequence[int] = (),
-) -> str:
-    """A booktabs-style table; `header` entries are plain strings, `rows` entries typst cells.
-
-    A thin rule is drawn above each row index in `group_starts` (e.g. where a new model begins).
-    """
-    head = ", ".join(f"strong({typst_string(h)})" for h in header)
-    lines = []
-    for i, row in enumerate(rows):
-        if i in group_starts and i > 0:
-            lines.append("table.hline(stroke: 0.3pt + luma(170))")
-        lines.append(", ".join(row))
-    body = ",\n  ".join(lines)
-    return (
-        f"#table(\n  columns: {columns}, align: {align},\n  table.hline(),\n  table.header({head}),\n"
-        f"  table.hline(stroke: 0.5pt),\n  {body},\n  table.hline(),\n)\n"
-    )
-
-
-def _bullets(items: Sequence[str]) -> str:
-    return "".join(f"- {_t(item)}\n" for item in items)
 
 
 # ---------------------------------------------------------------- ordering and lookups
@@ -433,7 +368,7 @@ def _summary_section(tables: ReportTables, spec: ReportSpec, models: list[str], 
             f" {degenerate} of the {_runs(len(ok))} that finished ok are degenerate (one prediction for "
             "every dev example); they are averaged in and counted beside each mean."
         )
-    return f"{_t(text)}\n\n" + _model_sentences(spec, models) + _data_budget(runs, tasks)
+    return f"{plain_text(text)}\n\n" + _model_sentences(spec, models) + _data_budget(runs, tasks)
 
 
 def _runs(count: int) -> str:
@@ -452,7 +387,7 @@ def _model_sentences(spec: ReportSpec, models: list[str]) -> str:
             lines.append(f"{model}: the same model as the paper's column.")
         else:
             lines.append(f"{model}: no paper counterpart; no paper values are shown for it.")
-    return f"#callout[\n{_bullets(lines)}]\n\n"
+    return f"#callout[\n{bullet_list(lines)}]\n\n"
 
 
 def _data_budget(runs: pd.DataFrame, tasks: list[str]) -> str:
@@ -472,14 +407,14 @@ def _data_budget(runs: pd.DataFrame, tasks: list[str]) -> str:
         full_train, full_eval = GLUE_SPLIT_SIZES.get(task, (None, None))
         rows.append(
             [
-                _lines(paper_task_name(task)),
-                _lines(used(in_task["n_train"], full_train)),
-                _lines(used(in_task["n_eval"], full_eval)),
+                table_cell(paper_task_name(task)),
+                table_cell(used(in_task["n_train"], full_train)),
+                table_cell(used(in_task["n_eval"], full_eval)),
             ]
         )
     return (
         "*Data budget.* Examples per run, against the full GLUE split (validation matched for MNLI).\n\n"
-        + _table(3, ["Task", "Train examples", "Eval examples"], rows, "(left, right, right)")
+        + booktabs_table(3, ["Task", "Train examples", "Eval examples"], rows, "(left, right, right)")
     )
 
 
@@ -511,7 +446,7 @@ def _method_section(spec: ReportSpec, rows: pd.DataFrame) -> str:
             "With fewer than 6 seed pairs an exact two-sided Wilcoxon test cannot reach p < 0.05 "
             "(its smallest p is 0.0625 at 5 pairs), whatever the effect."
         )
-    return "= How the numbers were obtained\n" + _bullets(items)
+    return "= How the numbers were obtained\n" + bullet_list(items)
 
 
 def _baseline_names(spec: ReportSpec) -> str:
@@ -532,21 +467,21 @@ def _main_table(tables: ReportTables, spec: ReportSpec, models: list[str], tasks
             row = []
             if i == 0:
                 sub = f"proxy for {spec.paper_model[model]}" if spec.is_proxy(model) else None
-                row.append(f"table.cell(rowspan: {len(methods)}, {_lines(model, sub)})")
+                row.append(f"table.cell(rowspan: {len(methods)}, {table_cell(model, sub)})")
             paper_name = spec.paper_method_name(method, spec.paper_model.get(model))
-            row.append(_lines(method, f"paper: {paper_name}" if paper_name != method else None))
+            row.append(table_cell(method, f"paper: {paper_name}" if paper_name != method else None))
             for task in tasks:
                 row.append(_main_cell(summary, spec, model, task, method, n_max, mismatches))
             rows.append(row)
     header = ["Model", "Method"] + [_task_header(tables.summary, t) for t in tasks]
     text = (
-        f"= Main table (layout of {_t(f'{spec.paper} {spec.artifact}')})\n"
-        + _t(
+        f"= Main table (layout of {plain_text(f'{spec.paper} {spec.artifact}')})\n"
+        + plain_text(
             "Ours: mean ± std over seeds, in points. Grey: the paper's value for the mapped paper model "
             "(– where the paper has none)."
         )
         + "\n\n"
-        + _table(
+        + booktabs_table(
             len(header),
             header,
             rows,
@@ -559,14 +494,14 @@ def _main_table(tables: ReportTables, spec: ReportSpec, models: list[str], tasks
     ]
     if GLUE_AVG in tasks:
         notes += _average_notes(spec, models)
-    return text + ("\n" + _bullets(notes) if notes else "") + _degenerate_warning(tables.summary)
+    return text + ("\n" + bullet_list(notes) if notes else "") + _degenerate_warning(tables.summary)
 
 
 def _degenerate_text(cell: pd.Series) -> str:
     """ ", k/n degenerate" when some of the cell's runs predicted one class (or one value) for every dev
     example. They stay in the mean (a real outcome), but a reader must know the mean is made of them."""
     count = cell.get("n_degenerate")
-    if _missing(count) or int(count) == 0:
+    if is_missing(count) or int(count) == 0:
         return ""
     return f", {int(count)}/{int(cell['n'])} degenerate"
 
@@ -590,7 +525,7 @@ def _degenerate_warning(summary: pd.DataFrame) -> str:
         "example, so its score measures the class balance of dev, not what fine-tuning learned, and no "
         "difference between methods on these cells means anything. Cells: " + "; ".join(cells) + "."
     )
-    return f"\n#callout[{_t(text)}]\n"
+    return f"\n#callout[{plain_text(text)}]\n"
 
 
 def _average_notes(spec: ReportSpec, models: list[str]) -> list[str]:
@@ -638,7 +573,7 @@ def _main_cell(
         ours += _degenerate_text(cell)
     if paper is not None and metric is not None and metric != paper.metric:
         mismatches.add((paper_task_name(task), metric, paper.metric))
-    return _lines(ours, fmt_points(None if paper is None else paper.value, 1))
+    return table_cell(ours, fmt_points(None if paper is None else paper.value, 1))
 
 
 def _comparison_rows(
@@ -681,22 +616,22 @@ def _comparison_section(rows: pd.DataFrame) -> str:
         if i == 0 or r.model != rows["model"].iloc[i - 1]:
             group_starts.append(i)
         effect = "–"
-        if not _missing(r.delta):
+        if not is_missing(r.delta):
             effect = f"{fmt_signed(r.delta, 2)} [{fmt_signed(r.ci_low, 2)}, {fmt_signed(r.ci_high, 2)}]"
         cells.append(
             [
-                _lines(r.model),
-                _lines(paper_task_name(r.task)),
-                _lines(r.method),
-                _lines(str(int(r.n_pairs)), _diverged_text(r.n_diverged_method, r.n_diverged_baseline)),
-                _lines(effect),
-                _lines(fmt_p(r.p_ttest)),
-                _lines(fmt_p(r.p_wilcoxon)),
-                _lines(fmt_p(r.p_holm)),
+                table_cell(r.model),
+                table_cell(paper_task_name(r.task)),
+                table_cell(r.method),
+                table_cell(str(int(r.n_pairs)), diverged_text(r.n_diverged_method, r.n_diverged_baseline)),
+                table_cell(effect),
+                table_cell(fmt_p(r.p_ttest)),
+                table_cell(fmt_p(r.p_wilcoxon)),
+                table_cell(fmt_p(r.p_holm)),
                 # The paper prints one decimal, so its Δ has no second one.
-                _lines(fmt_signed(r.paper_delta, 1)),
-                _verdict_cell(r.verdict, r.magnitude),
-                _lines(_fmt_seeds(r.min_seeds_for_significance)),
+                table_cell(fmt_signed(r.paper_delta, 1)),
+                verdict_cell(r.verdict, r.magnitude),
+                table_cell(_fmt_seeds(r.min_seeds_for_significance)),
             ]
         )
     header = ["Model", "Task", "Method", "Pairs", f"Δ ours [{CI_LABEL}]", "p (t-test)", "p (Wilcoxon)"]
@@ -710,30 +645,14 @@ def _comparison_section(rows: pd.DataFrame) -> str:
     ]
     return (
         "= Effect of each method against the baseline\n"
-        + _table(len(header), header, cells, align, group_starts)
-        + ("\n" + _bullets(named) if named else "")
+        + booktabs_table(len(header), header, cells, align, group_starts)
+        + ("\n" + bullet_list(named) if named else "")
         + _underpowered(rows)
     )
 
 
-def _diverged_text(method_count: float, baseline_count: float) -> str | None:
-    """ "k / m diverged" (method / baseline runs) under the pair count, or None when none diverged: a
-    diverged seed is left out of the pairing, and this says so beside the Δ it would have changed."""
-    counts = [0 if _missing(c) else int(c) for c in (method_count, baseline_count)]
-    if _missing(method_count) and _missing(baseline_count):
-        return None
-    return f"{counts[0]} / {counts[1]} diverged" if any(counts) else None
-
-
-def _verdict_cell(word: str, size: str | None) -> str:
-    """The verdict in its colour, with the magnitude (paper Δ against our CI) in grey under it."""
-    if not isinstance(size, str) or not size:
-        return f"verdict({typst_string(word)})"
-    return f"[#verdict({typst_string(word)}) \\ #paper-num({typst_string(size)})]"
-
-
 def _fmt_seeds(value: float) -> str:
-    return "–" if _missing(value) or math.isinf(value) else str(math.ceil(value))
+    return "–" if is_missing(value) or math.isinf(value) else str(math.ceil(value))
 
 
 def _underpowered(rows: pd.DataFrame) -> str:
@@ -759,30 +678,30 @@ def _underpowered(rows: pd.DataFrame) -> str:
         "The protocol cannot support a claim either way about these effects: the CI includes 0, and at "
         "the observed variance a paired t-test would need more seed pairs than we ran."
     )
-    return f"\n{_t(intro)}\n" + _bullets(items)
+    return f"\n{plain_text(intro)}\n" + bullet_list(items)
 
 
 def _failed_section(runs: pd.DataFrame) -> str:
     bad = runs[runs["status"] != OK_STATUS].sort_values(["model", "task", "method", "seed"])
     text = "= Diverged or failed runs\n"
     if bad.empty:
-        return text + _t("None: every run finished with status ok.") + "\n"
+        return text + plain_text("None: every run finished with status ok.") + "\n"
     rows = [
         [
-            _lines(r.model),
-            _lines(paper_task_name(r.task)),
-            _lines(r.method),
-            _lines(str(r.seed)),
-            _lines(r.status),
-            _lines(_why(getattr(r, "diverged_because", None))),
+            table_cell(r.model),
+            table_cell(paper_task_name(r.task)),
+            table_cell(r.method),
+            table_cell(str(r.seed)),
+            table_cell(r.status),
+            table_cell(_why(getattr(r, "diverged_because", None))),
         ]
         for r in bad.itertuples(index=False)
     ]
     return (
         text
-        + _t("These runs are listed here and left out of every mean, std, Δ and test above.")
+        + plain_text("These runs are listed here and left out of every mean, std, Δ and test above.")
         + "\n\n"
-        + _table(6, ["Model", "Task", "Method", "Seed", "Status", "Why"], rows, "left")
+        + booktabs_table(6, ["Model", "Task", "Method", "Seed", "Status", "Why"], rows, "left")
     )
 
 
@@ -806,11 +725,11 @@ def _provenance_section(tables: ReportTables, spec: ReportSpec) -> str:
     ]
     entries["paper numbers: source"] = " | ".join(dict.fromkeys(used["source"])) or "none used"
     entries["paper numbers: confidence"] = ", ".join(dict.fromkeys(used["confidence"])) or "none used"
-    rows = [[_lines(k), _lines(v)] for k, v in entries.items()]
+    rows = [[table_cell(k), table_cell(v)] for k, v in entries.items()]
     return (
         "= Provenance\n"
-        + _table(2, ["Key", "Value"], rows, "left")
-        + _t("Per-run directories and Slurm job ids are in runs.csv.")
+        + booktabs_table(2, ["Key", "Value"], rows, "left")
+        + plain_text("Per-run directories and Slurm job ids are in runs.csv.")
         + "\n"
     )
 
@@ -823,116 +742,8 @@ def _figures_section(figures: Sequence[str]) -> str:
     ]
     parts = ["= Figures\n"]
     for path, caption in zip(figures, captions, strict=False):
-        parts.append(f"#figure(fitted-image({typst_string(path)}), caption: [{_t(caption)}])\n")
+        parts.append(f"#figure(fitted-image({typst_string(path)}), caption: [{plain_text(caption)}])\n")
     return "".join(parts)
-
-
-def _artifact_section(record: Mapping[str, Any], claims: pd.DataFrame, figure: str | None) -> str:
-    """One paper artifact: its figure, its claims (ours beside the paper's, CI, test, verdict), notes."""
-    parts = [f"== {_t(record['paper'] + ' ' + record['artifact'] + ': ' + record['title'])}\n"]
-    if record["status"] != "regenerated":
-        parts.append(f"#verdict({typst_string(NOT_RUN)}): {_t(record['reason'])}\n")
-        return "".join(parts)
-    if figure is not None:
-        image = f"fitted-image({typst_string(figure)}, max-height: 9cm)"
-        parts.append(f"#figure({image}, caption: [{_t(record['caption'])}])\n")
-    if not claims.empty:
-        cells = []
-        for r in claims.itertuples(index=False):
-            effect = "–"
-            if not _missing(r.delta):
-                effect = f"{fmt_signed(r.delta, 2)} [{fmt_signed(r.ci_low, 2)}, {fmt_signed(r.ci_high, 2)}]"
-            paper = fmt_points(None if _missing(r.paper_value) else r.paper_value, 2)
-            cells.append(
-                [
-                    _lines(
-                        r.model,
-                        r.paper_model
-                        if r.paper_model != r.model and isinstance(r.paper_model, str)
-                        else None,
-                    ),
-                    _lines(paper_task_name(r.task)),
-                    _lines(f"{r.method} − {r.baseline}"),
-                    _lines(
-                        str(int(r.n_pairs)),
-                        _diverged_text(
-                            getattr(r, "n_diverged_method", math.nan),
-                            getattr(r, "n_diverged_baseline", math.nan),
-                        ),
-                    ),
-                    _lines(f"{fmt_points(r.mean_method, 2)} vs {fmt_points(r.mean_baseline, 2)}", paper),
-                    _lines(effect),
-                    _lines(f"{fmt_p(r.p_value)} ({r.p_kind})"),
-                    _lines(fmt_signed(None if _missing(r.paper_delta) else r.paper_delta, 2)),
-                    _verdict_cell(r.verdict, getattr(r, "magnitude", None)),
-                ]
-            )
-        header = [
-            "Model",
-            "Task",
-            "Claim",
-            "Pairs",
-            "Ours vs base (paper)",
-            f"Δ [{CI_LABEL}]",
-            "p",
-            "Paper Δ",
-        ]
-        header.append("Verdict")
-        parts.append(_table(len(header), header, cells, "left"))
-    for title, items in (("Choices", record.get("choices") or []), ("Notes", record.get("notes") or [])):
-        if items:
-            parts.append(f"*{title}.*\n" + _bullets(items))
-    return "".join(parts)
-
-
-def _artifacts_part(artifacts: Sequence[tuple[Mapping[str, Any], pd.DataFrame, str | None]]) -> str:
-    if not artifacts:
-        return ""
-    counts = pd.Series([record["status"] for record, _, _ in artifacts]).value_counts()
-    used = {str(v) for _, claims, _ in artifacts if "verdict" in claims for v in claims["verdict"].dropna()}
-    floors = {int(record["min_seeds"]) for record, _, _ in artifacts if record.get("min_seeds")}
-    summary = ", ".join(f"{count} {status}" for status, count in counts.items())
-    intro = (
-        f"Every table and figure of the paper that this config covers ({summary}). A claim is the paper's "
-        "effect of a method against its baseline. Verdicts used below: "
-        + verdict_glossary(min(floors, default=MIN_PAIRED_SEEDS), words=used)
-        + " Magnitude (grey, under the verdict): "
-        + magnitude_glossary()
-    )
-    return "= Paper artifacts\n" + _t(intro) + "\n\n" + "\n".join(_artifact_section(*a) for a in artifacts)
-
-
-def _appendix_cell(value: Any) -> str:
-    if isinstance(value, float):
-        return _lines(fmt_points(value, 2))
-    return _lines(str(value))
-
-
-def _appendix_part(artifacts: Sequence[tuple[Mapping[str, Any], pd.DataFrame, str | None]]) -> str:
-    """The artifacts' long tables (e.g. per-language scores), each from a new page, in small type; a
-    table longer than a page continues on the next with its header repeated."""
-    parts = []
-    for record, _, _ in artifacts:
-        table = record.get("appendix_table")
-        if table is None or table.empty:
-            continue
-        title = record.get("appendix_title") or f"{record['paper']} {record['artifact']}"
-        # A thin rule where the row's group changes: its text columns bar the last (e.g. all but language).
-        text_columns = [c for c in table.columns if not pd.api.types.is_numeric_dtype(table[c])]
-        group = table[text_columns[:-1]].astype(str).agg("|".join, axis=1) if len(text_columns) > 1 else None
-        starts = (
-            [] if group is None else [i for i in range(1, len(table)) if group.iloc[i] != group.iloc[i - 1]]
-        )
-        rows = [[_appendix_cell(v) for v in row] for row in table.itertuples(index=False)]
-        align = "(" + ", ".join("right" if c not in text_columns else "left" for c in table.columns) + ")"
-        parts.append(
-            f"== {_t(title)}\n"
-            # Scoped: the template's `show table` rule would otherwise set the usual 8.5pt.
-            + "#[\n#show table: set text(size: 7pt)\n#set table(inset: (x: 3pt, y: 1.5pt))\n"
-            + _table(len(table.columns), list(table.columns), rows, align, starts)
-            + "]\n"
-        )
-    return "#pagebreak()\n= Appendix\n" + "#pagebreak()\n".join(parts) if parts else ""
 
 
 def precision_choice(runs: pd.DataFrame) -> str | None:
@@ -957,8 +768,7 @@ def _choices(spec: ReportSpec, runs: pd.DataFrame) -> list[str]:
     return [*spec.choices, precision] if precision else list(spec.choices)
 
 
-def _text_list_section(title: str, items: Sequence[str]) -> str:
-    return f"= {title}\n" + (_bullets(items) if items else _t("None recorded.") + "\n")
+# ---------------------------------------------------------------- the typst source and the effect rows
 
 
 def render_typst_source(
@@ -1049,7 +859,7 @@ def _average_sets(table: pd.DataFrame, name: str) -> dict[str, list[str]]:
         if len(named) > 1:
             raise ValueError(
                 f"{name}: the {GLUE_AVG} rows of {model} average different task sets {sorted(named)}; "
-                "every average row of one model must cover the same tasks (regenerate it with tables.py)"
+                "every average row of one model must cover the same tasks (regenerate it with tables/glue.py)"
             )
         sets[str(model)] = [task for task in named.pop().split(AVERAGE_SEPARATOR) if task]
     return sets
@@ -1062,27 +872,24 @@ def _render(
     artifacts: Sequence[tuple[Mapping[str, Any], pd.DataFrame, str | None]] = (),
     curves: tuple[str, str] | None = None,
 ) -> str:
-    template = resources.files("robustft").joinpath("report_templates", "report.typ").read_text("utf-8")
     spec, tables = _with_average_tasks(spec, tables)
     models, tasks = _models(tables.summary, spec), _tasks(tables.summary)
     rows = _comparison_rows(tables, spec, models, tasks)
     return "\n".join(
         [
-            template,
-            f"#set document(title: {typst_string(spec.title)}, date: none)",
-            f'#align(center, text(size: 16pt, weight: "bold", {typst_string(spec.title)}))\n',
+            document_head(spec.title),
             _summary_section(tables, spec, models, tasks),
             _method_section(spec, rows),
             _main_table(tables, spec, models, tasks),
             _comparison_section(rows),
             _figures_section(figures) if figures else "",
             _curves_section(curves),
-            _artifacts_part(artifacts),
+            artifacts_part(artifacts),
             _failed_section(tables.runs),
-            _text_list_section("Choices where the paper is silent", _choices(spec, tables.runs)),
-            _text_list_section("Notes", spec.notes),
+            text_list_section("Choices where the paper is silent", _choices(spec, tables.runs)),
+            text_list_section("Notes", spec.notes),
             _provenance_section(tables, spec),
-            _appendix_part(artifacts),
+            appendix_part(artifacts),
         ]
     )
 
@@ -1092,22 +899,21 @@ def _render_artifacts_only(
 ) -> str:
     """The report of a config whose runs are all in artifact tables (no runs.csv): the artifacts with
     their claims, then choices, notes, provenance and the appendix."""
-    template = resources.files("robustft").joinpath("report_templates", "report.typ").read_text("utf-8")
     entries = dict(spec.provenance)
     entries["paper numbers"] = "robustft/reference/paper_results.csv (the artifacts name their rows)"
-    provenance = "= Provenance\n" + _table(
-        2, ["Key", "Value"], [[_lines(k), _lines(v)] for k, v in entries.items()], "left"
+    provenance = "= Provenance\n" + booktabs_table(
+        2, ["Key", "Value"], [[table_cell(k), table_cell(v)] for k, v in entries.items()], "left"
     )
     return "\n".join(
         [
-            template,
-            f"#set document(title: {typst_string(spec.title)}, date: none)",
-            f'#align(center, text(size: 16pt, weight: "bold", {typst_string(spec.title)}))\n',
-            _artifacts_part(artifacts),
-            _text_list_section("Choices where the paper is silent", spec.choices),
-            _text_list_section("Notes", spec.notes),
-            provenance + _t("Per-run directories are in the tables (results/tables/<config name>/).") + "\n",
-            _appendix_part(artifacts),
+            document_head(spec.title),
+            artifacts_part(artifacts),
+            text_list_section("Choices where the paper is silent", spec.choices),
+            text_list_section("Notes", spec.notes),
+            provenance
+            + plain_text("Per-run directories are in the tables (results/tables/<config name>/).")
+            + "\n",
+            appendix_part(artifacts),
         ]
     )
 
@@ -1308,30 +1114,10 @@ def _curves_section(curves: tuple[str, str] | None) -> str:
     if curves is None:
         return ""
     path, caption = curves
-    return f"#figure(fitted-image({typst_string(path)}), caption: [{_t(caption)}])\n"
+    return f"#figure(fitted-image({typst_string(path)}), caption: [{plain_text(caption)}])\n"
 
 
 # ---------------------------------------------------------------- entry point
-
-
-def _load_artifacts(
-    artifact_dirs: Sequence[Path], figures_dir: Path
-) -> list[tuple[dict[str, Any], pd.DataFrame, str | None]]:
-    """Each artifact's result and claims; its figure is copied into the typst root under a unique name."""
-    from robustft.artifacts.base import read_appendix, read_result
-
-    loaded = []
-    for directory in artifact_dirs:
-        record, claims = read_result(Path(directory))
-        # The appendix rides in the record, so the (record, claims, figure) triple stays as it is.
-        record["appendix_table"] = read_appendix(Path(directory), record)
-        figure = None
-        if record.get("figure"):
-            name = record["key"].replace("/", "_") + ".svg"
-            write_bytes_atomic(figures_dir / name, (Path(directory) / record["figure"]).read_bytes())
-            figure = "/" + name
-        loaded.append((record, claims, figure))
-    return loaded
 
 
 def build_report(
@@ -1347,7 +1133,7 @@ def build_report(
     """
     out_pdf = Path(out_pdf)
     figures_dir = Path(figures_dir) if figures_dir is not None else out_pdf.parent
-    artifacts = _load_artifacts(artifact_dirs, figures_dir)
+    artifacts = load_artifacts(artifact_dirs, figures_dir)
     if (Path(tables_dir) / "runs.csv").exists():
         tables = load_tables(Path(tables_dir))
         shown_spec, shown_tables = _with_average_tasks(spec, tables)
@@ -1366,8 +1152,4 @@ def build_report(
         figures_dir.mkdir(parents=True, exist_ok=True)
         source = _render_artifacts_only(spec, artifacts)
     out_pdf.parent.mkdir(parents=True, exist_ok=True)
-    # No system fonts, no date: the same inputs give the same bytes on any machine.
-    pdf = typst.compile(
-        source.encode("utf-8"), root=str(figures_dir.resolve()), ignore_system_fonts=True, timestamp=0
-    )
-    write_bytes_atomic(out_pdf, pdf)  # a killed job never leaves a truncated report
+    write_pdf(source, figures_dir, out_pdf)

@@ -100,7 +100,7 @@ def run_dir_key(run_dir: Path) -> tuple[str, str, str, str, int]:
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     """The JSON object in `path` (checked as runs.csv's collector checks it), or None when it is absent."""
-    from robustft.tables import _read_json as read_object
+    from robustft.tables.glue import _read_json as read_object
 
     return read_object(path) if path.exists() else None
 

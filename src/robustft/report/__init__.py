@@ -1,0 +1,58 @@
+"""The report stage: one module per track typesets its PDF with typst.
+
+`glue` is the GLUE/XTREME report (Table 2 and the paper artifacts), `instruct` the instruction-tuning
+report, and `typeset` the markup, number formats and artifact sections both share; `templates/report.typ`
+is the page style both start from. The names below are re-exported so `from robustft.report import
+build_report` keeps working; the instruction-tuning report is imported as `robustft.report.instruct`.
+"""
+
+from robustft.reference import GLUE_AVG
+from robustft.report.glue import (
+    ReportSpec,
+    build_report,
+    curves_caption,
+    curves_figure,
+    effect_rows,
+    load_curves,
+    load_tables,
+    precision_choice,
+    render_typst_source,
+)
+from robustft.report.typeset import fmt_p, fmt_points, fmt_signed, typst_string
+from robustft.stats import (
+    CONTRADICTED,
+    DIRECTION_ONLY,
+    NO_PAPER_VALUE,
+    NOT_RUN,
+    REPRODUCED,
+    TOO_FEW_SEEDS,
+    WITHIN_NOISE,
+    magnitude,
+    verdict,
+)
+
+__all__ = [
+    "CONTRADICTED",
+    "DIRECTION_ONLY",
+    "GLUE_AVG",
+    "NOT_RUN",
+    "NO_PAPER_VALUE",
+    "REPRODUCED",
+    "TOO_FEW_SEEDS",
+    "WITHIN_NOISE",
+    "ReportSpec",
+    "build_report",
+    "curves_caption",
+    "curves_figure",
+    "effect_rows",
+    "fmt_p",
+    "fmt_points",
+    "fmt_signed",
+    "load_curves",
+    "load_tables",
+    "magnitude",
+    "precision_choice",
+    "render_typst_source",
+    "typst_string",
+    "verdict",
+]
