@@ -140,8 +140,8 @@ def run_job(job: Job) -> str:
     """Train one run (in a worker process); its Trainer output goes to train.log in the run directory."""
     import torch
 
-    from robustft.train.classification import train_run
     from robustft.train.config import RunSpec, TrainConfig
+    from robustft.train.glue import train_run
 
     torch.set_num_threads(job.threads)
     spec = RunSpec(

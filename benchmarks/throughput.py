@@ -112,7 +112,7 @@ def train_seconds(run_dir: Path, metrics: dict[str, Any]) -> float:
 
 def run_once(spec: RunSpec) -> float:
     """One training run in a scratch directory: training examples per second."""
-    from robustft.train.classification import train_run
+    from robustft.train.glue import train_run
 
     # Trainer prints its logs to stdout; send them to stderr so stdout is just the table and the JSON.
     with (
@@ -203,7 +203,7 @@ def train_token_counts(spec: RunSpec) -> TokenCounts:
     from robustft.data import get_task
     from robustft.data.glue import load_split
     from robustft.models import load_tokenizer
-    from robustft.train.classification import _subsample, _tokenize
+    from robustft.train.glue import _subsample, _tokenize
 
     config = spec.train
     split = load_split(spec.task, "train", spec.data_dir, spec.cache_dir)

@@ -15,8 +15,8 @@ from torch import nn
 from robustft.methods import COMPONENTS, MethodConfigError, RunContext, build_method
 from robustft.methods.freelb import FreeLB
 from robustft.models import load_sequence_classifier_with_info, load_tokenizer
-from robustft.train.classification import train_run
 from robustft.train.config import RunSpec, TrainConfig
+from robustft.train.glue import train_run
 from robustft.train.trainer import RobustTrainer, StepFunctions
 
 LENGTHS = (8, 5, 3)

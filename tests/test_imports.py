@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "stats": 1,
     "job_resources": 1,
     "schema": 1,  # the workflow config's JSON schema: a run checks its train settings against it too
+    "runs": 1,  # a run directory's lifecycle and path: the training code and the tables both use it
     # One run: training and evaluation (evaluation reuses the training code of its track).
     "train": 2,
     "evals": 2,

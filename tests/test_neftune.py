@@ -14,7 +14,7 @@ from transformers.integrations.neftune import neftune_post_forward_hook
 
 from robustft.methods import MethodConfigError, RunContext, build_method
 from robustft.methods.neftune import NEFTune
-from robustft.train.classification import train_run
+from robustft.train.glue import train_run
 from robustft.train.trainer import attach_embedding_noise
 
 CONTEXT = RunContext(seed=0)

@@ -300,7 +300,7 @@ _UNINTERRUPTED: dict[str, Path] = {}
 @pytest.fixture
 def checkpointed_run(tiny_model: str, rte16: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An uninterrupted run with norm_checkpoints=3 and a checkpoint every 4 steps (once per module)."""
-    from robustft.train.classification import train_run
+    from robustft.train.glue import train_run
 
     if "run" not in _UNINTERRUPTED:
         out = tmp_path_factory.mktemp("norm-checkpoints") / "run"
@@ -338,7 +338,7 @@ def test_norm_checkpoints_are_recorded(checkpointed_run: Path) -> None:
 
 
 def test_no_norm_checkpoints_by_default(tiny_model: str, rte16: Path, tmp_path: Path) -> None:
-    from robustft.train.classification import train_run
+    from robustft.train.glue import train_run
 
     train_run(_spec(tiny_model, rte16, epochs=1, checkpoint_steps=0), tmp_path / "run")
     assert _points(tmp_path / "run") == [("start", 0, None), ("eval", 4, None)]
@@ -350,7 +350,7 @@ def test_resumed_run_does_not_repeat_norm_checkpoints(
     """Crash during step 7: the checkpoint at step 5 is written, then dropped on resume from checkpoint-4 and
     written again by the resumed run, so the file ends up exactly as the uninterrupted run's."""
     from robustft.io import read_jsonl
-    from robustft.train.classification import train_run
+    from robustft.train.glue import train_run
     from robustft.train.trainer import RobustTrainer
 
     spec = _spec(tiny_model, rte16, norm_checkpoints=3, checkpoint_steps=4)

@@ -13,8 +13,8 @@ from torch import nn
 from robustft.methods import Batch, MethodConfigError, RunContext, build_method
 from robustft.methods.r3f import R3F
 from robustft.models import load_sequence_classifier_with_info
-from robustft.train.classification import train_run
 from robustft.train.config import RunSpec, TrainConfig
+from robustft.train.glue import train_run
 from robustft.train.trainer import forward_with_embeddings
 
 

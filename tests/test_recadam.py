@@ -681,7 +681,7 @@ def test_anchor_pretrained_needs_the_methods_prepare_model() -> None:
 
 @pytest.mark.parametrize("method", ["recadam", "noisytune+recadam"])
 def test_train_run(tiny_model: str, glue_dir: Path, tmp_path: Path, method: str) -> None:
-    from robustft.train.classification import train_run
+    from robustft.train.glue import train_run
     from tests.test_train_run import make_spec
 
     data = tmp_path / "data" / "glue" / "RTE"
@@ -710,7 +710,7 @@ def test_train_run_refuses_a_schedule_that_never_trains_the_backbone(
     tiny_model: str, glue_dir: Path, tmp_path: Path
 ) -> None:
     """The public code's 250 steps at a 3-step run: λ ≤ 1e-54, the run fails and says why."""
-    from robustft.train.classification import train_run
+    from robustft.train.glue import train_run
     from tests.test_train_run import make_spec
 
     data = tmp_path / "data" / "glue" / "RTE"

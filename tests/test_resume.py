@@ -33,8 +33,9 @@ from robustft.train.checkpoints import (
     read_run_state,
     truncate_jsonl,
 )
-from robustft.train.classification import prepare_run_dir, train_run
 from robustft.train.config import RunError, RunPreempted, RunSpec, TrainConfig
+from robustft.train.glue import prepare_glue_run_dir as prepare_run_dir
+from robustft.train.glue import train_run
 from robustft.train.trainer import RobustTrainer
 
 TRAIN_ROWS, DEV_ROWS = 48, 16

@@ -824,8 +824,8 @@ def mini_glue(glue_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize(("method", "task"), [("smart", "rte"), ("noisytune+smart", "stsb")])
 def test_train_run(tiny_model: str, mini_glue: Path, tmp_path: Path, method: str, task: str) -> None:
-    from robustft.train.classification import train_run
     from robustft.train.config import RunSpec, TrainConfig
+    from robustft.train.glue import train_run
 
     spec = RunSpec(
         model=tiny_model,

@@ -15,8 +15,8 @@ from robustft import provenance
 from robustft.data.glue import SplitData
 from robustft.io import read_jsonl
 from robustft.tables import collect_runs
-from robustft.train.classification import _final_eval, _subsample, train_run
 from robustft.train.config import RunError, RunSpec, TrainConfig
+from robustft.train.glue import _final_eval, _subsample, train_run
 from robustft.train.precision import cpu_has_fast_bf16
 
 ROWS = 40

@@ -7,7 +7,6 @@ import json
 import logging
 import math
 import os
-import re
 import tempfile
 import threading
 from datetime import UTC, datetime
@@ -20,20 +19,6 @@ except ImportError:  # pragma: no cover - no cluster runs Windows
     fcntl = None
 
 logger = logging.getLogger(__name__)
-
-
-# A run's last directory: seed<S>, or seed<S>-<settings key> as the workflow names it (the key, eight
-# hex digits, names the run's settings; see workflow_config.settings_key).
-SEED_DIR = re.compile(r"seed(\d+)(?:-([0-9a-f]{8}))?")
-
-
-def seed_of_run_dir(run_dir: str | os.PathLike[str]) -> int:
-    """The seed a run directory is named for (.../seed3 or .../seed3-1a2b3c4d -> 3)."""
-    name = Path(run_dir).name
-    match = SEED_DIR.fullmatch(name)
-    if match is None:
-        raise ValueError(f"{run_dir}: run directory {name!r} is not named seed<integer>[-<8 hex digits>]")
-    return int(match.group(1))
 
 
 def utc_timestamp() -> str:

@@ -21,6 +21,7 @@ from robustft.data import TASKS, split_task_variant, task_variant_name
 from robustft.errors import ConfigError, MethodConfigError, RunError
 from robustft.methods import build_method
 from robustft.models import MODELS, model_kind_error, unknown_model_message
+from robustft.runs import parse_run_dir, seed_dir_name
 from robustft.schema import SCHEMA_PATH, load_schema  # noqa: F401  (SCHEMA_PATH: still importable here)
 
 # The config `snakemake` runs when no --configfile is given (the CPU demo); a --configfile replaces it.
@@ -418,10 +419,6 @@ def settings_key(components: dict[str, Any] | None, *settings: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:8]
 
 
-def seed_dir_name(seed: int, key: str) -> str:
-    return f"seed{seed}-{key}"
-
-
 def config_name(config: dict[str, Any]) -> str:
     """The name of a config's outputs: its report's name (`report.name`, or `instruct.report.name` for a
     config that only runs the instruction-tuning track). Tables and artifacts live under it."""
@@ -456,7 +453,9 @@ def xtreme_run_dir(
     components = config["methods"][method]
     settings = [xtreme_train_settings(config, model, task, setting), xtreme_run_settings(config, task)]
     if task in RETRIEVAL_TASKS:
-        settings.append(Path(xtreme_run_dir(config, model, "xnli", setting, method, seed)).name.split("-")[1])
+        settings.append(
+            parse_run_dir(xtreme_run_dir(config, model, "xnli", setting, method, seed), "xtreme").key
+        )
     key = settings_key(components, *settings)
     return f"{RESULTS}/xtreme/{model}/{task}/{setting}/{method}/{seed_dir_name(seed, key)}"
 

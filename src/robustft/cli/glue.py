@@ -46,7 +46,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from robustft.train.classification import train_run
+    from robustft.train.glue import train_run
 
     result = train_run(spec, args.out)
     print(json.dumps({k: result[k] for k in ("status", "primary_metric", "metrics")}, indent=2))

@@ -15,7 +15,8 @@ from typing import Any
 import pandas as pd
 
 from robustft.data.base import TASKS, VARIANT_SEPARATOR
-from robustft.io import read_jsonl, seed_of_run_dir, write_text_atomic
+from robustft.io import read_jsonl, write_text_atomic
+from robustft.runs import parse_run_dir
 from robustft.stats import (
     holm,
     paired_bootstrap_ci,
@@ -159,8 +160,8 @@ def collect_runs(
         paths = sorted(Path(runs_root).glob("*/*/*/seed*/metrics.json"))
     rows = []
     for metrics_path in paths:
-        model, task, method, _ = metrics_path.parent.parts[-4:]
-        identity = (model, task, method, seed_of_run_dir(metrics_path.parent))
+        run = parse_run_dir(metrics_path.parent, track="glue")
+        identity = (run.model, run.task, run.method, run.seed)
         if wanted is None or identity in wanted:
             rows.append(_run_row(metrics_path, identity))
     metric_columns = sorted({key for row in rows for key in row if key.startswith("m_")})

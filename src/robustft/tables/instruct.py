@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from robustft.io import seed_of_run_dir
+from robustft.runs import parse_run_dir
 
 INSTRUCT_COLUMNS = [
     "model",
@@ -45,8 +45,8 @@ SFT_METRICS = (
 
 def run_dir_key(run_dir: Path) -> tuple[str, str, str, str, int]:
     """results/instruct/<model>/<dataset>/<recipe>/<method>/seed<S> -> its five keys."""
-    _, method, recipe, dataset, model = list(run_dir.parts[::-1][:5])
-    return model, dataset, recipe, method, seed_of_run_dir(run_dir)
+    run = parse_run_dir(run_dir, track="instruct")
+    return run.model, run.dataset, run.recipe, run.method, run.seed
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -20,7 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from robustft.io import seed_of_run_dir, write_text_atomic
+from robustft.io import write_text_atomic
+from robustft.runs import parse_run_dir
 
 XTREME_COLUMNS = [
     "model",
@@ -94,8 +95,8 @@ AVERAGE_METRICS: dict[str, tuple[str, ...]] = {
 
 def run_dir_key(run_dir: Path) -> tuple[str, str, str, str, int]:
     """results/xtreme/<model>/<task>/<setting>/<method>/seed<S> -> (model, task, setting, method, seed)."""
-    _, method, setting, task, model = list(Path(run_dir).parts[::-1][:5])
-    return model, task, setting, method, seed_of_run_dir(run_dir)
+    run = parse_run_dir(run_dir, track="xtreme")
+    return run.model, run.task, run.setting, run.method, run.seed
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

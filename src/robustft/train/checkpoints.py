@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import re
 import shutil
 import signal
 import threading
@@ -35,36 +34,22 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from robustft.io import write_text_atomic
 
+# The checkpoints on disk (which are complete, their step, their run state) are read where the run
+# directory is prepared, without transformers (robustft.runs); importable from here too.
+from robustft.runs import (  # noqa: F401
+    CHECKPOINT_DIR,
+    CHECKPOINT_NAME,
+    RUN_STATE_FILE,
+    checkpoint_step,
+    complete_checkpoints,
+    last_checkpoint,
+    read_run_state,
+    truncate_jsonl,
+)
+
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_DIR = "checkpoints"  # inside the run directory
 METHOD_STATE_FILE = "method_state.pt"
-RUN_STATE_FILE = "run_state.json"
-_CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
-
-
-def checkpoint_step(path: Path) -> int:
-    match = _CHECKPOINT_NAME.match(path.name)
-    if match is None:
-        raise ValueError(f"{path} is not a checkpoint directory (checkpoint-<step>)")
-    return int(match.group(1))
-
-
-def complete_checkpoints(root: Path) -> list[Path]:
-    """Checkpoint directories under `root` whose run state was written, oldest first."""
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if _CHECKPOINT_NAME.match(p.name) and (p / RUN_STATE_FILE).is_file()]
-    return sorted(found, key=checkpoint_step)
-
-
-def last_checkpoint(root: Path) -> Path | None:
-    checkpoints = complete_checkpoints(root)
-    return checkpoints[-1] if checkpoints else None
-
-
-def read_run_state(checkpoint: Path) -> dict[str, Any]:
-    return json.loads((checkpoint / RUN_STATE_FILE).read_text(encoding="utf-8"))
 
 
 def write_run_state(checkpoint: Path, run_state: dict[str, Any], method_state: dict[str, Any]) -> None:
@@ -86,32 +71,8 @@ def read_method_state(checkpoint: Path) -> dict[str, Any]:
 
 def remove_other_checkpoints(root: Path, keep: Path) -> None:
     for path in root.iterdir():
-        if path.is_dir() and _CHECKPOINT_NAME.match(path.name) and path != keep:
+        if path.is_dir() and CHECKPOINT_NAME.match(path.name) and path != keep:
             shutil.rmtree(path, ignore_errors=True)
-
-
-def truncate_jsonl(path: Path, last_step: int) -> int:
-    """Drop the records of `path` logged after `last_step` (what the resumed run will log again), the
-    closing summary of an attempt that stopped on SIGTERM (Trainer logs one whenever training ends) and
-    a last line cut off by a kill; return how many records were dropped."""
-    if not path.exists():
-        return 0
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    records = []
-    for number, line in enumerate(lines):
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if number == len(lines) - 1:
-                break  # torn by a kill mid-write
-            raise ValueError(f"{path}, line {number + 1}: not JSON: {line[:80]!r}") from None
-    kept = [
-        line
-        for line, record in zip(lines, records, strict=False)
-        if record["step"] <= last_step and "train_runtime" not in record
-    ]
-    write_text_atomic(path, "".join(line + "\n" for line in kept))
-    return len(lines) - len(kept)
 
 
 def _any_process(flag: bool, args: TrainingArguments) -> bool:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from robustft.data import get_task
-from robustft.errors import RunError, RunPreempted
+from robustft.errors import RunError, RunPreempted  # noqa: F401  (RunPreempted: still importable here)
 from robustft.methods import Method, build_method
 from robustft.models import get_model_spec, model_kind_error, sequence_length_error
 from robustft.schema import load_schema
@@ -23,28 +22,6 @@ def seed_error(seed: object) -> str | None:
     if not SEED_MIN <= seed <= SEED_MAX:
         return f"a seed must be in [{SEED_MIN}, 2**32 - 1] (numpy's seed range), got {seed}"
     return None
-
-
-def failure_status(err: BaseException) -> str:
-    """The run.json status of a run stopped by `err`: preempted, interrupted or failed."""
-    if isinstance(err, RunPreempted):
-        return "preempted"
-    if isinstance(err, KeyboardInterrupt | SystemExit):
-        return "interrupted"
-    return "failed"
-
-
-def record_failure(out_dir: Path, run_record: dict[str, Any], err: BaseException, started: float) -> None:
-    """Leave run.json with the status and the error (and no metrics.json), so the workflow reruns the job."""
-    import logging
-    import time
-
-    from robustft.io import write_json_atomic
-
-    status, error = failure_status(err), f"{type(err).__name__}: {err}"
-    logging.getLogger("robustft").error("run %s %s: %s", out_dir, status, error)
-    record = {**run_record, "status": status, "error": error, "wall_time_s": time.time() - started}
-    write_json_atomic(Path(out_dir) / "run.json", record)
 
 
 @dataclass

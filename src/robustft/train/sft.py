@@ -35,8 +35,8 @@ from typing import Any
 
 from robustft import provenance
 from robustft.errors import QLoRAUnavailableError, RunError, RunPreempted
-from robustft.io import append_jsonl, read_jsonl, utc_timestamp, write_json_atomic, write_text_atomic
-from robustft.train.config import record_failure
+from robustft.io import append_jsonl, read_jsonl, write_json_atomic, write_text_atomic
+from robustft.runs import finish_run, prepare_run_dir, record_failure
 
 logger = logging.getLogger(__name__)
 
@@ -420,49 +420,6 @@ def _trainer_class():
 # The run
 
 
-def prepare_sft_dir(out_dir: Path, config_hash: str) -> tuple[Path | None, dict[str, Any] | None]:
-    """(checkpoint to resume from, finished metrics): a finished run of this configuration is returned as
-    is; otherwise the last complete checkpoint of this configuration is resumed (history.jsonl cut back to
-    its step) or every file of an earlier attempt is cleared."""
-    from robustft.train.checkpoints import (
-        CHECKPOINT_DIR,
-        checkpoint_step,
-        last_checkpoint,
-        read_run_state,
-        truncate_jsonl,
-    )
-
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise RunError(f"results directory {out_dir} is not writable: {err}") from err
-    metrics_path = out_dir / "metrics.json"
-    if metrics_path.exists():
-        finished = json.loads(metrics_path.read_text(encoding="utf-8"))
-        if finished.get("config_hash") == config_hash and finished.get("status") == "ok":
-            return None, finished
-        logger.info("run %s finished before with another configuration or status: starting over", out_dir)
-    checkpoint = None if metrics_path.exists() else last_checkpoint(out_dir / CHECKPOINT_DIR)
-    if checkpoint is not None and read_run_state(checkpoint)["checkpoint_tag"] != config_hash:
-        logger.warning("checkpoint %s is of another configuration of this run: starting over", checkpoint)
-        checkpoint = None
-    metrics_path.unlink(missing_ok=True)
-    shutil.rmtree(out_dir / MODEL_DIR, ignore_errors=True)
-    (out_dir / "losses.jsonl").unlink(missing_ok=True)
-    if checkpoint is None:
-        shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
-        for name in RUN_FILES:
-            (out_dir / name).unlink(missing_ok=True)
-        return None, None
-    step = checkpoint_step(checkpoint)
-    truncate_jsonl(out_dir / "history.jsonl", step)
-    logger.info("resuming from %s at step %d", checkpoint, step)
-    return checkpoint, None
-
-
 def sft_run(spec: SFTRunSpec, out_dir: str | Path) -> dict[str, Any]:
     """Fine-tune one model on one instruction dataset and write the run contract into `out_dir`
     (the run's `sft/` directory). Returns the metrics. Errors leave run.json with the status and the
@@ -480,7 +437,15 @@ def sft_run(spec: SFTRunSpec, out_dir: str | Path) -> dict[str, Any]:
     out_dir = Path(out_dir)
     run_record: dict[str, Any] = {"spec": {**asdict(spec), "sft": asdict(spec.sft)}}
     run_record["config_hash"] = provenance.config_hash(run_record["spec"])
-    resume, finished = prepare_sft_dir(out_dir, run_record["config_hash"])
+    # A finished run of this configuration is left alone. model/ and losses.jsonl are written at the end of
+    # a run, so a resumed run clears them too.
+    resume, finished = prepare_run_dir(
+        out_dir,
+        RUN_FILES,
+        run_record["config_hash"],
+        keep_finished=True,
+        rewritten_on_resume=(MODEL_DIR, "losses.jsonl"),
+    )
     if finished is not None:
         logger.info("run %s is finished (metrics.json of this configuration): nothing to do", out_dir)
         return finished
@@ -492,46 +457,30 @@ def sft_run(spec: SFTRunSpec, out_dir: str | Path) -> dict[str, Any]:
 
 
 def _sft_config(settings: SFTSettings, out_dir: Path, seed: int):
-    import torch
     from trl import SFTConfig
 
-    from robustft.train.checkpoints import CHECKPOINT_DIR
+    from robustft.train.arguments import training_arguments
 
-    return SFTConfig(
-        output_dir=str(out_dir / CHECKPOINT_DIR),
-        learning_rate=settings.learning_rate,
-        num_train_epochs=settings.epochs,
+    return training_arguments(
+        settings,
+        out_dir,
+        seed=seed,
+        eval_strategy="no",  # the noise-free evaluations run in SFTHistoryCallback
+        precision=settings.precision,
+        arguments_class=SFTConfig,
         max_steps=settings.max_steps or -1,
-        per_device_train_batch_size=settings.batch_size,
-        per_device_eval_batch_size=settings.eval_batch_size,
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
         lr_scheduler_type=settings.lr_scheduler,
-        warmup_steps=settings.warmup_ratio,  # transformers >= 5: a float in [0, 1) is a ratio of all steps
-        weight_decay=settings.weight_decay,
         max_grad_norm=settings.max_grad_norm,
         optim=settings.optimizer,
-        # Always explicit: SFTConfig defaults to bf16=True and gradient checkpointing on, and bf16 autocast
-        # on a CPU is ~10x slower than fp32.
-        bf16=settings.precision == "bf16",
-        fp16=settings.precision == "fp16",
+        # Always explicit: SFTConfig turns gradient checkpointing on by default (and bf16, which
+        # training_arguments sets from `precision`: bf16 autocast on a CPU is ~10x slower than fp32).
         gradient_checkpointing=settings.gradient_checkpointing,
         max_length=settings.max_seq_length,
         packing=settings.packing,
         padding_free=settings.padding_free,
         eval_packing=False,  # per-example losses need one example per row
         completion_only_loss=True,
-        eval_strategy="no",  # the noise-free evaluations run in SFTHistoryCallback
-        save_strategy="steps" if settings.checkpoint_steps else "no",
-        save_steps=settings.checkpoint_steps or None,
-        logging_strategy="steps",
-        logging_steps=settings.logging_steps,
-        logging_first_step=True,  # the step-1 loss: the start that sft_divergence measures a blow-up from
-        logging_nan_inf_filter=False,
-        report_to="none",
-        seed=seed,
-        data_seed=seed,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(),
     )
 
 
@@ -543,13 +492,9 @@ def _sft(
 
     from robustft.methods import RunContext
     from robustft.models import load_causal_lm
+    from robustft.runs import checkpoint_step
     from robustft.train.callbacks import DivergenceCallback
-    from robustft.train.checkpoints import (
-        CHECKPOINT_DIR,
-        CheckpointCallback,
-        checkpoint_step,
-        stop_on_sigterm,
-    )
+    from robustft.train.checkpoints import CheckpointCallback, stop_on_sigterm
 
     settings = spec.sft
     set_seed(spec.seed)
@@ -679,18 +624,10 @@ def _sft(
         "total_parameters": total,
         "settings": asdict(settings),
     }
-    run_record.update(
-        status=status,
-        method_log=context.log,
-        wall_time_s=time.time() - started,
-        train_metrics=output.metrics,
-        finished_at=utc_timestamp(),
+    run_record.update(method_log=context.log, train_metrics=output.metrics)
+    return finish_run(
+        out_dir, run_record, result, keep_checkpoints=settings.keep_checkpoints, started=started
     )
-    write_json_atomic(out_dir / "run.json", run_record)
-    write_json_atomic(out_dir / "metrics.json", result)  # last: its presence means "done"
-    if not settings.keep_checkpoints:
-        shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
-    return result
 
 
 def sft_divergence(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,12 +24,14 @@ import numpy as np
 
 from robustft import provenance
 from robustft.errors import RunError, RunPreempted
-from robustft.io import utc_timestamp, write_json_atomic
-from robustft.train.config import TrainConfig, record_failure, validate_run_inputs
+from robustft.io import write_json_atomic
+from robustft.runs import finish_run, prepare_run_dir, record_failure
+from robustft.train.config import TrainConfig, validate_run_inputs
 
 logger = logging.getLogger(__name__)
 
 ENCODER_DIR = "encoder"  # the fine-tuned XNLI model that the retrieval tasks read
+RUN_FILES = ("metrics.json", "history.jsonl", "run.json", ENCODER_DIR)  # what a run writes
 # MLQA's official script normalises answers per language; XQuAD and TyDiQA-GoldP use SQuAD's.
 QA_NORMALIZATION = {"mlqa": "mlqa"}
 
@@ -167,9 +168,8 @@ def eval_languages(spec: XtremeRunSpec) -> tuple[list[str], list[str]]:
 
 
 def train_xtreme_run(spec: XtremeRunSpec, out_dir: str | Path) -> dict[str, Any]:
-    """Train (or, for retrieval, load) and evaluate one run; resumable like the GLUE runs."""
-    from robustft.train.classification import prepare_run_dir
-
+    """Train (or, for retrieval, load) and evaluate one run; resumable like the GLUE runs, and like
+    them a finished run that runs again starts over."""
     started = time.time()
     method = spec.validate()
     out_dir = Path(out_dir)
@@ -177,9 +177,7 @@ def train_xtreme_run(spec: XtremeRunSpec, out_dir: str | Path) -> dict[str, Any]
         "spec": {**asdict(spec), "train": asdict(spec.train), "xtreme": asdict(spec.xtreme)}
     }
     run_record["config_hash"] = provenance.config_hash(run_record["spec"])
-    resume = prepare_run_dir(out_dir, run_record["config_hash"])
-    if resume is None:
-        shutil.rmtree(out_dir / ENCODER_DIR, ignore_errors=True)
+    resume, _ = prepare_run_dir(out_dir, RUN_FILES, run_record["config_hash"], keep_finished=False)
     try:
         return _run(spec, method, out_dir, run_record, resume, started)
     except BaseException as err:
@@ -223,14 +221,9 @@ def _run(spec, method, out_dir: Path, run_record, resume, started) -> dict[str, 
         "eval_split": spec.xtreme.eval_split,
         **outcome,
     }
-    run_record.update(status=result["status"], wall_time_s=time.time() - started, finished_at=utc_timestamp())
-    write_json_atomic(out_dir / "run.json", run_record)
-    write_json_atomic(out_dir / "metrics.json", result)  # last: its presence means "done"
-    if not spec.train.keep_checkpoints:
-        from robustft.train.checkpoints import CHECKPOINT_DIR
-
-        shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
-    return result
+    return finish_run(
+        out_dir, run_record, result, keep_checkpoints=spec.train.keep_checkpoints, started=started
+    )
 
 
 def _load_model(spec: XtremeRunSpec, task) -> tuple[Any, list[str]]:
@@ -262,18 +255,14 @@ def _load_model(spec: XtremeRunSpec, task) -> tuple[Any, list[str]]:
 
 
 def _train_and_evaluate(spec, method, task, out_dir: Path, run_record, resume) -> dict[str, Any]:
-    import torch
-    from transformers import (
-        DataCollatorForTokenClassification,
-        DataCollatorWithPadding,
-        TrainingArguments,
-    )
+    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
 
     from robustft.data.xtreme import load_xtreme_split, load_xtreme_train
     from robustft.methods import RunContext
     from robustft.models import load_tokenizer
+    from robustft.train.arguments import training_arguments
     from robustft.train.callbacks import DivergenceCallback, HistoryCallback, divergence
-    from robustft.train.checkpoints import CHECKPOINT_DIR, CheckpointCallback, stop_on_sigterm
+    from robustft.train.checkpoints import CheckpointCallback, stop_on_sigterm
     from robustft.train.precision import resolve_precision, training_device
     from robustft.train.trainer import RobustTrainer
     from robustft.train.xtreme_heads import QAWindowSettings
@@ -311,30 +300,15 @@ def _train_and_evaluate(spec, method, task, out_dir: Path, run_record, resume) -
         if task.kind == "tagging"
         else DataCollatorWithPadding(tokenizer)
     )
-    args = TrainingArguments(
-        output_dir=str(out_dir / CHECKPOINT_DIR),
-        learning_rate=config.learning_rate,
-        num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.eval_batch_size,
-        warmup_steps=config.warmup_ratio,
-        weight_decay=config.weight_decay,
-        eval_strategy="no",  # evaluation is per language, after training (XTREME has no model selection
-        # on target languages in the zero-shot setting)
-        save_strategy="steps" if config.checkpoint_steps else "no",
-        save_steps=config.checkpoint_steps or None,
-        logging_strategy="steps",
-        logging_steps=config.logging_steps,
-        logging_first_step=True,
-        logging_nan_inf_filter=False,
-        report_to="none",
+    args = training_arguments(
+        config,
+        out_dir,
         seed=spec.seed,
-        data_seed=spec.seed,
-        bf16=precision.used == "bf16",
-        fp16=precision.used == "fp16",
+        # Evaluation is per language, after training (XTREME has no model selection on target languages
+        # in the zero-shot setting).
+        eval_strategy="no",
+        precision=precision.used,
         use_cpu=precision.use_cpu,  # transformers refuses bf16/fp16 without a GPU unless told
-        dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(),
     )
     nonfinite, checkpoints = DivergenceCallback(), CheckpointCallback()
     trainer = RobustTrainer(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 import time
 import traceback
 from dataclasses import asdict
@@ -24,18 +23,11 @@ from robustft.data import TaskSpec, get_task, split_task_variant, subsample_frac
 from robustft.data.glue import SplitData, load_split
 from robustft.errors import RunError, RunPreempted
 from robustft.evals.metrics import compute_metrics, is_constant_prediction, predictions_from_logits
-from robustft.io import utc_timestamp, write_json_atomic, write_text_atomic
+from robustft.io import write_json_atomic, write_text_atomic
 from robustft.methods import Method, RunContext
-from robustft.train.checkpoints import (
-    CHECKPOINT_DIR,
-    CheckpointCallback,
-    checkpoint_step,
-    last_checkpoint,
-    read_run_state,
-    stop_on_sigterm,
-    truncate_jsonl,
-)
-from robustft.train.config import RunSpec, TrainConfig, record_failure
+from robustft.runs import checkpoint_step, finish_run, prepare_run_dir, record_failure
+from robustft.train.checkpoints import CheckpointCallback, stop_on_sigterm
+from robustft.train.config import RunSpec, TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -71,38 +63,20 @@ def _tokenize(
     return dataset
 
 
-def prepare_run_dir(out_dir: Path, config_hash: str) -> Path | None:
-    """Check we can write there, and return the checkpoint to resume from, if any.
+def prepare_glue_run_dir(out_dir: Path, config_hash: str) -> Path | None:
+    """Check we can write there, and return the checkpoint to resume from, if any (runs.prepare_run_dir).
 
-    A resumed run keeps the earlier attempt's history.jsonl and norms.jsonl up to the checkpoint's step
-    (the resumed run logs the rest again), so the files end up as an uninterrupted run writes them.
-    Otherwise every file of an earlier attempt is cleared so none is mistaken for ours. A finished run
-    (metrics.json) that runs again starts over, and so does one whose configuration changed.
+    A resumed run keeps the earlier attempt's history.jsonl and norms.jsonl up to the checkpoint's step;
+    otherwise every file of an earlier attempt is cleared. A finished run (metrics.json) that runs again
+    starts over, and so does one whose configuration changed.
     """
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise RunError(f"results directory {out_dir} is not writable: {err}") from err
-    checkpoint = last_checkpoint(out_dir / CHECKPOINT_DIR)
-    if checkpoint is not None and (out_dir / "metrics.json").exists():
-        logger.info("run %s finished before (metrics.json): starting over, not from %s", out_dir, checkpoint)
-        checkpoint = None
-    if checkpoint is not None and read_run_state(checkpoint)["checkpoint_tag"] != config_hash:
-        logger.warning("checkpoint %s is of another configuration of this run: starting over", checkpoint)
-        checkpoint = None
-    (out_dir / "metrics.json").unlink(missing_ok=True)
-    if checkpoint is None:
-        shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
-        for name in RUN_FILES:
-            (out_dir / name).unlink(missing_ok=True)
-        return None
-    step = checkpoint_step(checkpoint)
-    for name in ("history.jsonl", "norms.jsonl"):
-        truncate_jsonl(out_dir / name, step)
-    logger.info("resuming from %s at step %d", checkpoint, step)
+    checkpoint, _ = prepare_run_dir(
+        out_dir,
+        RUN_FILES,
+        config_hash,
+        keep_finished=False,
+        resumed_logs=("history.jsonl", "norms.jsonl"),
+    )
     return checkpoint
 
 
@@ -192,7 +166,7 @@ def train_run(spec: RunSpec, out_dir: str | Path) -> dict[str, Any]:
     out_dir = Path(out_dir)
     run_record: dict[str, Any] = {"spec": {**asdict(spec), "train": asdict(spec.train)}}
     run_record["config_hash"] = provenance.config_hash(run_record["spec"])
-    resume = prepare_run_dir(out_dir, run_record["config_hash"])
+    resume = prepare_glue_run_dir(out_dir, run_record["config_hash"])
     try:
         return _train(spec, method, out_dir, run_record, resume, started)
     except BaseException as err:
@@ -209,9 +183,10 @@ def _train(
     started: float,
 ) -> dict[str, Any]:
     import torch
-    from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
+    from transformers import DataCollatorWithPadding, set_seed
 
     from robustft.models import load_sequence_classifier_with_info, load_tokenizer
+    from robustft.train.arguments import training_arguments
     from robustft.train.callbacks import DivergenceCallback, HistoryCallback, NormCallback, divergence
     from robustft.train.precision import resolve_precision, training_device
     from robustft.train.trainer import RobustTrainer
@@ -274,31 +249,14 @@ def _train(
     )
     write_json_atomic(out_dir / "run.json", {**run_record, "status": "running"})
 
-    args = TrainingArguments(
-        output_dir=str(out_dir / CHECKPOINT_DIR),
-        learning_rate=config.learning_rate,
-        num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.eval_batch_size,
-        warmup_steps=config.warmup_ratio,  # transformers >= 5: a float in [0, 1) is a ratio of all steps
-        weight_decay=config.weight_decay,
-        eval_strategy="epoch",
-        # Periodic checkpoints; with 0 there are none, but SIGTERM still saves one (checkpoints.py).
-        save_strategy="steps" if config.checkpoint_steps else "no",
-        save_steps=config.checkpoint_steps or None,
-        logging_strategy="steps",
-        logging_steps=config.logging_steps,
-        logging_first_step=True,
-        logging_nan_inf_filter=False,  # the default hides NaN losses, and divergence with them
-        report_to="none",
+    args = training_arguments(
+        config,
+        out_dir,
         seed=spec.seed,
-        data_seed=spec.seed,
-        bf16=precision.used == "bf16",
-        fp16=precision.used == "fp16",
+        eval_strategy="epoch",
+        precision=precision.used,
         use_cpu=precision.use_cpu,  # transformers refuses bf16/fp16 without a GPU unless told
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
-        dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(),
     )
     nonfinite = DivergenceCallback()
     checkpoints = CheckpointCallback()
@@ -381,15 +339,5 @@ def _train(
             trainer.state.log_history, train_output.metrics, since_step=run_record["resumed_from_step"] or 0
         ),
     }
-    run_record.update(
-        status=status,
-        method_log=context.log,
-        wall_time_s=time.time() - started,
-        train_metrics=train_output.metrics,
-        finished_at=utc_timestamp(),
-    )
-    write_json_atomic(out_dir / "run.json", run_record)
-    write_json_atomic(out_dir / "metrics.json", result)  # last: its presence means "done"
-    if not config.keep_checkpoints:
-        shutil.rmtree(out_dir / CHECKPOINT_DIR, ignore_errors=True)
-    return result
+    run_record.update(method_log=context.log, train_metrics=train_output.metrics)
+    return finish_run(out_dir, run_record, result, keep_checkpoints=config.keep_checkpoints, started=started)
