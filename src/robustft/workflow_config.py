@@ -2,8 +2,10 @@
 
 The Snakefile calls `validate_config(config)` at parse time: it checks the config against the schema
 (filling in the defaults), then against the registries and libraries, and raises one ConfigError that
-lists every error; by-hand users run the same check with `robustft check-config FILE`. Building the methods
-to check their settings imports torch (about 2 s), once per Snakefile parse.
+lists every error; by-hand users run the same check with `robustft check-config FILE`. Snakemake parses the
+Snakefile again for every cluster job, so this check stays light: methods are checked with their settings
+classes (robustft.methods.settings) and artifact names with robustft.artifacts.index, never importing
+torch, transformers or pandas.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from robustft.data import TASKS, split_task_variant, task_variant_name
 from robustft.errors import ConfigError, MethodConfigError, RunError
-from robustft.methods import build_method
+from robustft.methods import check_method
 from robustft.models import MODELS, model_kind_error, unknown_model_message
 from robustft.runs import parse_run_dir, seed_dir_name
 from robustft.schema import SCHEMA_PATH, load_schema  # noqa: F401  (SCHEMA_PATH: still importable here)
@@ -140,18 +142,18 @@ def _seed_errors(config: dict[str, Any]) -> Iterator[str]:
 def _method_errors(config: dict[str, Any]) -> Iterator[str]:
     for name, components in config["methods"].items():
         try:
-            build_method(name, components or {})
+            check_method(name, components or {})
         except (MethodConfigError, TypeError) as err:
             yield f"config key 'methods.{name}': {err}"
 
 
 def _report_errors(config: dict[str, Any]) -> Iterator[str]:
     if config["artifacts"]:
-        from robustft.artifacts import ARTIFACTS
+        from robustft.artifacts.index import ARTIFACT_TABLES
 
-        unknown = [key for key in config["artifacts"] if key not in ARTIFACTS]
+        unknown = [key for key in config["artifacts"] if key not in ARTIFACT_TABLES]
         if unknown:
-            yield f"config key 'artifacts': unknown {unknown}; known: {sorted(ARTIFACTS)}"
+            yield f"config key 'artifacts': unknown {unknown}; known: {sorted(ARTIFACT_TABLES)}"
     baseline = config["report"]["baseline"]
     if baseline not in config["methods"]:
         yield f"config key 'report.baseline': {baseline!r} is not one of the configured methods"

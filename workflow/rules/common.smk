@@ -1,8 +1,11 @@
 # Config validation and path helpers shared by the workflow files. Keep this cheap: on a cluster the
-# Snakefile is parsed again for every job.
+# Snakefile is parsed again for every job, so nothing here may import torch, transformers or pandas
+# (tests/test_parse_imports.py runs this module's parse-time calls and checks).
 import json
 from pathlib import Path
 
+from robustft.artifacts.index import ARTIFACT_TABLES
+from robustft.artifacts.index import artifact_table as table_of_artifact
 from robustft.provenance import config_hash, grid_manifest_path
 from robustft.workflow_config import (
     artifacts_dir,
@@ -95,17 +98,11 @@ def report_pdf():
 
 def artifacts_of(table):
     """The config's artifacts that are functions of `table` (runs: GLUE track; instruct)."""
-    if not config["artifacts"]:
-        return []
-    from robustft.artifacts import ARTIFACTS
-
-    return [key for key in config["artifacts"] if ARTIFACTS[key].table == table]
+    return [key for key in config["artifacts"] if ARTIFACT_TABLES[key] == table]
 
 
 def artifact_table(wildcards):
-    from robustft.artifacts import get_artifact
-
-    return f"{TABLES}/{get_artifact(f'{wildcards.paper}/{wildcards.artifact}').table}.csv"
+    return f"{TABLES}/{table_of_artifact(f'{wildcards.paper}/{wildcards.artifact}')}.csv"
 
 
 def workflow_config_json(wildcards):

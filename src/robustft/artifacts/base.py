@@ -323,58 +323,81 @@ def comparison_claims(
     rows, notes = [], []
     if comparisons is None or comparisons.empty:
         return pd.DataFrame(columns=CLAIM_COLUMNS), notes
+    base_name = paper_names.get(baseline, baseline)
     for r in comparisons.itertuples(index=False):
         paper_model = context.paper_model.get(r.model)
-        method_name, base_name = paper_names.get(r.method, r.method), paper_names.get(baseline, baseline)
+        method_name = paper_names.get(r.method, r.method)
         paper_value = paper_base = None
         if paper_model is not None:
-            if r.task == GLUE_AVG:
-                averaged = str(r.average_over).split(AVERAGE_SEPARATOR)
-                paper_value, how = paper_average_over(key, paper_model, averaged, method_name)
-                paper_base, _ = paper_average_over(key, paper_model, averaged, base_name)
+            paper_value, paper_base, how = _paper_side(key, paper_model, r, method_name, base_name)
+            if how is not None:
                 notes.append(f"{r.model} {r.method}: the paper's side of the average is {how}.")
-            else:
-                paper_value = paper_number(key, paper_model, r.task, method_name)
-                paper_base = paper_number(key, paper_model, r.task, base_name)
         if r.task == GLUE_AVG:
             names = ", ".join(paper_dataset(t) for t in str(r.average_over).split(AVERAGE_SEPARATOR))
             notes.append(f"{r.model}: {GLUE_AVG} is the average over {names}, for every method alike.")
-        paper_delta = None if paper_value is None or paper_base is None else paper_value - paper_base
-        p_value = r.p_ttest if r.task == GLUE_AVG else r.p_holm
-        rows.append(
-            {
-                "model": r.model,
-                "paper_model": paper_model or "",
-                "task": r.task,
-                "method": r.method,
-                "paper_method": method_name,
-                "baseline": baseline,
-                "n_pairs": r.n_pairs,
-                "mean_method": r.mean_method,
-                "mean_baseline": r.mean_baseline,
-                "delta": r.delta,
-                "ci_low": r.ci_low,
-                "ci_high": r.ci_high,
-                "p_value": p_value,
-                "p_kind": "t-test" if r.task == GLUE_AVG else "Holm",
-                "paper_value": paper_value,
-                "paper_baseline": paper_base,
-                "paper_delta": paper_delta,
-                "verdict": verdict(
-                    paper_delta,
-                    r.ci_low,
-                    r.ci_high,
-                    r.n_pairs,
-                    p_value,
-                    n_diverged_method=r.n_diverged_method,
-                    n_diverged_baseline=r.n_diverged_baseline,
-                ),
-                "min_seeds_for_significance": r.min_seeds_for_significance,
-                "n_diverged_method": r.n_diverged_method,
-                "n_diverged_baseline": r.n_diverged_baseline,
-            }
-        )
+        rows.append(_claim_row(r, baseline, paper_model, method_name, paper_value, paper_base))
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS), list(dict.fromkeys(notes))
+
+
+def _paper_side(
+    key: PaperKey, paper_model: str, r: Any, method_name: str, base_name: str
+) -> tuple[float | None, float | None, str | None]:
+    """(paper's method value, paper's baseline value, how the paper's average was formed or None) for
+    one comparison row `r`: the printed numbers of a task, or the paper's average over the row's tasks."""
+    if r.task == GLUE_AVG:
+        averaged = str(r.average_over).split(AVERAGE_SEPARATOR)
+        paper_value, how = paper_average_over(key, paper_model, averaged, method_name)
+        paper_base, _ = paper_average_over(key, paper_model, averaged, base_name)
+        return paper_value, paper_base, how
+    return (
+        paper_number(key, paper_model, r.task, method_name),
+        paper_number(key, paper_model, r.task, base_name),
+        None,
+    )
+
+
+def _claim_row(
+    r: Any,
+    baseline: str,
+    paper_model: str | None,
+    method_name: str,
+    paper_value: float | None,
+    paper_base: float | None,
+) -> dict[str, Any]:
+    """One claim: comparison row `r` (tables.compare) beside the paper's numbers, with its verdict."""
+    paper_delta = None if paper_value is None or paper_base is None else paper_value - paper_base
+    p_value = r.p_ttest if r.task == GLUE_AVG else r.p_holm
+    return {
+        "model": r.model,
+        "paper_model": paper_model or "",
+        "task": r.task,
+        "method": r.method,
+        "paper_method": method_name,
+        "baseline": baseline,
+        "n_pairs": r.n_pairs,
+        "mean_method": r.mean_method,
+        "mean_baseline": r.mean_baseline,
+        "delta": r.delta,
+        "ci_low": r.ci_low,
+        "ci_high": r.ci_high,
+        "p_value": p_value,
+        "p_kind": "t-test" if r.task == GLUE_AVG else "Holm",
+        "paper_value": paper_value,
+        "paper_baseline": paper_base,
+        "paper_delta": paper_delta,
+        "verdict": verdict(
+            paper_delta,
+            r.ci_low,
+            r.ci_high,
+            r.n_pairs,
+            p_value,
+            n_diverged_method=r.n_diverged_method,
+            n_diverged_baseline=r.n_diverged_baseline,
+        ),
+        "min_seeds_for_significance": r.min_seeds_for_significance,
+        "n_diverged_method": r.n_diverged_method,
+        "n_diverged_baseline": r.n_diverged_baseline,
+    }
 
 
 def seed_notes(claims: pd.DataFrame, protocol: str) -> list[str]:

@@ -586,39 +586,12 @@ def figure3(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
         for method in dict.fromkeys(done["method"]):
             if method == baseline or not _is_neftune(method) or base.empty:
                 continue
-            ours = done[done["method"] == method]
-            seeds = sorted(set(ours["seed"]) & set(base["seed"]))
-            a = ours.set_index("seed").loc[seeds]
-            b = base.set_index("seed").loc[seeds]
-            delta = float((a["value"] - b["value"]).mean())
-            # lm-eval gives a standard error per score; the two runs are scored on the same documents but
-            # their per-document answers are not logged, so the CI treats them as independent (wider).
-            se = math.sqrt(
-                float(
-                    ((a["ci_high"] - a["value"]) / 1.96).pow(2).mean()
-                    + ((b["ci_high"] - b["value"]) / 1.96).pow(2).mean()
-                )
-            )
-            from scipy import stats as scipy_stats
-
-            p = float(2 * scipy_stats.norm.sf(abs(delta) / se)) if se > 0 else math.nan
+            stats = _leaderboard_paired_stats(done[done["method"] == method], base)
             paper_model, dataset_name = context.paper_model.get(model), paper_dataset_name(dataset, context)
             task_name = LEADERBOARD_PAPER_NAME.get(task, task)
-            stats = {
-                "n_pairs": int(a["n"].iloc[0]) if pd.notna(a["n"].iloc[0]) else len(seeds),
-                "n_seeds": len(seeds),
-                "mean_method": float(a["value"].mean()),
-                "mean_baseline": float(b["value"].mean()),
-                "delta": delta,
-                "ci_low": delta - 1.96 * se,
-                "ci_high": delta + 1.96 * se,
-                "p_value": p,
-                "p_kind": "z over lm-eval standard errors",
-                "min_seeds_for_significance": None,
-                **diverged_counts(
-                    frame, {"model": model, "dataset": dataset, "recipe": recipe}, method, baseline
-                ),
-            }
+            stats |= diverged_counts(
+                frame, {"model": model, "dataset": dataset, "recipe": recipe}, method, baseline
+            )
             rows.append(
                 claim_row(
                     stats,
@@ -653,6 +626,38 @@ def figure3(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
     result.figure = _leaderboard_figure(claims, spec.title)
     result.caption = "Leaderboard scores, ours (solid) beside the paper's (pale), per task and training set."
     return result
+
+
+def _leaderboard_paired_stats(ours: pd.DataFrame, base: pd.DataFrame) -> dict[str, Any]:
+    """Δ of one task's leaderboard score (method - baseline) over the seeds both arms have, with a
+    z-interval and p from lm-eval's standard errors."""
+    from scipy import stats as scipy_stats
+
+    seeds = sorted(set(ours["seed"]) & set(base["seed"]))
+    a = ours.set_index("seed").loc[seeds]
+    b = base.set_index("seed").loc[seeds]
+    delta = float((a["value"] - b["value"]).mean())
+    # lm-eval gives a standard error per score; the two runs are scored on the same documents but
+    # their per-document answers are not logged, so the CI treats them as independent (wider).
+    se = math.sqrt(
+        float(
+            ((a["ci_high"] - a["value"]) / 1.96).pow(2).mean()
+            + ((b["ci_high"] - b["value"]) / 1.96).pow(2).mean()
+        )
+    )
+    p = float(2 * scipy_stats.norm.sf(abs(delta) / se)) if se > 0 else math.nan
+    return {
+        "n_pairs": int(a["n"].iloc[0]) if pd.notna(a["n"].iloc[0]) else len(seeds),
+        "n_seeds": len(seeds),
+        "mean_method": float(a["value"].mean()),
+        "mean_baseline": float(b["value"].mean()),
+        "delta": delta,
+        "ci_low": delta - 1.96 * se,
+        "ci_high": delta + 1.96 * se,
+        "p_value": p,
+        "p_kind": "z over lm-eval standard errors",
+        "min_seeds_for_significance": None,
+    }
 
 
 def _figure3_paper(paper_model: str | None, dataset_name: str, task_name: str, method: str) -> float | None:
@@ -987,6 +992,13 @@ def table4(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
         "Repetition and diversity follow the released code of Kirchenbauer et al. (the convention NEFTune's "
         "numbers match); robustft.evals.text_stats documents both conventions."
     ]
+    result.figure = _table4_figure(claims, spec.title)
+    result.caption = "AlpacaEval output length and diversity, ours (solid) beside the paper's (pale)."
+    return result
+
+
+def _table4_figure(claims: pd.DataFrame, title: str):
+    """One panel per Table 4 metric: our two arms (solid) beside the paper's (pale), per training set."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(9, 2.6), layout="constrained")
@@ -1010,7 +1022,5 @@ def table4(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
         ax.set_xticks(x, [t.split("(")[-1].rstrip(")") for t in part["task"]], fontsize=7)
         ax.set_title(label, fontsize=9)
     axes[0].legend(fontsize=6, frameon=False)
-    figure.suptitle(spec.title, fontsize=10)
-    result.figure = figure
-    result.caption = "AlpacaEval output length and diversity, ours (solid) beside the paper's (pale)."
-    return result
+    figure.suptitle(title, fontsize=10)
+    return figure

@@ -771,33 +771,10 @@ def figure2(runs: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
         annotations = {split: load_mnli_annotations(split, data_dir) for split in FIGURE2_SPLITS}
     except DataNotFoundError as err:
         return not_run(spec, str(err))
-    rows = []
-    for r in with_predictions.itertuples(index=False):
-        predictions = _read_predictions(r.run_dir)
-        for split, panel in FIGURE2_SPLITS.items():
-            try:
-                table = agreement_table(
-                    predictions[predictions["split"] == split].reset_index(drop=True), annotations[split]
-                )
-            except ValueError as err:
-                return not_run(spec, f"{r.run_dir}: {err}")
-            for t in table.itertuples(index=False):
-                for metric, short in FIGURE2_METRICS.items():
-                    rows.append(
-                        {
-                            "model": r.model,
-                            "task": f"{panel} {t.bucket} {short}",
-                            "method": r.method,
-                            "seed": r.seed,
-                            "status": "ok",
-                            "metric": metric,
-                            "score": getattr(t, metric),
-                            "split": panel,
-                            "bucket": t.bucket,
-                            "n": t.n,
-                        }
-                    )
-    frame = pd.DataFrame(rows)
+    try:
+        frame = _figure2_scores(with_predictions, annotations)
+    except ValueError as err:
+        return not_run(spec, str(err))
     parsed = {task: task.split(" ") for task in frame["task"].unique()}
     metric_name = {short: metric for metric, short in FIGURE2_METRICS.items()}
 
@@ -817,6 +794,62 @@ def figure2(runs: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
         lambda model, task: f"{parsed[task][0]} {parsed[task][1]} {metric_name[parsed[task][2]]}",
         keep_average=False,
     )
+    result = ArtifactResult(spec.key, PAPER, spec.artifact, spec.title)
+    result.figure = _bars_figure(
+        _figure2_summary(frame, context), "SMART Figure 2: MNLI dev by annotator agreement"
+    )
+    result.caption = (
+        "Ours: mean ± std over seeds per agreement bucket; black bars: the paper's printed labels."
+    )
+    counts = frame.drop_duplicates(["split", "bucket"]).set_index(["split", "bucket"])["n"]
+    result.choices = [
+        "\"KL\" is the paper's −(1/n)Σ p_j log f_j (cross-entropy of the model's probabilities f against the "
+        "annotators' label distribution p), not a KL divergence; lower is better.",
+        "Buckets from the five annotator labels, sorted high to low (5/0/0, 4/1/0, 3/2/0, 3/1/1); "
+        "All is every dev example. Predictions are the final model's (predictions.jsonl).",
+    ]
+    notes.append("Examples per bucket: " + ", ".join(f"{s} {b}: {n}" for (s, b), n in counts.items()) + ".")
+    notes.append(
+        "The paper's values are its printed bar labels (its drawn KL bars are about 1.25× the labels)."
+    )
+    return _finish(result, claims, notes)
+
+
+def _figure2_scores(with_predictions: pd.DataFrame, annotations: dict[str, Any]) -> pd.DataFrame:
+    """Each run's accuracy and KL per (panel, agreement bucket), one row per metric, in the runs table's
+    shape (task "<panel> <bucket> <metric>"). A run whose predictions do not match the annotations
+    raises ValueError naming its directory."""
+    rows = []
+    for r in with_predictions.itertuples(index=False):
+        predictions = _read_predictions(r.run_dir)
+        for split, panel in FIGURE2_SPLITS.items():
+            try:
+                table = agreement_table(
+                    predictions[predictions["split"] == split].reset_index(drop=True), annotations[split]
+                )
+            except ValueError as err:
+                raise ValueError(f"{r.run_dir}: {err}") from err
+            for t in table.itertuples(index=False):
+                for metric, short in FIGURE2_METRICS.items():
+                    rows.append(
+                        {
+                            "model": r.model,
+                            "task": f"{panel} {t.bucket} {short}",
+                            "method": r.method,
+                            "seed": r.seed,
+                            "status": "ok",
+                            "metric": metric,
+                            "score": getattr(t, metric),
+                            "split": panel,
+                            "bucket": t.bucket,
+                            "n": t.n,
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
+def _figure2_summary(frame: pd.DataFrame, context: ArtifactContext) -> pd.DataFrame:
+    """Mean and std over seeds per (model, panel, bucket, metric, method), beside the paper's label."""
     summary = (
         frame.groupby(["model", "split", "bucket", "metric", "method"])["score"]
         .agg(["mean", "std"])
@@ -833,20 +866,4 @@ def figure2(runs: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
         )
         for s in summary.itertuples(index=False)
     ]
-    result = ArtifactResult(spec.key, PAPER, spec.artifact, spec.title)
-    result.figure = _bars_figure(summary, "SMART Figure 2: MNLI dev by annotator agreement")
-    result.caption = (
-        "Ours: mean ± std over seeds per agreement bucket; black bars: the paper's printed labels."
-    )
-    counts = frame.drop_duplicates(["split", "bucket"]).set_index(["split", "bucket"])["n"]
-    result.choices = [
-        "\"KL\" is the paper's −(1/n)Σ p_j log f_j (cross-entropy of the model's probabilities f against the "
-        "annotators' label distribution p), not a KL divergence; lower is better.",
-        "Buckets from the five annotator labels, sorted high to low (5/0/0, 4/1/0, 3/2/0, 3/1/1); "
-        "All is every dev example. Predictions are the final model's (predictions.jsonl).",
-    ]
-    notes.append("Examples per bucket: " + ", ".join(f"{s} {b}: {n}" for (s, b), n in counts.items()) + ".")
-    notes.append(
-        "The paper's values are its printed bar labels (its drawn KL bars are about 1.25× the labels)."
-    )
-    return _finish(result, claims, notes)
+    return summary

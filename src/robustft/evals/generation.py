@@ -275,26 +275,9 @@ def generate_to_jsonl(
         raise RunError(f"max_new_tokens {settings.max_new_tokens} leaves no room for a prompt in {context}")
     settings_record = {**asdict(settings), "context_length": context, "generator": generator}
     settings_record["prompt_format"] = prompt_format
-    done = _read_done(out)
-    stale = sorted({record.get("generator") for record in done.values()} - {generator}, key=str)
-    if stale:
-        # Generations of another model (e.g. the run was retrained with a new config): keep them aside,
-        # never mix them with this model's, and start over.
-        aside = out.with_name(f"{out.stem}.stale-{int(time.time())}{out.suffix}")
-        out.rename(aside)
-        summary_path(out).unlink(missing_ok=True)
-        logger.warning("%s: made by %s, not %s; moved to %s, generating again", out, stale, generator, aside)
-        done = {}
+    done = _generated_by(out, generator)
     _check_resume(out, settings_record, len(done))
-
-    pending = []
-    for prompt in prompts:
-        if str(prompt.id) in done:
-            continue
-        full = encode_prompt(tokenizer, prompt, formatter)
-        fitted, truncated = fit_prompt(prompt.id, full, budget, settings.prompt_overflow)
-        pending.append((prompt, fitted, len(full), truncated))
-    pending.sort(key=lambda item: -len(item[1]))  # longest first (stable: ties keep prompt order)
+    pending = _pending_prompts(prompts, done, tokenizer, formatter, budget, settings.prompt_overflow)
     if done:
         logger.info(
             "%s: %d of %d prompts already generated; %d to go", out, len(done), len(prompts), len(pending)
@@ -309,19 +292,9 @@ def generate_to_jsonl(
             results = generate_batch(model, tokenizer, [fitted for _, fitted, _, _ in chunk], settings)
             lines = []
             for (prompt, _, prompt_tokens, truncated), (tokens, hit_max) in zip(chunk, results, strict=True):
-                record = {
-                    "id": prompt.id,
-                    "instruction": prompt.fields["instruction"],
-                    "output": tokenizer.decode(tokens, skip_special_tokens=True).strip(),
-                    "generator": generator,
-                    "prompt_tokens": prompt_tokens,
-                    "truncated": truncated,
-                    "output_tokens": len(tokens),
-                    "hit_max_new_tokens": hit_max,
-                    **prompt.extra,
-                }
-                if prompt.fields.get("input"):
-                    record["input"] = prompt.fields["input"]
+                record = _output_record(
+                    prompt, prompt_tokens, truncated, tokens, hit_max, tokenizer, generator
+                )
                 done[str(prompt.id)] = record
                 new_tokens += len(tokens)
                 lines.append(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
@@ -333,6 +306,67 @@ def generate_to_jsonl(
             bar.set_postfix(tok_s=f"{new_tokens / seconds:.1f}")
             _write_summary(out, done, len(prompts), settings_record, new_tokens, seconds)
     return _write_summary(out, done, len(prompts), settings_record, new_tokens, time.perf_counter() - started)
+
+
+def _generated_by(out: Path, generator: str) -> dict[str, dict[str, Any]]:
+    """{id: record} already in `out` from `generator`. Generations of another model (e.g. the run was
+    retrained with a new config) are kept aside, never mixed with this model's: generation starts over."""
+    done = _read_done(out)
+    stale = sorted({record.get("generator") for record in done.values()} - {generator}, key=str)
+    if stale:
+        aside = out.with_name(f"{out.stem}.stale-{int(time.time())}{out.suffix}")
+        out.rename(aside)
+        summary_path(out).unlink(missing_ok=True)
+        logger.warning("%s: made by %s, not %s; moved to %s, generating again", out, stale, generator, aside)
+        done = {}
+    return done
+
+
+def _pending_prompts(
+    prompts: Sequence[Prompt],
+    done: dict[str, dict[str, Any]],
+    tokenizer: Any,
+    formatter: PromptFormatter | None,
+    budget: int,
+    prompt_overflow: str,
+) -> list[tuple[Prompt, list[int], int, bool]]:
+    """[(prompt, fitted token ids, full prompt length, truncated)] of the prompts not yet generated,
+    longest first (stable: ties keep prompt order)."""
+    pending = []
+    for prompt in prompts:
+        if str(prompt.id) in done:
+            continue
+        full = encode_prompt(tokenizer, prompt, formatter)
+        fitted, truncated = fit_prompt(prompt.id, full, budget, prompt_overflow)
+        pending.append((prompt, fitted, len(full), truncated))
+    pending.sort(key=lambda item: -len(item[1]))
+    return pending
+
+
+def _output_record(
+    prompt: Prompt,
+    prompt_tokens: int,
+    truncated: bool,
+    tokens: list[int],
+    hit_max: bool,
+    tokenizer: Any,
+    generator: str,
+) -> dict[str, Any]:
+    """The output record of one prompt: the decoded generation, its lengths and the prompt's extras."""
+    record = {
+        "id": prompt.id,
+        "instruction": prompt.fields["instruction"],
+        "output": tokenizer.decode(tokens, skip_special_tokens=True).strip(),
+        "generator": generator,
+        "prompt_tokens": prompt_tokens,
+        "truncated": truncated,
+        "output_tokens": len(tokens),
+        "hit_max_new_tokens": hit_max,
+        **prompt.extra,
+    }
+    if prompt.fields.get("input"):
+        record["input"] = prompt.fields["input"]
+    return record
 
 
 def _write_summary(

@@ -433,18 +433,10 @@ def annotate(
     If the judge fails, the judgements already made are in the cache and the first error is raised.
     Annotations: {id, model_first, preference (2: the model wins), preference_shown, cached, raw}.
     """
-    from tqdm.auto import tqdm
-
     cache_file = Path(cache_file)
     cache = load_cache(cache_file)
     identity = judge.identity()
-    shown = []
-    for pair in pairs:
-        first = model_shown_first(seed, pair.instruction)
-        output_1, output_2 = (pair.output, pair.reference) if first else (pair.reference, pair.output)
-        shown.append(
-            (pair, first, output_1, output_2, cache_key(identity, pair.instruction, output_1, output_2))
-        )
+    shown = _shown_order(pairs, identity, seed)
     records: dict[str, dict[str, Any]] = {}
     todo = []
     for item in shown:
@@ -453,8 +445,6 @@ def annotate(
             records[key] = {**cache[key], "cached": True}
         elif key not in {t[4] for t in todo}:
             todo.append(item)
-
-    error: BaseException | None = None
     if todo:
         logger.info(
             "%s: %d of %d pairs cached; judging %d",
@@ -463,50 +453,80 @@ def annotate(
             len(pairs),
             len(todo),
         )
-        with ThreadPoolExecutor(max_workers=max(1, judge.workers)) as pool:
-            futures = {pool.submit(judge.judge, item[0].instruction, item[2], item[3]): item for item in todo}
-            for future in tqdm(as_completed(futures), total=len(futures), desc=f"judge {cache_file.stem}"):
-                try:
-                    verdict = future.result()
-                except CancelledError:
-                    continue
-                except Exception as err:  # keep what the other workers finish, then raise the first error
-                    if error is None:
-                        error = err
-                        for pending in futures:
-                            pending.cancel()
-                    continue
-                key = futures[future][4]
-                record = {
-                    "key": key,
-                    "preference_shown": verdict.preference,
-                    "raw": verdict.raw,
-                    "judge": identity,
-                }
-                append_jsonl(cache_file, record)
-                records[key] = {**record, "cached": False}
+        records.update(_judge_uncached(todo, judge, identity, cache_file))
+    return [_annotation(pair, first, records[key]) for pair, first, _, _, key in shown]
+
+
+def _shown_order(
+    pairs: Sequence[Pair], identity: dict[str, Any], seed: int
+) -> list[tuple[Pair, bool, str, str, str]]:
+    """[(pair, model shown first, output shown first, output shown second, cache key)]: each pair in the
+    order the judge sees it (model_shown_first), keyed by the judge and what it is shown."""
+    shown = []
+    for pair in pairs:
+        first = model_shown_first(seed, pair.instruction)
+        output_1, output_2 = (pair.output, pair.reference) if first else (pair.reference, pair.output)
+        shown.append(
+            (pair, first, output_1, output_2, cache_key(identity, pair.instruction, output_1, output_2))
+        )
+    return shown
+
+
+def _judge_uncached(
+    todo: list[tuple[Pair, bool, str, str, str]], judge: Judge, identity: dict[str, Any], cache_file: Path
+) -> dict[str, dict[str, Any]]:
+    """{key: record} of new judgements, judged by `judge.workers` threads, each appended to the cache as
+    it arrives. On a failure the other pending judgements are cancelled, those still running are kept
+    (cached), and then the first error is raised."""
+    from tqdm.auto import tqdm
+
+    records: dict[str, dict[str, Any]] = {}
+    error: BaseException | None = None
+    with ThreadPoolExecutor(max_workers=max(1, judge.workers)) as pool:
+        futures = {pool.submit(judge.judge, item[0].instruction, item[2], item[3]): item for item in todo}
+        for future in tqdm(as_completed(futures), total=len(futures), desc=f"judge {cache_file.stem}"):
+            try:
+                verdict = future.result()
+            except CancelledError:
+                continue
+            except Exception as err:  # keep what the other workers finish, then raise the first error
+                if error is None:
+                    error = err
+                    for pending in futures:
+                        pending.cancel()
+                continue
+            key = futures[future][4]
+            record = {
+                "key": key,
+                "preference_shown": verdict.preference,
+                "raw": verdict.raw,
+                "judge": identity,
+            }
+            append_jsonl(cache_file, record)
+            records[key] = {**record, "cached": False}
     if error is not None:
         raise error
+    return records
 
-    annotations = []
-    for pair, first, _, _, key in shown:
-        shown_preference = records[key]["preference_shown"]
-        # preference_shown 1 means the output shown first won; map to AlpacaEval's 2 = the model wins
-        if shown_preference is None:
-            preference = None
-        else:
-            preference = 3.0 - shown_preference if first else shown_preference
-        annotations.append(
-            {
-                "id": pair.id,
-                "model_first": first,
-                "preference": preference,
-                "preference_shown": shown_preference,
-                "cached": records[key]["cached"],
-                "raw": records[key]["raw"],
-            }
-        )
-    return annotations
+
+def _annotation(pair: Pair, first: bool, record: dict[str, Any]) -> dict[str, Any]:
+    """One pair's annotation from its judgement `record` (cached or new)."""
+    shown_preference = record["preference_shown"]
+    # preference_shown 1 means the output shown first won; map to AlpacaEval's 2 = the model wins
+    if shown_preference is None:
+        preference = None
+    elif first:
+        preference = 3.0 - shown_preference
+    else:
+        preference = shown_preference
+    return {
+        "id": pair.id,
+        "model_first": first,
+        "preference": preference,
+        "preference_shown": shown_preference,
+        "cached": record["cached"],
+        "raw": record["raw"],
+    }
 
 
 # ------------------------------------------------------------------------------------------- metrics

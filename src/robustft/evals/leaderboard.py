@@ -490,19 +490,10 @@ def run_leaderboard(
     specs = [get_leaderboard_task(name) for name in tasks]  # unknown names fail before any work
     out_dir = Path(out_dir)
     lm_eval_version = version("lm_eval")
-    records: dict[str, dict[str, Any]] = {}
-    todo = []
-    for task in specs:
-        path = out_dir / f"{task.name}.json"
-        if _is_done(path, limit):
-            logger.info("%s: %s exists, skipped", task.name, path)
-            records[task.name] = json.loads(path.read_text(encoding="utf-8"))
-        else:
-            todo.append(task)
+    records, todo = _finished_records(specs, out_dir, limit)
     if not todo:
         return records
 
-    import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.utils import handle_non_serializable
 
@@ -516,51 +507,26 @@ def run_leaderboard(
         except Exception as err:  # datasets has many ways to say "not reachable"
             if sources[task.name] == "local":
                 raise
-            missing = missing_local_files(task, data_dir)
-            reason = (
-                f"no local files (e.g. {Path(data_dir) / missing[0]} missing) and the Hub dataset "
-                f"{task.hub_dataset} could not be loaded: {type(err).__name__}: {err}"
+            record = _unreachable_task_record(
+                task, err, data_dir, limit=limit, lm_eval_version=lm_eval_version
             )
-            logger.warning("%s: not run: %s", task.name, reason)
-            record = _not_run(task, reason, limit=limit, lm_eval_version=lm_eval_version)
             write_json_atomic(path, record)
             records[task.name] = record
             continue
-        top = loaded["groups"].get(task.name) or loaded["tasks"][task.name]
-        logger.info(
-            "%s: %d-shot, data from %s, limit %s", task.name, task.num_fewshot, sources[task.name], limit
-        )
-        started = time.perf_counter()
-        results = lm_eval.simple_evaluate(
-            model=lm,
-            tasks=[top],
-            num_fewshot=task.num_fewshot,
-            task_manager=task_manager,
-            batch_size=batch_size,
+        record, results, runtime = _evaluate_task(
+            lm,
+            task,
+            loaded,
+            task_manager,
+            sources[task.name],
+            model_label=model_name or getattr(getattr(model, "config", None), "_name_or_path", None),
             limit=limit,
+            batch_size=batch_size,
+            seed=seed,
             bootstrap_iters=bootstrap_iters,
             log_samples=log_samples,
-            random_seed=seed,
-            numpy_random_seed=seed,
-            torch_random_seed=seed,
-            fewshot_random_seed=seed,
+            lm_eval_version=lm_eval_version,
         )
-        runtime = time.perf_counter() - started
-        record = leaderboard_record(task, results, limit=limit, lm_eval_version=lm_eval_version)
-        record |= {
-            "model": model_name or getattr(getattr(model, "config", None), "_name_or_path", None),
-            "data": {"source": sources[task.name]}
-            | (
-                {"files": list(task.local_files) if not task.subtasks else f"{len(task.local_files)} CSVs"}
-                if sources[task.name] == "local"
-                else {"hub_dataset": task.hub_dataset}
-            ),
-            "batch_size": batch_size,
-            "seed": seed,
-            "bootstrap_iters": bootstrap_iters,
-            "runtime_s": round(runtime, 2),
-            "seconds_per_doc": round(runtime / record["n"], 4) if record["n"] else None,
-        }
         if log_samples:
             samples_path = out_dir / f"{task.name}.samples.json"
             text = json.dumps(results.get("samples", {}), default=handle_non_serializable)
@@ -576,6 +542,95 @@ def run_leaderboard(
             runtime,
         )
     return records
+
+
+def _finished_records(
+    specs: list[LeaderboardTask], out_dir: Path, limit: int | None
+) -> tuple[dict[str, dict[str, Any]], list[LeaderboardTask]]:
+    """({task: record} read back from the finished tasks' files, [the tasks still to run])."""
+    records: dict[str, dict[str, Any]] = {}
+    todo = []
+    for task in specs:
+        path = out_dir / f"{task.name}.json"
+        if _is_done(path, limit):
+            logger.info("%s: %s exists, skipped", task.name, path)
+            records[task.name] = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            todo.append(task)
+    return records, todo
+
+
+def _unreachable_task_record(
+    task: LeaderboardTask,
+    err: Exception,
+    data_dir: str | os.PathLike[str],
+    *,
+    limit: int | None,
+    lm_eval_version: str,
+) -> dict[str, Any]:
+    """The `not run` record of a task with neither local files nor a reachable Hub dataset, logged."""
+    missing = missing_local_files(task, data_dir)
+    reason = (
+        f"no local files (e.g. {Path(data_dir) / missing[0]} missing) and the Hub dataset "
+        f"{task.hub_dataset} could not be loaded: {type(err).__name__}: {err}"
+    )
+    logger.warning("%s: not run: %s", task.name, reason)
+    return _not_run(task, reason, limit=limit, lm_eval_version=lm_eval_version)
+
+
+def _evaluate_task(
+    lm: Any,
+    task: LeaderboardTask,
+    loaded: dict[str, Any],
+    task_manager: Any,
+    source: str,
+    *,
+    model_label: str | None,
+    limit: int | None,
+    batch_size: int,
+    seed: int,
+    bootstrap_iters: int,
+    log_samples: bool,
+    lm_eval_version: str,
+) -> tuple[dict[str, Any], dict[str, Any], float]:
+    """(record, lm-eval's results, seconds): one task through lm_eval.simple_evaluate, every random
+    number generator (Python, numpy, torch, few-shot sampler) seeded with `seed`."""
+    import lm_eval
+
+    top = loaded["groups"].get(task.name) or loaded["tasks"][task.name]
+    logger.info("%s: %d-shot, data from %s, limit %s", task.name, task.num_fewshot, source, limit)
+    started = time.perf_counter()
+    results = lm_eval.simple_evaluate(
+        model=lm,
+        tasks=[top],
+        num_fewshot=task.num_fewshot,
+        task_manager=task_manager,
+        batch_size=batch_size,
+        limit=limit,
+        bootstrap_iters=bootstrap_iters,
+        log_samples=log_samples,
+        random_seed=seed,
+        numpy_random_seed=seed,
+        torch_random_seed=seed,
+        fewshot_random_seed=seed,
+    )
+    runtime = time.perf_counter() - started
+    record = leaderboard_record(task, results, limit=limit, lm_eval_version=lm_eval_version)
+    record |= {
+        "model": model_label,
+        "data": {"source": source}
+        | (
+            {"files": list(task.local_files) if not task.subtasks else f"{len(task.local_files)} CSVs"}
+            if source == "local"
+            else {"hub_dataset": task.hub_dataset}
+        ),
+        "batch_size": batch_size,
+        "seed": seed,
+        "bootstrap_iters": bootstrap_iters,
+        "runtime_s": round(runtime, 2),
+        "seconds_per_doc": round(runtime / record["n"], 4) if record["n"] else None,
+    }
+    return record, results, runtime
 
 
 # ------------------------------------------------------------------------------------------------- CLI

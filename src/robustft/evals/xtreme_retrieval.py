@@ -105,75 +105,24 @@ def _choose_layer(
 def evaluate_retrieval(spec: Any, task: Any, languages: list[str]) -> dict[str, Any]:
     """Score every language at every layer, then report the chosen layer's scores. `languages`: those the
     run's settings choose (robustft.train.xtreme.configured_languages, which the run passes in)."""
-    from pathlib import Path
-
-    from tqdm.auto import tqdm
-    from transformers import AutoModel, AutoTokenizer
-
-    from robustft.data.xtreme import load_xtreme_split
-
     settings = spec.xtreme
-    encoder_dir = Path(spec.encoder_dir)
-    if not (encoder_dir / "config.json").is_file():
-        raise RunError(
-            f"{spec.task}: no encoder in {encoder_dir}; the XNLI run of this model, setting, method and "
-            "seed must be trained with xtreme setting save_encoder: true"
-        )
-    import torch
-
-    tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
-    model = AutoModel.from_pretrained(encoder_dir, use_safetensors=True)
-    model.to("cuda" if torch.cuda.is_available() else "cpu")
-    limit = spec.train.max_eval_samples
+    encoder_dir, tokenizer, model = _load_encoder(spec)
 
     def embed(sentences: list[str], layers: list[int] | None = None) -> np.ndarray:
         return sentence_embeddings(
             model, tokenizer, sentences, spec.train.max_seq_length, spec.train.eval_batch_size, layers
         )
 
-    primary, k = task.primary_metric, settings.bucc_k
-    splits = {}
-    for language in tqdm(languages, desc=f"{spec.task} {settings.eval_split}: load", unit="language"):
-        evaluation = load_xtreme_split(
-            spec.task, settings.eval_split, language, spec.data_dir, spec.cache_dir
-        )
-        if limit is not None and spec.task == "tatoeba" and limit < len(evaluation.source_sentences):
-            # Tatoeba's rows are aligned pairs: the first `limit` stay aligned.
-            evaluation.source_sentences = evaluation.source_sentences[:limit]
-            evaluation.target_sentences = evaluation.target_sentences[:limit]
-        splits[language] = evaluation
-
+    primary = task.primary_metric
+    splits = _load_evaluation_splits(spec, languages)
     if spec.task == "tatoeba":
-        from robustft.evals.xtreme_metrics import tatoeba_accuracy
-
-        by_layer = {}
-        for language, split in tqdm(splits.items(), desc="tatoeba: score", unit="language"):
-            source, target = embed(split.source_sentences), embed(split.target_sentences)
-            by_layer[language] = [
-                {"accuracy": tatoeba_accuracy(source[i], target[i])} for i in range(len(source))
-            ]
-        layer, mean_by_layer = _choose_layer(by_layer, primary, settings.retrieval_layer)
-        chosen_on = "the evaluation split (Tatoeba has no other)"
-        scores = {lang: by_layer[lang][layer] for lang in splits}
+        layer, mean_by_layer, chosen_on, scores = _tatoeba_at_chosen_layer(
+            splits, embed, primary, settings.retrieval_layer
+        )
     else:
-        on_dev = settings.eval_split != "dev"
-        chosen_on = "the dev gold" if on_dev else "the evaluation split (it is the dev split)"
-        dev_by_layer = {}
-        for language in tqdm(languages, desc="bucc2018: layers on dev", unit="language"):
-            dev = (
-                load_xtreme_split(spec.task, "dev", language, spec.data_dir, spec.cache_dir)
-                if on_dev
-                else splits[language]
-            )
-            dev_by_layer[language] = _bucc_by_layer(dev, embed, k)
-        layer, mean_by_layer = _choose_layer(dev_by_layer, primary, settings.retrieval_layer)
-        scores = {}
-        for language, split in tqdm(splits.items(), desc=f"bucc2018: mine layer {layer}", unit="language"):
-            at_layer = dev_by_layer[language][layer]
-            # The dev split's own scores when it is the evaluation split; else mine it once more.
-            scores[language] = (
-                _bucc_at_layer(split, embed, k, layer, at_layer["threshold"]) if on_dev else at_layer
-            )
+        layer, mean_by_layer, chosen_on, scores = _bucc_at_chosen_layer(
+            spec, languages, splits, embed, primary
+        )
     logger.info(
         "%s: layer %d chosen on %s (mean %s by layer: %s)",
         spec.task,
@@ -198,6 +147,96 @@ def evaluate_retrieval(spec: Any, task: Any, languages: list[str]) -> dict[str, 
         "train_languages": None,
         "n_train": None,
     }
+
+
+def _load_encoder(spec: Any) -> tuple[Any, Any, Any]:
+    """(encoder_dir, tokenizer, model): the XNLI run's saved encoder, on the GPU when there is one."""
+    from pathlib import Path
+
+    from transformers import AutoModel, AutoTokenizer
+
+    encoder_dir = Path(spec.encoder_dir)
+    if not (encoder_dir / "config.json").is_file():
+        raise RunError(
+            f"{spec.task}: no encoder in {encoder_dir}; the XNLI run of this model, setting, method and "
+            "seed must be trained with xtreme setting save_encoder: true"
+        )
+    import torch
+
+    tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
+    model = AutoModel.from_pretrained(encoder_dir, use_safetensors=True)
+    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    return encoder_dir, tokenizer, model
+
+
+def _load_evaluation_splits(spec: Any, languages: list[str]) -> dict[str, Any]:
+    """{language: evaluation split}; Tatoeba cut to its first max_eval_samples pairs."""
+    from tqdm.auto import tqdm
+
+    from robustft.data.xtreme import load_xtreme_split
+
+    settings, limit = spec.xtreme, spec.train.max_eval_samples
+    splits = {}
+    for language in tqdm(languages, desc=f"{spec.task} {settings.eval_split}: load", unit="language"):
+        evaluation = load_xtreme_split(
+            spec.task, settings.eval_split, language, spec.data_dir, spec.cache_dir
+        )
+        if limit is not None and spec.task == "tatoeba" and limit < len(evaluation.source_sentences):
+            # Tatoeba's rows are aligned pairs: the first `limit` stay aligned.
+            evaluation.source_sentences = evaluation.source_sentences[:limit]
+            evaluation.target_sentences = evaluation.target_sentences[:limit]
+        splits[language] = evaluation
+    return splits
+
+
+def _tatoeba_at_chosen_layer(
+    splits: dict[str, Any], embed, primary: str, setting: int | str
+) -> tuple[int, list[float], str, dict[str, dict[str, float]]]:
+    """(layer, mean by layer, what chose it, {language: scores}): every layer scored on the one split."""
+    from tqdm.auto import tqdm
+
+    from robustft.evals.xtreme_metrics import tatoeba_accuracy
+
+    by_layer = {}
+    for language, split in tqdm(splits.items(), desc="tatoeba: score", unit="language"):
+        source, target = embed(split.source_sentences), embed(split.target_sentences)
+        by_layer[language] = [
+            {"accuracy": tatoeba_accuracy(source[i], target[i])} for i in range(len(source))
+        ]
+    layer, mean_by_layer = _choose_layer(by_layer, primary, setting)
+    chosen_on = "the evaluation split (Tatoeba has no other)"
+    return layer, mean_by_layer, chosen_on, {lang: by_layer[lang][layer] for lang in splits}
+
+
+def _bucc_at_chosen_layer(
+    spec: Any, languages: list[str], splits: dict[str, Any], embed, primary: str
+) -> tuple[int, list[float], str, dict[str, dict[str, float]]]:
+    """(layer, mean by layer, what chose it, {language: scores}): the layer and each language's
+    threshold chosen on the dev gold, then the evaluation split mined at that layer only."""
+    from tqdm.auto import tqdm
+
+    from robustft.data.xtreme import load_xtreme_split
+
+    settings, k = spec.xtreme, spec.xtreme.bucc_k
+    on_dev = settings.eval_split != "dev"
+    chosen_on = "the dev gold" if on_dev else "the evaluation split (it is the dev split)"
+    dev_by_layer = {}
+    for language in tqdm(languages, desc="bucc2018: layers on dev", unit="language"):
+        dev = (
+            load_xtreme_split(spec.task, "dev", language, spec.data_dir, spec.cache_dir)
+            if on_dev
+            else splits[language]
+        )
+        dev_by_layer[language] = _bucc_by_layer(dev, embed, k)
+    layer, mean_by_layer = _choose_layer(dev_by_layer, primary, settings.retrieval_layer)
+    scores = {}
+    for language, split in tqdm(splits.items(), desc=f"bucc2018: mine layer {layer}", unit="language"):
+        at_layer = dev_by_layer[language][layer]
+        # The dev split's own scores when it is the evaluation split; else mine it once more.
+        scores[language] = (
+            _bucc_at_layer(split, embed, k, layer, at_layer["threshold"]) if on_dev else at_layer
+        )
+    return layer, mean_by_layer, chosen_on, scores
 
 
 def _encoder_run(encoder_dir: Any) -> dict[str, Any]:

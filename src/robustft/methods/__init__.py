@@ -1,10 +1,9 @@
-"""Fine-tuning methods. Every module in this package registers its component(s) on import, so adding
-a method is one new file; `build_method` composes components into a run's method."""
-
-import importlib
-import pkgutil
+"""Fine-tuning methods. `settings.py` registers every component by its settings class (no torch), which
+names the module that implements it; `build_method` composes components into a run's method, importing
+their implementations (and torch) only then, and `check_method` checks a method's settings without them."""
 
 from robustft.errors import MethodConfigError
+from robustft.methods import settings as _settings  # noqa: F401  (registers every component)
 from robustft.methods.base import (
     COMPONENTS,
     Batch,
@@ -12,11 +11,9 @@ from robustft.methods.base import (
     Method,
     RunContext,
     build_method,
+    check_method,
     register_component,
 )
-
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "COMPONENTS",
@@ -26,5 +23,6 @@ __all__ = [
     "MethodConfigError",
     "RunContext",
     "build_method",
+    "check_method",
     "register_component",
 ]

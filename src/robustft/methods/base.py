@@ -17,6 +17,8 @@ implements `state_dict` / `load_state_dict`, so a run resumed from a checkpoint 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,11 +73,19 @@ class Batch:
 
 @dataclass
 class Component:
-    """Base class: a dataclass of settings (paper defaults as field defaults) plus optional hooks."""
+    """Base class: a dataclass of settings (paper defaults as field defaults) plus optional hooks.
+
+    A registered component is a settings class (methods/settings.py, no torch) whose `implementation`
+    names the subclass that adds the hooks; the flags below declare the hooks that decide how components
+    compose, so a method can be checked without importing its implementation (and torch)."""
 
     name: ClassVar[str]
     paper: ClassVar[str] = ""
-    owns_training_step: ClassVar[bool] = False
+    # "module.Class" of the subclass that implements the hooks; "" when this class implements them itself.
+    implementation: ClassVar[str] = ""
+    owns_training_step: ClassVar[bool] = False  # overrides training_step
+    replaces_optimizer: ClassVar[bool] = False  # overrides build_optimizer
+    adds_loss_terms: ClassVar[bool] = False  # overrides extra_loss
 
     def __post_init__(self) -> None:
         self.validate()
@@ -182,7 +192,15 @@ def require_choice(component: str, setting: str, value: Any, choices: tuple[str,
         raise MethodConfigError(f"{component}.{setting} must be one of {list(choices)}, got {value!r}")
 
 
+# Component name -> its settings class (methods/settings.py registers them all when robustft.methods is
+# imported); the class that implements it is loaded by component_class.
 COMPONENTS: dict[str, type[Component]] = {}
+# The flags a settings class declares, and the hook that the implementation must then override.
+DECLARED_HOOKS = {
+    "owns_training_step": "training_step",
+    "replaces_optimizer": "build_optimizer",
+    "adds_loss_terms": "extra_loss",
+}
 
 
 def register_component(cls: type[Component]) -> type[Component]:
@@ -190,7 +208,35 @@ def register_component(cls: type[Component]) -> type[Component]:
     return cls
 
 
-def build_component(name: str, settings: dict[str, Any] | None = None) -> Component:
+@functools.cache
+def component_class(name: str) -> type[Component]:
+    """The class that implements the registered component `name` (importing its module, and torch), after
+    checking that it overrides exactly the hooks its settings class declares."""
+    settings = COMPONENTS[name]
+    if not settings.implementation:
+        cls = settings
+    else:
+        module, _, class_name = settings.implementation.rpartition(".")
+        cls = getattr(importlib.import_module(module), class_name)
+        if not issubclass(cls, settings) or dataclasses.fields(cls) != dataclasses.fields(settings):
+            raise TypeError(
+                f"{settings.implementation} must subclass {settings.__name__} and add no settings"
+            )
+    for flag, hook in DECLARED_HOOKS.items():
+        overridden = getattr(cls, hook) is not getattr(Component, hook)
+        if getattr(cls, flag) != overridden:
+            raise TypeError(
+                f"component {name!r}: {cls.__name__} {'overrides' if overridden else 'does not override'} "
+                f"{hook}, but {settings.__name__}.{flag} is {getattr(cls, flag)}"
+            )
+    return cls
+
+
+def build_component(
+    name: str, settings: dict[str, Any] | None = None, *, implementation: bool = True
+) -> Component:
+    """Component `name` with `settings`: its implementation, or with implementation=False only its settings
+    class (the same checks and errors, without importing torch)."""
     if name not in COMPONENTS:
         known = ", ".join(sorted(COMPONENTS))
         raise MethodConfigError(f"unknown method component {name!r}; known components: {known}")
@@ -201,6 +247,8 @@ def build_component(name: str, settings: dict[str, Any] | None = None) -> Compon
         raise MethodConfigError(
             f"component {name!r} has no setting(s) {unknown}; its settings are {sorted(allowed)}"
         )
+    if implementation:
+        cls = component_class(name)
     return cls(**(settings or {}))
 
 
@@ -256,13 +304,16 @@ def components_named_by(name: str) -> list[str] | None:
     return parts if all(part in COMPONENTS for part in parts) else None
 
 
-def build_method(name: str, components: dict[str, dict[str, Any] | None] | None = None) -> Method:
+def build_method(
+    name: str, components: dict[str, dict[str, Any] | None] | None = None, *, implementation: bool = True
+) -> Method:
     """Build a method from explicit component settings, or from its name: 'finetune', 'a', 'a+b'.
 
     A name that spells components ('finetune', 'smart', 'noisytune+smart') must have exactly those
     components, in that order, whatever their settings: run directories and tables are labelled by the
     name, so a SMART run labelled `finetune` would be reported as the baseline. Any other name is a free
-    label for whatever components it is given (the config's presets, e.g. `noisytune_l0.05`)."""
+    label for whatever components it is given (the config's presets, e.g. `noisytune_l0.05`).
+    implementation=False: the method's components are their settings classes (check_method)."""
     if components is None:
         names = [] if name == "finetune" else name.split("+")
         components = {component: {} for component in names}
@@ -277,10 +328,14 @@ def build_method(name: str, components: dict[str, dict[str, Any] | None] | None 
             "named 'finetune', after a component or 'a+b' must have exactly those components, in that "
             f"order; name these components {'+'.join(components) or 'finetune'!r} or a label of your own"
         )
-    method = Method(name=name, components=[build_component(c, s) for c, s in components.items()])
+    method = Method(
+        name=name,
+        components=[build_component(c, s, implementation=implementation) for c, s in components.items()],
+    )
+    # The declared flags, not the hooks: a settings class has none (component_class checks they agree).
     for role, replaces in (
         ("the training step", lambda c: c.owns_training_step),
-        ("the optimizer", _replaces_optimizer),
+        ("the optimizer", lambda c: c.replaces_optimizer),
     ):
         owners = [c.name for c in method.components if replaces(c)]
         if len(owners) > 1:
@@ -288,10 +343,16 @@ def build_method(name: str, components: dict[str, dict[str, Any] | None] | None 
                 f"method {name!r}: {owners} each replace {role}; combine at most one of them"
             )
     owner = method.step_owner()
-    dropped = [c.name for c in method.components if owner is not None and overrides(c, "extra_loss")]
+    dropped = [c.name for c in method.components if owner is not None and c.adds_loss_terms]
     if dropped:
         # The step owner computes its own losses: loss terms of other components would be silently lost.
         raise MethodConfigError(
             f"method {name!r}: {owner.name} replaces the training step, so {dropped} cannot add loss terms"
         )
     return method
+
+
+def check_method(name: str, components: dict[str, dict[str, Any] | None] | None = None) -> None:
+    """Raise what build_method would for these settings (MethodConfigError, or TypeError), building only the
+    components' settings classes: the workflow checks every configured method at parse time without torch."""
+    build_method(name, components, implementation=False)

@@ -40,72 +40,17 @@ added to it; embedding noise hooks (NEFTune) do apply, freshly drawn at every pa
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from robustft.errors import MethodConfigError
-from robustft.methods.base import (
-    Component,
-    RunContext,
-    register_component,
-    require_choice,
-    require_input_embeddings,
-    require_number,
-)
-
-NORMS = ("l2", "linf")
+from robustft.methods.base import RunContext, require_input_embeddings
+from robustft.methods.settings import FreeLBSettings
 
 
-MAX_ADV_STEPS = 10  # K: the launch scripts use 2-4
-
-
-@register_component
-@dataclass
-class FreeLB(Component):
-    name = "freelb"
-    paper = "Zhu et al., ICLR 2020, Algorithm 1; zhuchen03/FreeLB run_glue_freelb.py"
-    owns_training_step = True
-
-    adv_steps: int = 3  # K: HF/ALBERT launch/run_glue.sh uses 2-4 (3 for most tasks)
-    adv_lr: float = 0.1  # fairseq RoBERTa MNLI launch (launch/FreeLB/mnli-fp32-clip.sh); ALBERT 3e-2..2e-1
-    adv_init_mag: float = 0.1  # fairseq RoBERTa MNLI launch; ALBERT launch values 0..0.6
-    adv_max_norm: float = 0.0  # 0 = unbounded, as in most launch values (ALBERT QQP 0.7, RoBERTa MNLI 0.3)
-    norm: str = "l2"  # HF script `--norm_type` default
-    clean_pass: bool = False  # False: HF script; True: FreeLB#10's extra clean pass (see module docstring)
-
-    def validate(self) -> None:
-        steps = self.adv_steps
-        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_ADV_STEPS:
-            raise MethodConfigError(
-                f"freelb.adv_steps must be an integer in [1, {MAX_ADV_STEPS}] (the launch scripts use 2-4; "
-                f"each step costs a forward and a backward pass), got {steps!r}"
-            )
-        # Upper bounds a few times above the launch values (adv_lr 0.03-0.2, init 0-0.6, norm 0-0.7).
-        # l2 magnitudes are norms of a whole sequence's δ (the init is NEFTune's α/√(L·d) scale, α <= 15
-        # published); linf ones bound each coordinate of embeddings whose entries are about 0.05.
-        magnitude = 100.0 if self.norm == "l2" else 1.0
-        for setting, maximum, why in (
-            ("adv_lr", 10.0, "the launch scripts use 0.03 to 0.2"),
-            (
-                "adv_init_mag",
-                magnitude,
-                f"the launch scripts use 0 to 0.6; the bound is for norm {self.norm}",
-            ),
-            (
-                "adv_max_norm",
-                magnitude,
-                f"the launch scripts use 0 to 0.7; the bound is for norm {self.norm}",
-            ),
-        ):
-            require_number(
-                "freelb", setting, getattr(self, setting), 0.0, maximum, max_inclusive=True, why=why
-            )
-        require_choice("freelb", "norm", self.norm, NORMS)
-        if not isinstance(self.clean_pass, bool):
-            raise MethodConfigError(f"freelb.clean_pass must be true or false, got {self.clean_pass!r}")
+class FreeLB(FreeLBSettings):
+    """FreeLB's hooks; its settings and their checks are FreeLBSettings (methods/settings.py)."""
 
     def prepare_model(self, model: nn.Module, context: RunContext) -> None:
         require_input_embeddings("freelb", model)

@@ -52,24 +52,14 @@ the weight dtype. Quantized layers (non-floating weights, e.g. bitsandbytes 4-bi
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from robustft.errors import MethodConfigError
-from robustft.methods.base import (
-    Component,
-    RunContext,
-    is_quantized,
-    register_component,
-    require_choice,
-)
+from robustft.methods.base import RunContext, is_quantized
+from robustft.methods.settings import MixoutSettings
 
-LAYER_RULES = ("paper", "all")
-GRADIENTS = ("exact", "reference")
 # The FFN input projection of each supported architecture: no dropout around it in the original models.
 FFN_INPUT_SUFFIXES = ("intermediate.dense", "ff.layer_1")
 
@@ -110,11 +100,6 @@ class MixLinear(nn.Linear):
         return f"{super().extra_repr()}, mixout={self.p}, gradient={self.gradient}"
 
 
-def _require_bool(setting: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise MethodConfigError(f"mixout.{setting} must be true or false, got {value!r}")
-
-
 def _head_module_names(model: nn.Module) -> frozenset[str]:
     """Names of the modules outside the pretrained backbone (`model.base_model`): the task head. Empty for
     a model that is its own base (no head)."""
@@ -130,33 +115,8 @@ def _set_parent(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
 
 
-@register_component
-@dataclass
-class Mixout(Component):
-    name = "mixout"
-    paper = "Lee, Cho, Kang, ICLR 2020 (bloodwass/mixout)"
-
-    p: float = 0.9  # paper's headline; grid {0.7, 0.8, 0.9}
-    layers: str = "paper"  # "paper": all Linear but the FFN input projections (mixout#13); "all"
-    include_head: bool = False  # mix the new head toward its random init (HF example); paper: no
-    gradient: str = "reference"  # the authors' backward (no 1/(1-p)); "exact": the true gradient
-    disable_dropout: bool = True  # mixout replaces dropout (mixout#1)
-    head_dropout: bool = False  # keep the new head's dropout; paper: no regularisation on the head
-
-    def validate(self) -> None:
-        p = self.p
-        if isinstance(p, bool) or not isinstance(p, int | float) or not (math.isfinite(p) and 0 <= p < 1):
-            raise MethodConfigError(f"mixout.p must be a finite number in [0, 1), got {p!r}")
-        require_choice("mixout", "layers", self.layers, LAYER_RULES)
-        require_choice("mixout", "gradient", self.gradient, GRADIENTS)
-        _require_bool("include_head", self.include_head)
-        _require_bool("disable_dropout", self.disable_dropout)
-        _require_bool("head_dropout", self.head_dropout)
-        if self.include_head and self.head_dropout:
-            raise MethodConfigError(
-                "mixout.head_dropout and mixout.include_head are both true: they are the two alternative "
-                "regularisers of the new head (dropout(p) or mixout toward its initialisation); choose one"
-            )
+class Mixout(MixoutSettings):
+    """Mixout's hooks; its settings and their checks are MixoutSettings (methods/settings.py)."""
 
     def selected_layers(self, model: nn.Module, context: RunContext) -> tuple[list[str], list[str]]:
         """(names of the Linear layers to mix, names of those skipped as FFN input projections)."""

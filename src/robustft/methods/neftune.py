@@ -15,47 +15,16 @@ training only and removes in a `finally`, so evaluation and generation never see
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from robustft.errors import MethodConfigError
-from robustft.methods.base import (
-    Component,
-    RunContext,
-    register_component,
-    require_choice,
-    require_input_embeddings,
-    require_number,
-)
-
-MODES = ("paper", "hf")
-DISTRIBUTIONS = ("uniform", "gaussian")
+from robustft.methods.base import RunContext, require_input_embeddings
+from robustft.methods.settings import NEFTuneSettings
 
 
-@register_component
-@dataclass
-class NEFTune(Component):
-    name = "neftune"
-    paper = "Jain et al., ICLR 2024, Algorithm 1"
-
-    alpha: float = 5.0  # paper: α ∈ {5, 10, 15}; 5 for Alpaca and Evol-Instruct (Table 7)
-    mode: str = "paper"
-    distribution: str = "uniform"
-
-    def validate(self) -> None:
-        require_number(
-            "neftune",
-            "alpha",
-            self.alpha,
-            0.0,
-            100.0,
-            max_inclusive=True,
-            why="the paper uses 5, 10 and 15",
-        )
-        require_choice("neftune", "mode", self.mode, MODES)
-        require_choice("neftune", "distribution", self.distribution, DISTRIBUTIONS)
+class NEFTune(NEFTuneSettings):
+    """NEFTune's hooks; its settings and their checks are NEFTuneSettings (methods/settings.py)."""
 
     def prepare_model(self, model: nn.Module, context: RunContext) -> None:
         require_input_embeddings("neftune", model)

@@ -25,63 +25,17 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from robustft.errors import MethodConfigError
-from robustft.methods.base import (
-    Component,
-    RunContext,
-    is_quantized,
-    register_component,
-    require_choice,
-    require_number,
-)
-
-SCALES = ("matrix", "global")
-DISTRIBUTIONS = ("uniform", "gaussian")
+from robustft.methods.base import RunContext, is_quantized
+from robustft.methods.settings import NoisyTuneSettings
 
 
-@register_component
-@dataclass
-class NoisyTune(Component):
-    name = "noisytune"
-    paper = "Wu et al., ACL 2022, Eq. 1"
-
-    noise_lambda: float = 0.15  # paper: 0.15 on GLUE, 0.1 on XTREME (Sec 3.1)
-    distribution: str = "uniform"
-    scale: str = "matrix"
-    include: list[str] = field(default_factory=list)
-    exclude: list[str] = field(default_factory=list)
-
-    def validate(self) -> None:
-        # λ = 1 already adds noise of ±0.5 std to every weight; the paper sweeps 0-0.3 (Figure 6).
-        require_number(
-            "noisytune",
-            "noise_lambda",
-            self.noise_lambda,
-            0.0,
-            1.0,
-            max_inclusive=True,
-            why="the paper sweeps 0 to 0.3",
-        )
-        require_choice("noisytune", "distribution", self.distribution, DISTRIBUTIONS)
-        require_choice("noisytune", "scale", self.scale, SCALES)
-        for setting in ("include", "exclude"):
-            patterns = getattr(self, setting)
-            if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
-                raise MethodConfigError(
-                    f"noisytune.{setting} must be a list of regular expressions, got {patterns!r}"
-                )
-            for pattern in patterns:
-                try:
-                    re.compile(pattern)
-                except re.error as err:
-                    raise MethodConfigError(
-                        f"noisytune.{setting}: bad regular expression {pattern!r}: {err}"
-                    ) from None
+class NoisyTune(NoisyTuneSettings):
+    """NoisyTune's hooks; its settings and their checks are NoisyTuneSettings (methods/settings.py)."""
 
     def _selected(self, model: nn.Module, context: RunContext) -> list[tuple[str, nn.Parameter]]:
         def matches(name: str, patterns: list[str]) -> bool:

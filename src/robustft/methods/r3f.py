@@ -34,61 +34,16 @@ against 9e-7 in fp32, and that move does not flip sign with z (cosine of the cha
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from robustft.methods.base import (
-    Batch,
-    Component,
-    RunContext,
-    register_component,
-    require_choice,
-    require_input_embeddings,
-    require_number,
-)
+from robustft.methods.base import Batch, RunContext, require_input_embeddings
 from robustft.methods.divergences import output_divergence
+from robustft.methods.settings import R3FSettings
 
-NOISE_TYPES = ("uniform", "normal")
 
-
-@register_component
-@dataclass
-class R3F(Component):
-    name = "r3f"
-    paper = "Aghajanyan et al., 2020 (arXiv 2008.03156), Eq. 1-2; fairseq examples/rxf"
-
-    noise_eps: float = 1e-5  # σ: fairseq `--eps` default 1e-5
-    r3f_lambda: float = 1.0  # λ: fairseq `--r3f-lambda` default 1.0 (paper sweeps {0.1, 0.5, 1, 5})
-    noise_type: str = "uniform"  # fairseq `--noise-type` default; paper tries both U and N
-
-    def validate(self) -> None:
-        require_number(
-            "r3f",
-            "noise_eps",
-            self.noise_eps,
-            0.0,
-            1.0,
-            max_inclusive=True,
-            why="fairseq uses 1e-5; embedding entries are about 0.05",
-        )
-        require_number(
-            "r3f",
-            "r3f_lambda",
-            self.r3f_lambda,
-            0.0,
-            100.0,
-            max_inclusive=True,
-            why="the paper sweeps 0.1 to 5",
-        )
-        require_choice("r3f", "noise_type", self.noise_type, NOISE_TYPES)
-
-    def full_precision_reason(self) -> str | None:
-        return (
-            f"its noise (noise_eps {self.noise_eps:g}) is added to fp32 embeddings, but under bf16 autocast "
-            "the first matmul casts x + z to bf16, whose spacing there is far larger, and rounds it away"
-        )
+class R3F(R3FSettings):
+    """R3F's hooks; its settings and their checks are R3FSettings (methods/settings.py)."""
 
     def prepare_model(self, model: nn.Module, context: RunContext) -> None:
         require_input_embeddings("r3f", model)

@@ -81,40 +81,17 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from robustft.errors import MethodConfigError
-from robustft.methods.base import (
-    Component,
-    RunContext,
-    register_component,
-    require_choice,
-    require_number,
-)
+from robustft.methods.base import RunContext
+from robustft.methods.settings import ANNEAL_FUNCTIONS, RecAdamSettings
 
 logger = logging.getLogger(__name__)
 
-ANNEAL_FUNCTIONS = ("sigmoid", "linear", "constant")
-ANNEAL_UNITS = ("fraction", "steps")
-ANCHORS = ("pretrained", "initial")
-
-# The public code's CLI defaults, in optimizer steps (run_glue_with_RecAdam.py L652-662).
-REFERENCE_T0_STEPS, REFERENCE_K = 250.0, 0.5
-# A run of the authors' length, at which the fraction defaults equal the CLI's step counts: the geometric
-# middle of their BERT-base runs, 9,000 (STS-B) to 61,360 (MNLI) optimizer steps.
-REFERENCE_RUN_STEPS = 25_000
-# The settings each unit uses, with their defaults; a setting of the other unit is refused.
-UNIT_DEFAULTS: dict[str, dict[str, float]] = {
-    "steps": {"anneal_t0": REFERENCE_T0_STEPS, "anneal_k": REFERENCE_K},
-    "fraction": {
-        "anneal_t0": REFERENCE_T0_STEPS / REFERENCE_RUN_STEPS,  # 0.01
-        "anneal_width": 1 / (REFERENCE_K * REFERENCE_RUN_STEPS),  # 8e-5: 2 steps of 25,000
-    },
-}
 # λ/w below this at the last planned step: the backbone never gets its task gradient, which is no longer
 # RecAdam but a frozen backbone (refused); below 1/2: it gets it for only part of the last steps (warned).
 NEGLIGIBLE_LAMBDA = 0.01
@@ -255,21 +232,8 @@ def _decay_parameter_names(model: nn.Module) -> set[str]:
     return set(Trainer.get_decay_parameter_names(None, model))
 
 
-@register_component
-@dataclass
-class RecAdam(Component):
-    name = "recadam"
-    paper = "Chen et al., EMNLP 2020 (Sanyuan-Chen/RecAdam)"
-
-    pretrain_coef: float = 5000.0  # γ: RecAdam.py / run_glue_with_RecAdam.py default
-    anneal_fun: str = "sigmoid"  # paper and CLI default
-    # "fraction": t0 and the width are fractions of the planned optimizer steps; "steps": the CLI's unit.
-    anneal_unit: str = "fraction"
-    anneal_t0: float | None = None  # None: the unit's default (fraction 0.01; steps 250, the CLI's)
-    anneal_width: float | None = None  # fraction only: the sigmoid's width 1/k (None: 8e-5 of the run)
-    anneal_k: float | None = None  # steps only: the sigmoid's slope per step (None: 0.5, the CLI's)
-    anneal_w: float = 1.0  # CLI `--recadam_anneal_w` default; λ = w·f(t)
-    anchor: str = "pretrained"  # θ*: the checkpoint's weights, whatever other components do to them
+class RecAdam(RecAdamSettings):
+    """RecAdam's hooks; its settings and their checks are RecAdamSettings (methods/settings.py)."""
 
     def __post_init__(self) -> None:
         # Not dataclass fields: settings() must not copy tensors.
@@ -277,78 +241,7 @@ class RecAdam(Component):
         self._anchors_handed_over = False  # build_optimizer took the copy (and dropped it)
         self._training_args: Any = None  # for the planned learning rates (build_optimizer)
         self._schedule_checked_for: int | None = None
-        require_choice("recadam", "anneal_unit", self.anneal_unit, ANNEAL_UNITS)
-        own = UNIT_DEFAULTS[self.anneal_unit]
-        for setting in ("anneal_width", "anneal_k"):
-            if setting not in own and getattr(self, setting) is not None:
-                unit, instead = (
-                    ("steps", "anneal_width") if setting == "anneal_k" else ("fraction", "anneal_k")
-                )
-                raise MethodConfigError(
-                    f"recadam.{setting} is a setting of anneal_unit {unit!r}, but anneal_unit is "
-                    f"{self.anneal_unit!r}: give the sigmoid's shape with recadam.{instead}, or set "
-                    f"anneal_unit: {unit}"
-                )
-        # Resolved here, so settings() (and run.json) show the values the run uses.
-        for setting, default in own.items():
-            if getattr(self, setting) is None:
-                setattr(self, setting, default)
-        super().__post_init__()
-
-    def validate(self) -> None:
-        require_number(
-            "recadam",
-            "pretrain_coef",
-            self.pretrain_coef,
-            0.0,
-            1e6,
-            max_inclusive=True,
-            why="the code's default is 5000",
-        )
-        require_choice("recadam", "anneal_fun", self.anneal_fun, ANNEAL_FUNCTIONS)
-        require_choice("recadam", "anneal_unit", self.anneal_unit, ANNEAL_UNITS)
-        linear = self.anneal_fun == "linear"  # t/t0: t0 must be positive
-        if self.anneal_unit == "fraction":
-            require_number(
-                "recadam",
-                "anneal_t0",
-                self.anneal_t0,
-                0.0,
-                1.0,
-                min_inclusive=not linear,
-                max_inclusive=True,
-                why="a fraction of the planned optimizer steps; the code's 250 steps are 0.4-2.8% of the "
-                "authors' runs",
-            )
-            require_number(
-                "recadam",
-                "anneal_width",
-                self.anneal_width,
-                0.0,
-                1.0,
-                min_inclusive=False,
-                max_inclusive=True,
-                why="a fraction of the planned optimizer steps; the code's k = 0.5 is a width of 2 steps",
-            )
-        else:
-            require_number(
-                "recadam",
-                "anneal_t0",
-                self.anneal_t0,
-                0.0,
-                1e6,
-                min_inclusive=not linear,
-                max_inclusive=True,
-                why="optimizer steps; the authors sweep 100 to 1000",
-            )
-            # k > 0: λ must rise from recall to learning; k = 0 freezes λ at 1/2, k < 0 anneals backwards.
-            # No upper bound: a large k is a hard switch from recall to learning at t0, a sensible choice.
-            require_number("recadam", "anneal_k", self.anneal_k, 0.0, min_inclusive=False)
-        # w = 0 would freeze the backbone (the public code instead silently switches to plain Adam).
-        require_number(
-            "recadam", "anneal_w", self.anneal_w, 0.0, 1.0, min_inclusive=False, max_inclusive=True
-        )
-        require_choice("recadam", "anchor", self.anchor, ANCHORS)
+        super().__post_init__()  # resolves the unit's defaults, then validates
 
     # ------------------------------------------------------------------------------------ schedule
 
@@ -448,6 +341,44 @@ class RecAdam(Component):
 
     def build_optimizer(self, model: nn.Module, training_args: Any, context: RunContext) -> RecAdamOptimizer:
         lr = float(training_args.learning_rate)
+        self._check_optimizer_inputs(lr)
+        param_groups, anchors, pretrained_names, new_names = self._parameter_groups(
+            model, training_args, context
+        )
+        context.log["recadam"] = {
+            "anchor": self.anchor,
+            "pretrained_tensors": len(pretrained_names),
+            "new_tensors": new_names,
+            "lr_x_pretrain_coef": lr * self.pretrain_coef,
+        }
+
+        self._training_args = training_args
+        # The anchors now hold the copy (the optimizer moves them to the parameters' devices); a host-side
+        # fp32 copy of the whole backbone must not outlive that for the whole run.
+        if self._pretrained is not None:
+            self._pretrained, self._anchors_handed_over = None, True
+
+        def anneal(step: int) -> float:
+            # The planned length is known from the first optimizer step on (Trainer sets it after
+            # building the optimizer), so the schedule is resolved, logged and checked there.
+            self._check_schedule(context)
+            return self.anneal(step, context.max_steps)
+
+        return RecAdamOptimizer(
+            param_groups,
+            anchors,
+            lr=lr,
+            anneal=anneal,
+            betas=(training_args.adam_beta1, training_args.adam_beta2),
+            eps=training_args.adam_epsilon,
+            weight_decay=training_args.weight_decay,
+            anneal_w=self.anneal_w,
+            pretrain_coef=self.pretrain_coef,
+        )
+
+    def _check_optimizer_inputs(self, lr: float) -> None:
+        """Refuse a pull toward the anchors that diverges (warn when it overshoots), and an optimizer
+        that needs the checkpoint's weights when they were never copied or were already handed over."""
         stiffness = lr * self.pretrain_coef * self.anneal_w
         if self.anneal_fun != "constant" and stiffness >= 2:
             raise MethodConfigError(
@@ -472,6 +403,11 @@ class RecAdam(Component):
                 "copies (before_prepare_model) before any component changes them; run it first"
             )
 
+    def _parameter_groups(
+        self, model: nn.Module, training_args: Any, context: RunContext
+    ) -> tuple[list[dict[str, Any]], dict[nn.Parameter, torch.Tensor], list[str], list[str]]:
+        """(param groups, anchors, pretrained names, new names): the trainable parameters grouped by
+        (recalled, decayed), recalled groups first, and each recalled parameter's anchor θ*."""
         decay = _decay_parameter_names(model)
         groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
         anchors: dict[nn.Parameter, torch.Tensor] = {}
@@ -507,33 +443,4 @@ class RecAdam(Component):
             }
             for (recall, decayed), params in sorted(groups.items(), key=lambda item: item[0], reverse=True)
         ]
-        context.log["recadam"] = {
-            "anchor": self.anchor,
-            "pretrained_tensors": len(pretrained_names),
-            "new_tensors": new_names,
-            "lr_x_pretrain_coef": lr * self.pretrain_coef,
-        }
-
-        self._training_args = training_args
-        # The anchors now hold the copy (the optimizer moves them to the parameters' devices); a host-side
-        # fp32 copy of the whole backbone must not outlive that for the whole run.
-        if self._pretrained is not None:
-            self._pretrained, self._anchors_handed_over = None, True
-
-        def anneal(step: int) -> float:
-            # The planned length is known from the first optimizer step on (Trainer sets it after
-            # building the optimizer), so the schedule is resolved, logged and checked there.
-            self._check_schedule(context)
-            return self.anneal(step, context.max_steps)
-
-        return RecAdamOptimizer(
-            param_groups,
-            anchors,
-            lr=lr,
-            anneal=anneal,
-            betas=(training_args.adam_beta1, training_args.adam_beta2),
-            eps=training_args.adam_epsilon,
-            weight_decay=training_args.weight_decay,
-            anneal_w=self.anneal_w,
-            pretrain_coef=self.pretrain_coef,
-        )
+        return param_groups, anchors, pretrained_names, new_names

@@ -103,43 +103,21 @@ import contextlib
 import copy
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from robustft.errors import MethodConfigError
-from robustft.methods.base import (
-    Batch,
-    Component,
-    RunContext,
-    register_component,
-    require_choice,
-    require_number,
-)
+from robustft.methods.base import Batch, RunContext
 from robustft.methods.divergences import output_divergence
+from robustft.methods.settings import SMARTSettings
 
-PERTURBATION_NORMS = ("normalize", "project")
-PERTURBATION_SITES = ("embedding_output", "word_embeddings")
-NORM_SCOPES = ("token", "example")
-ADVERSARIAL_PRECISIONS = ("fp32", "autocast")
-# Settings that follow `perturbation_norm` when unset: mt-dnn's CLI for normalize, the paper for project.
-MODE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "normalize": {"step_size": 1e-5, "norm_scope": "token"},
-    "project": {"step_size": 1e-3, "norm_scope": "example"},
-}
 logger = logging.getLogger(__name__)
 
 NORMALIZE_EPS = 1e-6  # mt-dnn `--adv_epsilon`: the stabiliser of its ℓ∞ normaliser
-MAX_ASCENT_STEPS = 10  # K: 1 in the paper; PGD-style sweeps stop well below 10
 # Batches on which the effect measurement is tried before it is given up (its reason stays in the log).
 MAX_EFFECT_ATTEMPTS = 10
-
-
-def _require_bool(setting: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise MethodConfigError(f"smart.{setting} must be true or false, got {value!r}")
 
 
 def _device_type(model: nn.Module) -> str:
@@ -180,80 +158,15 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(a @ b / (a.norm() * b.norm()).clamp_min(1e-30))
 
 
-@register_component
-@dataclass
-class SMART(Component):
-    name = "smart"
-    paper = "Jiang et al., ACL 2020, Eq. 1-4, Algorithm 1, Sec. 4.1; mt-dnn mt_dnn/perturbation.py"
-
-    smoothness_weight: float = 1.0  # λ_s: Sec. 4.1, grid {1, 3, 5}
-    noise_std: float = 1e-5  # σ: Sec. 4.1 and mt-dnn `--adv_noise_var`
-    radius: float = 1e-5  # ε, ℓ∞ ball: Sec. 4.1 (project mode only)
-    step_size: float | None = None  # η; unset: 1e-5 for normalize (mt-dnn CLI), 1e-3 for project (Sec. 4.1)
-    ascent_steps: int = 1  # K = T̄: Sec. 4.1
-    perturbation_norm: str = "normalize"  # mt-dnn (behind the published numbers); "project" = Alg. 1
-    perturbation_site: str = "embedding_output"  # mt-dnn: the encoder's input; or "word_embeddings"
-    norm_scope: str | None = None  # ℓ∞ per "token" or per "example"; unset: follows perturbation_norm
-    adversarial_precision: str = "fp32"  # R_s's forwards in fp32 even under autocast; or "autocast"
-    kl_detach_opposite: bool = True  # mt-dnn SymKlCriterion
-    mask_padding: bool = True  # our choice; mt-dnn noises padding
-    bregman_weight: float = 1.0  # μ: Sec. 4.1
-    momentum: float = 0.99  # β for the first `momentum_warmup_fraction` of updates: Sec. 4.1
-    momentum_final: float = 0.999  # β afterwards: Sec. 4.1
-    momentum_warmup_fraction: float = 0.1  # Sec. 4.1: "first 10% of the updates"
+class SMART(SMARTSettings):
+    """SMART's hooks; its settings and their checks are SMARTSettings (methods/settings.py)."""
 
     def __post_init__(self) -> None:
         # Not dataclass fields: settings() must not copy them.
         self._teacher: nn.Module | None = None
         self._site_module: nn.Module | None = None
         self._site_autocast = False  # autocast on at the perturbation site in the last perturbed forward
-        for setting, value in MODE_DEFAULTS.get(self.perturbation_norm, {}).items():
-            if getattr(self, setting) is None:
-                setattr(self, setting, value)
-        super().__post_init__()
-
-    def full_precision_reason(self) -> str | None:
-        # fp32 (the default) runs R_s in fp32 itself, so only `autocast` leaves ν to the training precision.
-        if self.adversarial_precision != "autocast":
-            return None
-        return (
-            "adversarial_precision autocast runs R_s in the training precision, where a perturbation of "
-            f"noise_std {self.noise_std:g} / radius {self.radius:g} rounds away in the first matmul"
-        )
-
-    def validate(self) -> None:
-        require_choice("smart", "perturbation_norm", self.perturbation_norm, PERTURBATION_NORMS)
-        require_choice("smart", "perturbation_site", self.perturbation_site, PERTURBATION_SITES)
-        require_choice("smart", "norm_scope", self.norm_scope, NORM_SCOPES)
-        require_choice("smart", "adversarial_precision", self.adversarial_precision, ADVERSARIAL_PRECISIONS)
-        # Upper bounds far above every published value: the paper finds λ_s >= 100 "too strong" (its grid is
-        # {1, 3, 5}); σ and ε perturb each coordinate of embeddings whose entries are about 0.05, so 1 is
-        # noise 20 times the signal.
-        for setting, maximum, why in (
-            ("smoothness_weight", 100.0, "the paper tunes 1 to 5 and finds 100 too strong"),
-            ("bregman_weight", 100.0, "the paper uses 1"),
-            ("noise_std", 1.0, "the paper uses 1e-5; embedding entries are about 0.05"),
-            ("radius", 1.0, "the paper uses 1e-5 and finds 1e-5 to 1e-4 equivalent"),
-        ):
-            require_number(
-                "smart", setting, getattr(self, setting), 0.0, maximum, max_inclusive=True, why=why
-            )
-        # No upper bound on η: `project` clamps the step to ε and `normalize` rescales it away, so a large η
-        # only means "follow the gradient, not the initial noise".
-        require_number("smart", "step_size", self.step_size)
-        if (
-            isinstance(self.ascent_steps, bool)
-            or not isinstance(self.ascent_steps, int)
-            or not 1 <= self.ascent_steps <= MAX_ASCENT_STEPS
-        ):
-            raise MethodConfigError(
-                f"smart.ascent_steps must be an integer in [1, {MAX_ASCENT_STEPS}] (the paper uses 1; each "
-                f"step costs a forward and a backward pass), got {self.ascent_steps!r}"
-            )
-        _require_bool("kl_detach_opposite", self.kl_detach_opposite)
-        _require_bool("mask_padding", self.mask_padding)
-        for setting in ("momentum", "momentum_final", "momentum_warmup_fraction"):
-            require_number("smart", setting, getattr(self, setting), 0.0, 1.0, max_inclusive=True)
+        super().__post_init__()  # fills in the perturbation_norm's defaults, then validates
 
     # ------------------------------------------------------------------------------------------ setup
 

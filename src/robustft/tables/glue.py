@@ -428,42 +428,9 @@ def compare(
                 averaged = full_data_tasks(tasks)
             else:
                 averaged = sorted(average_over.get(str(model), []))
-            family = []
-            for task in tasks:
-                mine, theirs = method_runs.loc[method_runs["task"] == task], base.loc[base["task"] == task]
-                paired = _paired_comparison(_ok_scores(mine), _ok_scores(theirs), n_boot, seed)
-                family.append(
-                    {
-                        "task": task,
-                        "metric": _metric_of(pd.concat([mine, theirs])),
-                        **paired,
-                        **_diverged_counts(mine, theirs),
-                    }
-                )
-            # Two families of claims: the tasks of the average, and everything else (data-fraction
-            # variants, other benchmarks), so a claim's p does not depend on unrelated extra runs.
-            for members in (
-                [r for r in family if is_averaged(r["task"])],
-                [r for r in family if not is_averaged(r["task"])],
-            ):
-                for row, p_holm in zip(members, holm([row["p_ttest"] for row in members]), strict=True):
-                    row["p_holm"] = p_holm
+            family = _task_comparisons(method_runs, base, tasks, n_boot, seed)
             if len(averaged) >= 2:
-                paired = _paired_comparison(
-                    _seed_average(method_runs, averaged), _seed_average(base, averaged), n_boot, seed
-                )
-                family.append(
-                    {
-                        "task": avg_name,
-                        "metric": "average",
-                        **paired,
-                        "average_over": AVERAGE_SEPARATOR.join(averaged),
-                        **_diverged_counts(
-                            method_runs.loc[method_runs["task"].isin(averaged)],
-                            base.loc[base["task"].isin(averaged)],
-                        ),
-                    }
-                )
+                family.append(_average_comparison(method_runs, base, averaged, avg_name, n_boot, seed))
             rows += [{"model": model, "method": method, "baseline": baseline, **row} for row in family]
     comparisons = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
     return comparisons.astype(
@@ -474,6 +441,52 @@ def compare(
             "n_diverged_baseline": "Int64",
         }
     )
+
+
+def _task_comparisons(
+    method_runs: pd.DataFrame, base: pd.DataFrame, tasks: list[str], n_boot: int, seed: int
+) -> list[dict[str, Any]]:
+    """One paired comparison per task, with p_holm over each family of claims."""
+    family = []
+    for task in tasks:
+        mine, theirs = method_runs.loc[method_runs["task"] == task], base.loc[base["task"] == task]
+        paired = _paired_comparison(_ok_scores(mine), _ok_scores(theirs), n_boot, seed)
+        family.append(
+            {
+                "task": task,
+                "metric": _metric_of(pd.concat([mine, theirs])),
+                **paired,
+                **_diverged_counts(mine, theirs),
+            }
+        )
+    # Two families of claims: the tasks of the average, and everything else (data-fraction
+    # variants, other benchmarks), so a claim's p does not depend on unrelated extra runs.
+    for members in (
+        [r for r in family if is_averaged(r["task"])],
+        [r for r in family if not is_averaged(r["task"])],
+    ):
+        for row, p_holm in zip(members, holm([row["p_ttest"] for row in members]), strict=True):
+            row["p_holm"] = p_holm
+    return family
+
+
+def _average_comparison(
+    method_runs: pd.DataFrame, base: pd.DataFrame, averaged: list[str], avg_name: str, n_boot: int, seed: int
+) -> dict[str, Any]:
+    """The paired comparison of the per-seed averages over the `averaged` tasks (no p_holm)."""
+    paired = _paired_comparison(
+        _seed_average(method_runs, averaged), _seed_average(base, averaged), n_boot, seed
+    )
+    return {
+        "task": avg_name,
+        "metric": "average",
+        **paired,
+        "average_over": AVERAGE_SEPARATOR.join(averaged),
+        **_diverged_counts(
+            method_runs.loc[method_runs["task"].isin(averaged)],
+            base.loc[base["task"].isin(averaged)],
+        ),
+    }
 
 
 def _latex(table: pd.DataFrame, points: list[str], pvalues: list[str]) -> str:

@@ -182,19 +182,61 @@ def _train(
     resume: Path | None,
     started: float,
 ) -> dict[str, Any]:
-    import torch
-    from transformers import DataCollatorWithPadding, set_seed
-
-    from robustft.models import load_sequence_classifier_with_info, load_tokenizer
-    from robustft.train.arguments import training_arguments
-    from robustft.train.callbacks import DivergenceCallback, HistoryCallback, NormCallback, divergence
+    """The run once its directory is prepared. The steps keep their order, which fixes the random numbers:
+    data (own seeded generators), then the seed, model and method, run.json, the trainer, training, the
+    final evaluation and, last, metrics.json."""
     from robustft.train.precision import resolve_precision, training_device
-    from robustft.train.trainer import RobustTrainer
 
     task = get_task(spec.task)
     config = spec.train
     precision = resolve_precision(config.precision, method.components, training_device())
+    train_split, eval_splits = _load_splits(spec, task)
+    tokenizer, model, context = _load_model_with_method(spec, task, method)
+    train_dataset = _tokenize(train_split, tokenizer, config, task.is_regression)
+    eval_datasets = {
+        name: _tokenize(split, tokenizer, config, task.is_regression, sort_by_length=True)
+        for name, split in eval_splits.items()
+    }
+    _write_running_record(out_dir, run_record, method, train_split, eval_splits, resume, precision)
 
+    trainer, checkpoints, nonfinite = _build_trainer(
+        spec,
+        task,
+        method,
+        context,
+        model,
+        tokenizer,
+        train_dataset,
+        eval_datasets,
+        precision=precision,
+        out_dir=out_dir,
+        checkpoint_tag=run_record["config_hash"],
+    )
+    train_output = _train_or_raise(trainer, checkpoints, resume, out_dir, config)
+
+    final = _final_eval(trainer.state.log_history, f"eval_dev_{task.primary_metric}", config.report_epoch)
+    metrics = _reported_metrics(final, task)
+    if config.save_predictions:
+        _write_predictions(trainer, eval_splits, tokenizer, config, task, out_dir / "predictions.jsonl")
+    result = _run_result(
+        spec,
+        task,
+        final,
+        metrics,
+        trainer=trainer,
+        train_output=train_output,
+        nonfinite=nonfinite,
+        n_train=len(train_split),
+        n_eval=len(eval_splits["dev"]),
+        resumed_from_step=run_record["resumed_from_step"],
+    )
+    run_record.update(method_log=context.log, train_metrics=train_output.metrics)
+    return finish_run(out_dir, run_record, result, keep_checkpoints=config.keep_checkpoints, started=started)
+
+
+def _load_splits(spec: RunSpec, task: TaskSpec) -> tuple[SplitData, dict[str, SplitData]]:
+    """The training split and every eval split of `task`, subsampled with the data seed."""
+    config = spec.train
     train_split = _subsample(
         load_split(spec.task, "train", spec.data_dir, spec.cache_dir),
         config.max_train_samples,
@@ -213,6 +255,15 @@ def _train(
         )
         for name in task.eval_splits
     }
+    return train_split, eval_splits
+
+
+def _load_model_with_method(spec: RunSpec, task: TaskSpec, method: Method) -> tuple[Any, Any, RunContext]:
+    """(tokenizer, model, context): set the run's seed, load the model with a new head (its init follows
+    the seed), and let the method prepare the model (NoisyTune perturbs, Mixout wraps)."""
+    from transformers import set_seed
+
+    from robustft.models import load_sequence_classifier_with_info, load_tokenizer
 
     set_seed(spec.seed)
     tokenizer = load_tokenizer(spec.model, cache_dir=spec.cache_dir)
@@ -223,20 +274,19 @@ def _train(
         seed=spec.seed, new_parameter_names=frozenset(new_parameters), regression=task.is_regression
     )
     method.prepare_model(model, context)
+    return tokenizer, model, context
 
-    train_dataset = _tokenize(train_split, tokenizer, config, task.is_regression)
-    eval_datasets = {
-        name: _tokenize(split, tokenizer, config, task.is_regression, sort_by_length=True)
-        for name, split in eval_splits.items()
-    }
 
-    def metrics_fn(prediction) -> dict[str, float]:
-        predictions = predictions_from_logits(np.asarray(prediction.predictions), task.is_regression)
-        scores = compute_metrics(task.metrics, predictions, np.asarray(prediction.label_ids))
-        # Logged beside the metrics (eval_<split>_degenerate), so the final evaluation's record says
-        # whether that model predicted one class (one value) for every example.
-        return {**scores, DEGENERATE: float(is_constant_prediction(predictions, task.is_regression))}
-
+def _write_running_record(
+    out_dir: Path,
+    run_record: dict[str, Any],
+    method: Method,
+    train_split: SplitData,
+    eval_splits: dict[str, SplitData],
+    resume: Path | None,
+    precision: Any,
+) -> None:
+    """Add the provenance to `run_record` and write it as run.json with status `running`."""
     run_record.update(
         method=method.describe(),
         data={"train": train_split.source, **{k: v.source for k, v in eval_splits.items()}},
@@ -249,6 +299,43 @@ def _train(
     )
     write_json_atomic(out_dir / "run.json", {**run_record, "status": "running"})
 
+
+def _metrics_function(task: TaskSpec):
+    """Trainer's compute_metrics for `task`: the task's metrics and the constant-prediction flag."""
+
+    def metrics_fn(prediction) -> dict[str, float]:
+        predictions = predictions_from_logits(np.asarray(prediction.predictions), task.is_regression)
+        scores = compute_metrics(task.metrics, predictions, np.asarray(prediction.label_ids))
+        # Logged beside the metrics (eval_<split>_degenerate), so the final evaluation's record says
+        # whether that model predicted one class (one value) for every example.
+        return {**scores, DEGENERATE: float(is_constant_prediction(predictions, task.is_regression))}
+
+    return metrics_fn
+
+
+def _build_trainer(
+    spec: RunSpec,
+    task: TaskSpec,
+    method: Method,
+    context: RunContext,
+    model: Any,
+    tokenizer: Any,
+    train_dataset: Any,
+    eval_datasets: dict[str, Any],
+    *,
+    precision: Any,
+    out_dir: Path,
+    checkpoint_tag: str,
+) -> tuple[Any, CheckpointCallback, Any]:
+    """(trainer, checkpoint callback, divergence callback): a RobustTrainer that evaluates every epoch
+    and writes history.jsonl and norms.jsonl as it trains."""
+    from transformers import DataCollatorWithPadding
+
+    from robustft.train.arguments import training_arguments
+    from robustft.train.callbacks import DivergenceCallback, HistoryCallback, NormCallback
+    from robustft.train.trainer import RobustTrainer
+
+    config = spec.train
     args = training_arguments(
         config,
         out_dir,
@@ -263,14 +350,14 @@ def _train(
     trainer = RobustTrainer(
         method=method,
         context=context,
-        checkpoint_tag=run_record["config_hash"],
+        checkpoint_tag=checkpoint_tag,
         model=model,
         args=args,
         train_dataset=train_dataset,
         eval_dataset=eval_datasets,
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=metrics_fn,
+        compute_metrics=_metrics_function(task),
         callbacks=[
             checkpoints,  # before divergence, which may veto the save checkpoints asks for
             HistoryCallback(out_dir / "history.jsonl"),
@@ -282,6 +369,16 @@ def _train(
             nonfinite,
         ],
     )
+    return trainer, checkpoints, nonfinite
+
+
+def _train_or_raise(
+    trainer: Any, checkpoints: CheckpointCallback, resume: Path | None, out_dir: Path, config: TrainConfig
+) -> Any:
+    """Train (from `resume` when given) and return Trainer's output; out of memory becomes a RunError
+    that names the batch size to lower, and a stop on SIGTERM (checkpoint saved) a RunPreempted."""
+    import torch
+
     try:
         with stop_on_sigterm(checkpoints):
             train_output = trainer.train(resume_from_checkpoint=None if resume is None else str(resume))
@@ -292,9 +389,12 @@ def _train(
             f"run {out_dir} stopped on SIGTERM with a checkpoint at step {checkpoints.stopped_at}; "
             "run the same command again to resume"
         )
+    return train_output
 
-    primary_key = f"eval_dev_{task.primary_metric}"
-    final = _final_eval(trainer.state.log_history, primary_key, config.report_epoch)
+
+def _reported_metrics(final: dict[str, Any], task: TaskSpec) -> dict[str, float]:
+    """metrics.json's `metrics` from the reported evaluation: the task's metrics and `eval_loss`, with a
+    `_<name>` suffix for eval splits other than dev (dev_mismatched -> accuracy_mismatched)."""
     metrics: dict[str, float] = {}
     for split in task.eval_splits:
         suffix = "" if split == "dev" else "_" + split.removeprefix("dev_")
@@ -302,10 +402,26 @@ def _train(
             value = final.get(f"eval_{split}_{name}")
             if value is not None:
                 metrics[("eval_loss" if name == "loss" else name) + suffix] = float(value)
+    return metrics
 
-    if config.save_predictions:
-        _write_predictions(trainer, eval_splits, tokenizer, config, task, out_dir / "predictions.jsonl")
 
+def _run_result(
+    spec: RunSpec,
+    task: TaskSpec,
+    final: dict[str, Any],
+    metrics: dict[str, float],
+    *,
+    trainer: Any,
+    train_output: Any,
+    nonfinite: Any,
+    n_train: int,
+    n_eval: int,
+    resumed_from_step: int | None,
+) -> dict[str, Any]:
+    """metrics.json: the run contract, with the divergence verdict and the status it implies."""
+    from robustft.train.callbacks import divergence
+
+    config = spec.train
     # The last logging window may end after the last log; the mean training loss covers every step.
     final_loss_finite = math.isfinite(train_output.training_loss)
     diverged_at, diverged_because = divergence(
@@ -317,7 +433,7 @@ def _train(
     )
     status = "diverged" if diverged_because else ("ok" if metrics else "failed")
     degenerate = final.get(f"eval_dev_{DEGENERATE}")
-    result = {
+    return {
         "status": status,
         "model": spec.model,
         "task": spec.task,
@@ -331,13 +447,11 @@ def _train(
         # One class (one value) predicted for every dev example at the reported evaluation: the run
         # learned nothing. It stays in the averages (a real outcome); the report counts it beside them.
         "degenerate": None if degenerate is None else bool(degenerate),
-        "n_train": len(train_split),
-        "n_eval": len(eval_splits["dev"]),
+        "n_train": n_train,
+        "n_eval": n_eval,
         "train_runtime_s": train_output.metrics.get("train_runtime"),
         # Trainer's figure spans the whole loop, dev evaluations included; ours counts training alone.
         "train_samples_per_second": _training_throughput(
-            trainer.state.log_history, train_output.metrics, since_step=run_record["resumed_from_step"] or 0
+            trainer.state.log_history, train_output.metrics, since_step=resumed_from_step or 0
         ),
     }
-    run_record.update(method_log=context.log, train_metrics=train_output.metrics)
-    return finish_run(out_dir, run_record, result, keep_checkpoints=config.keep_checkpoints, started=started)

@@ -487,14 +487,64 @@ def _sft_config(settings: SFTSettings, out_dir: Path, seed: int):
 def _sft(
     spec: SFTRunSpec, method, out_dir: Path, run_record: dict[str, Any], resume: Path | None, started: float
 ) -> dict[str, Any]:
-    import torch
+    """The run once its directory is prepared, in the order that fixes its random numbers: the seed, the
+    model, the data, the method, the adapter; then run.json, the trainer, training, losses.jsonl, model/
+    and, last, metrics.json."""
+    settings = spec.sft
+    model, tokenizer, data, context = _load_model_data_and_method(spec, method)
+    model, peft_config = _with_adapter(model, settings)
+    train, eval_train, heldout = data
+    eval_sets = {
+        name: data for name, data in (("train", eval_train), ("heldout", heldout)) if data is not None
+    }
+    _write_running_record(out_dir, run_record, method, train, eval_sets, resume)
+
+    trainer, history, divergence, checkpoints = _build_sft_trainer(
+        spec,
+        method,
+        context,
+        model,
+        tokenizer,
+        peft_config,
+        train,
+        eval_sets,
+        out_dir=out_dir,
+        checkpoint_tag=run_record["config_hash"],
+    )
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in trainer.model.parameters())
+    output = _train_sft_or_raise(trainer, checkpoints, resume, out_dir, settings)
+    if history.last_eval_step != trainer.state.global_step:
+        history.evaluate(trainer.state, trainer.model)  # e.g. stopped by divergence before the last step
+
+    _write_final_losses(out_dir / "losses.jsonl", history.last_losses)
+    if settings.save_model:
+        save_finetuned(trainer.model, tokenizer, out_dir / MODEL_DIR, spec.model, settings.adapter)
+
+    result = _sft_result(
+        spec,
+        data,
+        trainer=trainer,
+        output=output,
+        history=history,
+        nonfinite_step=divergence.diverged_at,
+        out_dir=out_dir,
+        run_record=run_record,
+        parameters=(trainable, total),
+    )
+    run_record.update(method_log=context.log, train_metrics=output.metrics)
+    return finish_run(
+        out_dir, run_record, result, keep_checkpoints=settings.keep_checkpoints, started=started
+    )
+
+
+def _load_model_data_and_method(spec: SFTRunSpec, method) -> tuple[Any, Any, tuple, Any]:
+    """(model, tokenizer, (train, eval_train, heldout), context): set the seed, load the model and the
+    data (token counts need its tokenizer), and let the method prepare the model."""
     from transformers import set_seed
 
     from robustft.methods import RunContext
     from robustft.models import load_causal_lm
-    from robustft.runs import checkpoint_step
-    from robustft.train.callbacks import DivergenceCallback
-    from robustft.train.checkpoints import CheckpointCallback, stop_on_sigterm
 
     settings = spec.sft
     set_seed(spec.seed)
@@ -508,29 +558,39 @@ def _sft(
     def count_tokens(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    train, eval_train, heldout = load_sft_data(spec, count_tokens=count_tokens)
+    data = load_sft_data(spec, count_tokens=count_tokens)
     context = RunContext(seed=spec.seed)
     method.prepare_model(model, context)  # before any adapter: NoisyTune perturbs the pretrained weights
+    return model, tokenizer, data, context
 
-    peft_config = None
-    if settings.adapter in ("lora", "qlora"):
-        from peft import LoraConfig, prepare_model_for_kbit_training
 
-        if settings.adapter == "qlora":
-            model = prepare_model_for_kbit_training(
-                model, use_gradient_checkpointing=settings.gradient_checkpointing
-            )
-        peft_config = LoraConfig(
-            r=settings.lora_r,
-            lora_alpha=settings.lora_alpha,
-            lora_dropout=settings.lora_dropout,
-            target_modules=settings.lora_target_modules,
-            task_type="CAUSAL_LM",
+def _with_adapter(model, settings: SFTSettings) -> tuple[Any, Any]:
+    """(model, peft_config): a LoRA config for `lora`/`qlora` (TRL wraps the model with it), the 4-bit
+    model made trainable for `qlora`; `full` leaves the model as it is, with no config."""
+    if settings.adapter not in ("lora", "qlora"):
+        return model, None
+    from peft import LoraConfig, prepare_model_for_kbit_training
+
+    if settings.adapter == "qlora":
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=settings.gradient_checkpointing
         )
+    peft_config = LoraConfig(
+        r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules=settings.lora_target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return model, peft_config
 
-    eval_sets = {
-        name: data for name, data in (("train", eval_train), ("heldout", heldout)) if data is not None
-    }
+
+def _write_running_record(
+    out_dir: Path, run_record: dict[str, Any], method, train, eval_sets: dict[str, Any], resume: Path | None
+) -> None:
+    """Add the provenance to `run_record` and write it as run.json with status `running`."""
+    from robustft.runs import checkpoint_step
+
     run_record.update(
         method=method.describe(),
         data={"train": train.source, **{f"eval_{k}": v.source for k, v in eval_sets.items()}},
@@ -542,12 +602,32 @@ def _sft(
     )
     write_json_atomic(out_dir / "run.json", {**run_record, "status": "running"})
 
+
+def _build_sft_trainer(
+    spec: SFTRunSpec,
+    method,
+    context,
+    model,
+    tokenizer,
+    peft_config,
+    train,
+    eval_sets: dict[str, Any],
+    *,
+    out_dir: Path,
+    checkpoint_tag: str,
+) -> tuple[Any, Any, Any, Any]:
+    """(trainer, history, divergence, checkpoints): the RobustSFTTrainer and the callbacks the run reads
+    afterwards; history.jsonl's noise-free evaluations need the trainer, so it is handed to them here."""
+    from robustft.train.callbacks import DivergenceCallback
+    from robustft.train.checkpoints import CheckpointCallback
+
+    settings = spec.sft
     history = _make_callbacks()(out_dir / "history.jsonl", settings, tokenizer.pad_token_id)
     divergence, checkpoints = DivergenceCallback(), CheckpointCallback()
     trainer = _trainer_class()(
         method=method,
         context=context,
-        checkpoint_tag=run_record["config_hash"],
+        checkpoint_tag=checkpoint_tag,
         model=model,
         args=_sft_config(settings, out_dir, spec.seed),
         train_dataset=_as_dataset(train),
@@ -557,8 +637,16 @@ def _sft(
         callbacks=[checkpoints, history, divergence],  # checkpoints before divergence (it may veto a save)
     )
     history.trainer = trainer
-    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in trainer.model.parameters())
+    return trainer, history, divergence, checkpoints
+
+
+def _train_sft_or_raise(trainer, checkpoints, resume: Path | None, out_dir: Path, settings: SFTSettings):
+    """Train (from `resume` when given) and return Trainer's output; out of memory becomes a RunError
+    that names the settings to lower, and a stop on SIGTERM (checkpoint saved) a RunPreempted."""
+    import torch
+
+    from robustft.train.checkpoints import stop_on_sigterm
+
     try:
         with stop_on_sigterm(checkpoints):
             output = trainer.train(resume_from_checkpoint=None if resume is None else str(resume))
@@ -573,27 +661,45 @@ def _sft(
             f"sft run {out_dir} stopped on SIGTERM with a checkpoint at step {checkpoints.stopped_at}; "
             "run the same command again to resume"
         )
-    if history.last_eval_step != trainer.state.global_step:
-        history.evaluate(trainer.state, trainer.model)  # e.g. stopped by divergence before the last step
+    return output
 
+
+def _write_final_losses(path: Path, last_losses: dict[str, list[dict[str, Any]]]) -> None:
+    """losses.jsonl: the final model's per-example noise-free losses, one record per example and set."""
     lines = [
         json.dumps({"split": split, **record}) + "\n"
-        for split, records in history.last_losses.items()
+        for split, records in last_losses.items()
         for record in records
     ]
-    write_text_atomic(out_dir / "losses.jsonl", "".join(lines))
-    if settings.save_model:
-        save_finetuned(trainer.model, tokenizer, out_dir / MODEL_DIR, spec.model, settings.adapter)
+    write_text_atomic(path, "".join(lines))
 
+
+def _sft_result(
+    spec: SFTRunSpec,
+    data: tuple,
+    *,
+    trainer,
+    output,
+    history,
+    nonfinite_step: int | None,
+    out_dir: Path,
+    run_record: dict[str, Any],
+    parameters: tuple[int, int],
+) -> dict[str, Any]:
+    """metrics.json: final noise-free losses, throughput without the evaluations, the divergence verdict
+    and the status it implies, and the run's sizes."""
+    settings = spec.sft
+    train, eval_train, heldout = data
+    trainable, total = parameters
     runtime = output.metrics.get("train_runtime") or 0.0
     train_seconds = max(runtime - history.eval_seconds, 1e-9)
     samples = output.metrics.get("train_samples_per_second")
     final = {name: mean_token_loss(records) for name, records in history.last_losses.items()}
     diverged_at, diverged_because = sft_divergence(
-        divergence.diverged_at, output.training_loss, out_dir / "history.jsonl", settings.divergence_factor
+        nonfinite_step, output.training_loss, out_dir / "history.jsonl", settings.divergence_factor
     )
     status = "diverged" if diverged_because else "ok"
-    result = {
+    return {
         "status": status,
         "config_hash": run_record["config_hash"],
         "model": spec.model,
@@ -624,10 +730,6 @@ def _sft(
         "total_parameters": total,
         "settings": asdict(settings),
     }
-    run_record.update(method_log=context.log, train_metrics=output.metrics)
-    return finish_run(
-        out_dir, run_record, result, keep_checkpoints=settings.keep_checkpoints, started=started
-    )
 
 
 def sft_divergence(

@@ -255,17 +255,11 @@ def _load_model(spec: XtremeRunSpec, task) -> tuple[Any, list[str]]:
 
 
 def _train_and_evaluate(spec, method, task, out_dir: Path, run_record, resume) -> dict[str, Any]:
-    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
-
-    from robustft.data.xtreme import load_xtreme_split, load_xtreme_train
-    from robustft.methods import RunContext
-    from robustft.models import load_tokenizer
-    from robustft.train.arguments import training_arguments
-    from robustft.train.callbacks import DivergenceCallback, HistoryCallback, divergence
-    from robustft.train.checkpoints import CheckpointCallback, stop_on_sigterm
+    """Train on the setting's data and score every evaluation language, in the order that fixes the
+    random numbers: data, model and method, run.json, the trainer, training, the encoder, evaluation."""
+    from robustft.data.xtreme import load_xtreme_train
+    from robustft.train.callbacks import divergence
     from robustft.train.precision import resolve_precision, training_device
-    from robustft.train.trainer import RobustTrainer
-    from robustft.train.xtreme_heads import QAWindowSettings
 
     config, settings = spec.train, spec.xtreme
     precision = resolve_precision(config.precision, method.components, training_device())
@@ -277,17 +271,8 @@ def _train_and_evaluate(spec, method, task, out_dir: Path, run_record, resume) -
         split=settings.train_split,
         english_only_ok=settings.english_only_translate_train,
     )
-    tokenizer = load_tokenizer(spec.model, cache_dir=spec.cache_dir)
-    model, new_parameters = _load_model(spec, task)
-    context = RunContext(seed=spec.seed, new_parameter_names=frozenset(new_parameters), regression=False)
-    method.prepare_model(model, context)
-    window = QAWindowSettings(
-        max_seq_length=config.max_seq_length,
-        doc_stride=settings.doc_stride,
-        max_query_length=settings.max_query_length,
-        max_answer_length=settings.max_answer_length,
-        n_best=settings.n_best,
-    )
+    tokenizer, model, context = _load_model_with_method(spec, task, method)
+    window = _qa_window(spec)
     kind = _KINDS[task.kind]
     train_dataset, n_train, train_source = kind.encode_train(train_data, task, tokenizer, config, window)
     run_record.update(
@@ -295,54 +280,25 @@ def _train_and_evaluate(spec, method, task, out_dir: Path, run_record, resume) -
     )
     write_json_atomic(out_dir / "run.json", {**run_record, "status": "running"})
 
-    collator = (
-        DataCollatorForTokenClassification(tokenizer)
-        if task.kind == "tagging"
-        else DataCollatorWithPadding(tokenizer)
-    )
-    args = training_arguments(
-        config,
-        out_dir,
-        seed=spec.seed,
-        # Evaluation is per language, after training (XTREME has no model selection on target languages
-        # in the zero-shot setting).
-        eval_strategy="no",
-        precision=precision.used,
-        use_cpu=precision.use_cpu,  # transformers refuses bf16/fp16 without a GPU unless told
-    )
-    nonfinite, checkpoints = DivergenceCallback(), CheckpointCallback()
-    trainer = RobustTrainer(
-        method=method,
-        context=context,
+    trainer, checkpoints, nonfinite = _build_trainer(
+        spec,
+        task,
+        method,
+        context,
+        model,
+        tokenizer,
+        train_dataset,
+        precision=precision,
+        out_dir=out_dir,
         checkpoint_tag=run_record["config_hash"],
-        model=model,
-        args=args,
-        train_dataset=train_dataset,
-        processing_class=tokenizer,
-        data_collator=collator,
-        callbacks=[checkpoints, HistoryCallback(out_dir / "history.jsonl"), nonfinite],
     )
-    with stop_on_sigterm(checkpoints):
-        train_output = trainer.train(resume_from_checkpoint=None if resume is None else str(resume))
-    if checkpoints.stopped_at is not None:
-        raise RunPreempted(
-            f"run {out_dir} stopped on SIGTERM with a checkpoint at step {checkpoints.stopped_at}; "
-            "run the same command again to resume"
-        )
+    train_output = _train_or_raise(trainer, checkpoints, resume, out_dir)
     if settings.save_encoder:
         trainer.save_model(str(out_dir / ENCODER_DIR))
         tokenizer.save_pretrained(str(out_dir / ENCODER_DIR))
 
     languages, excluded = eval_languages(spec)
-    per_language: dict[str, dict[str, float]] = {}
-    sources: dict[str, str] = {}
-    from tqdm.auto import tqdm
-
-    for language in tqdm(languages, desc=f"{spec.task} {settings.eval_split}", unit="language"):
-        split = load_xtreme_split(spec.task, settings.eval_split, language, spec.data_dir, spec.cache_dir)
-        scores, sources[language] = kind.evaluate(trainer, split, task, tokenizer, config, window, language)
-        per_language[language] = scores
-        logger.info("%s %s: %s", spec.task, language, scores)
+    per_language, sources = _evaluate_languages(spec, task, trainer, tokenizer, window, languages)
     loss = train_output.training_loss
     # XTREME evaluates once, after training: the training losses alone decide a blow-up.
     diverged_at, diverged_because = divergence(
@@ -361,6 +317,120 @@ def _train_and_evaluate(spec, method, task, out_dir: Path, run_record, resume) -
         "diverged_because": diverged_because,
         "layer": None,
     }
+
+
+def _load_model_with_method(spec: XtremeRunSpec, task, method) -> tuple[Any, Any, Any]:
+    """(tokenizer, model, context): the pretrained encoder with the task's new head, prepared by the
+    method (NoisyTune perturbs, Mixout wraps)."""
+    from robustft.methods import RunContext
+    from robustft.models import load_tokenizer
+
+    tokenizer = load_tokenizer(spec.model, cache_dir=spec.cache_dir)
+    model, new_parameters = _load_model(spec, task)
+    context = RunContext(seed=spec.seed, new_parameter_names=frozenset(new_parameters), regression=False)
+    method.prepare_model(model, context)
+    return tokenizer, model, context
+
+
+def _qa_window(spec: XtremeRunSpec):
+    """How QA contexts are cut into windows and answers decoded (the other kinds ignore it)."""
+    from robustft.train.xtreme_heads import QAWindowSettings
+
+    settings = spec.xtreme
+    return QAWindowSettings(
+        max_seq_length=spec.train.max_seq_length,
+        doc_stride=settings.doc_stride,
+        max_query_length=settings.max_query_length,
+        max_answer_length=settings.max_answer_length,
+        n_best=settings.n_best,
+    )
+
+
+def _build_trainer(
+    spec: XtremeRunSpec,
+    task,
+    method,
+    context,
+    model,
+    tokenizer,
+    train_dataset,
+    *,
+    precision,
+    out_dir: Path,
+    checkpoint_tag: str,
+) -> tuple[Any, Any, Any]:
+    """(trainer, checkpoint callback, divergence callback): a RobustTrainer that trains without
+    evaluating and writes history.jsonl."""
+    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
+
+    from robustft.train.arguments import training_arguments
+    from robustft.train.callbacks import DivergenceCallback, HistoryCallback
+    from robustft.train.checkpoints import CheckpointCallback
+    from robustft.train.trainer import RobustTrainer
+
+    collator = (
+        DataCollatorForTokenClassification(tokenizer)
+        if task.kind == "tagging"
+        else DataCollatorWithPadding(tokenizer)
+    )
+    args = training_arguments(
+        spec.train,
+        out_dir,
+        seed=spec.seed,
+        # Evaluation is per language, after training (XTREME has no model selection on target languages
+        # in the zero-shot setting).
+        eval_strategy="no",
+        precision=precision.used,
+        use_cpu=precision.use_cpu,  # transformers refuses bf16/fp16 without a GPU unless told
+    )
+    nonfinite, checkpoints = DivergenceCallback(), CheckpointCallback()
+    trainer = RobustTrainer(
+        method=method,
+        context=context,
+        checkpoint_tag=checkpoint_tag,
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        data_collator=collator,
+        callbacks=[checkpoints, HistoryCallback(out_dir / "history.jsonl"), nonfinite],
+    )
+    return trainer, checkpoints, nonfinite
+
+
+def _train_or_raise(trainer, checkpoints, resume: Path | None, out_dir: Path):
+    """Train (from `resume` when given) and return Trainer's output; a stop on SIGTERM (checkpoint
+    saved) raises RunPreempted."""
+    from robustft.train.checkpoints import stop_on_sigterm
+
+    with stop_on_sigterm(checkpoints):
+        train_output = trainer.train(resume_from_checkpoint=None if resume is None else str(resume))
+    if checkpoints.stopped_at is not None:
+        raise RunPreempted(
+            f"run {out_dir} stopped on SIGTERM with a checkpoint at step {checkpoints.stopped_at}; "
+            "run the same command again to resume"
+        )
+    return train_output
+
+
+def _evaluate_languages(
+    spec: XtremeRunSpec, task, trainer, tokenizer, window, languages: list[str]
+) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+    """({language: scores}, {language: data source}): the trained model on each language's eval split."""
+    from tqdm.auto import tqdm
+
+    from robustft.data.xtreme import load_xtreme_split
+
+    config, settings = spec.train, spec.xtreme
+    kind = _KINDS[task.kind]
+    per_language: dict[str, dict[str, float]] = {}
+    sources: dict[str, str] = {}
+    for language in tqdm(languages, desc=f"{spec.task} {settings.eval_split}", unit="language"):
+        split = load_xtreme_split(spec.task, settings.eval_split, language, spec.data_dir, spec.cache_dir)
+        scores, sources[language] = kind.evaluate(trainer, split, task, tokenizer, config, window, language)
+        per_language[language] = scores
+        logger.info("%s %s: %s", spec.task, language, scores)
+    return per_language, sources
 
 
 # ------------------------------------------------------------------------------------------ task kinds
