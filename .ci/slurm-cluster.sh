@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# A real one-node SLURM cluster on this machine (Debian 12 slurm-wlm + munge), so tests/test_slurm.py can
-# run the workflow through `snakemake --profile slurm`. Idempotent: a second call finds the node up and
-# returns. Needs root (it installs packages and writes /etc/slurm). Steps: install slurm-wlm and munge,
-# write a munge key and a one-node slurm.conf, start munged, slurmctld and slurmd, wait for the node.
+# A real one-node SLURM cluster on this machine (Debian 12 slurm-wlm + munge), so
+# tests/workflow/test_slurm.py can run the workflow through `snakemake --profile slurm`. Idempotent: a
+# second call finds the node up and returns. Needs root (it installs packages and writes /etc/slurm).
+# Steps: install slurm-wlm and munge, write a munge key and a one-node slurm.conf, start munged,
+# slurmctld and slurmd, wait for the node.
 # No accounting database: sacct does not work here, so the executor plugin runs with
 # --slurm-status-command squeue.
 set -euo pipefail

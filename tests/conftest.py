@@ -13,23 +13,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # One torch thread: on a small shared machine two spinning OpenMP threads make tiny models ~100x slower.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO, shared_data_dir
+
 try:
     import robustft  # noqa: F401
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO / "src"))
 
-import pytest  # noqa: E402
+import pytest
 
-from robustft.models import MODELS, ModelSpec, register_model  # noqa: E402
+from robustft.models import MODELS, ModelSpec, register_model
 
 TINY_MODEL = "tiny-bert"
-
-
-def shared_data_dir() -> Path:
-    """The real benchmark files: $ROBUSTFT_TEST_DATA, else `shared/data` beside the checkout."""
-    env = os.environ.get("ROBUSTFT_TEST_DATA")
-    return Path(env) if env else REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")

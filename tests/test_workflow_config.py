@@ -19,9 +19,10 @@ from robustft.cli import main
 from robustft.methods import MethodConfigError, build_method
 from robustft.models import MODELS, get_model_spec
 from robustft.workflow_config import SCHEMA_PATH, ConfigError, schema_errors, validate_config
+from tests.helpers import FIXTURES
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = sorted([*(REPO / "config").glob("*.yaml"), *(REPO / "tests" / "data").glob("*.yaml")])
+CONFIGS = sorted([*(REPO / "config").glob("*.yaml"), *FIXTURES.glob("*.yaml")])
 
 
 def _errors(config: dict[str, Any]) -> list[str]:

@@ -1,6 +1,6 @@
 # Config validation and path helpers shared by the workflow files. Keep this cheap: on a cluster the
 # Snakefile is parsed again for every job, so nothing here may import torch, transformers or pandas
-# (tests/test_parse_imports.py runs this module's parse-time calls and checks).
+# (tests/workflow/test_parse_imports.py runs this module's parse-time calls and checks).
 import json
 from pathlib import Path
 

@@ -3,7 +3,7 @@
 The artifacts' modules import pandas, scipy and matplotlib; the workflow needs only the keys (to check a
 config's `artifacts`) and each one's table (to wire its rule), at parse time, which Snakemake repeats for
 every cluster job. An artifact registered with `register_artifact` must be listed here with the same
-`table` (tests/test_parse_imports.py checks the two agree).
+`table` (tests/workflow/test_parse_imports.py checks the two agree).
 """
 
 from __future__ import annotations

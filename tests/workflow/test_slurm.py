@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import FIXTURES, REPO
+
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 
-REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ROBUSTFT_TEST_DATA", REPO.parent / "shared" / "data"))
-CONFIG = REPO / "tests" / "data" / "workflow-slurm.yaml"
+CONFIG = FIXTURES / "workflow-slurm.yaml"
 RUNS = [("minilm-l6", "rte", "finetune", 1), ("minilm-l6", "rte", "noisytune", 1)]
 # This cluster has no accounting database, so no sacct; status checks from 5 s instead of 40 s.
 CLUSTER_OPTIONS = [

@@ -14,15 +14,14 @@ import dataclasses
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from robustft.errors import MethodConfigError
 from robustft.methods import COMPONENTS, build_method, check_method
 from robustft.methods.base import DECLARED_HOOKS, Component, component_class
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIGS = ["config/config.yaml", "config/neftune-cpu.yaml", "config/noisytune-xtreme-cpu.yaml"]
 # Snakemake itself imports pandas (and numpy); ours must not, nor the training and plotting stacks.
 HEAVY = ("torch", "transformers", "datasets", "accelerate", "peft", "trl", "pandas", "scipy", "matplotlib")

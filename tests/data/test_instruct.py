@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import shared_data_dir
 
 from robustft.data import DataFormatError, DataNotFoundError
 from robustft.data.instruct import (
@@ -22,6 +21,7 @@ from robustft.data.instruct import (
     subsample,
     vicuna_prompt,
 )
+from tests.helpers import shared_data_dir
 
 
 @pytest.fixture(scope="module")

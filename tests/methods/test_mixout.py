@@ -387,7 +387,7 @@ def test_defaults() -> None:
 @pytest.mark.parametrize("method", ["mixout", "noisytune+mixout"])
 def test_train_run(tiny_model: str, glue_dir: Path, tmp_path: Path, method: str) -> None:
     from robustft.train.glue import train_run
-    from tests.test_train_run import make_spec
+    from tests.train.test_glue import make_spec
 
     data = tmp_path / "data" / "glue" / "RTE"
     data.mkdir(parents=True)

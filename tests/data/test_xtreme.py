@@ -8,7 +8,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import shared_data_dir
 
 from robustft.data.base import DataFormatError, DataNotFoundError, SplitData
 from robustft.data.xtreme import (
@@ -26,9 +25,9 @@ from robustft.data.xtreme import (
     load_xtreme_train,
     local_languages,
 )
+from tests.helpers import FIXTURES, shared_data_dir
 
-FIXTURES = Path(__file__).parent / "data"  # the data_dir: files live in FIXTURES/xtreme/<task>/
-FIXTURE_TREE = FIXTURES / "xtreme"
+FIXTURE_TREE = FIXTURES / "xtreme"  # FIXTURES is the data_dir: files live in FIXTURES/xtreme/<task>/
 
 # The contract's table (paper_name, kind, metrics with the primary first, test languages).
 CONTRACT = {

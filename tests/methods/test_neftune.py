@@ -123,7 +123,7 @@ def test_model_without_input_embeddings_is_rejected() -> None:
 def test_neftune_run_end_to_end_and_hook_gone_afterwards(
     tiny_model: str, glue_dir: Path, tmp_path: Path
 ) -> None:
-    from tests.test_train_run import make_spec
+    from tests.train.test_glue import make_spec
 
     data = tmp_path / "data" / "glue" / "RTE"
     data.mkdir(parents=True)

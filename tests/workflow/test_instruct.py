@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_workflow import REPO, SHARED_DATA, snakemake
+
+from tests.helpers import FIXTURES
+from tests.workflow.test_glue import SHARED_DATA, snakemake
 
 pytestmark = pytest.mark.integration
 
-CONFIG = REPO / "tests" / "data" / "neftune-tiny.yaml"
+CONFIG = FIXTURES / "neftune-tiny.yaml"
 
 
 def test_instruct_dag_end_to_end(tmp_path: Path) -> None:

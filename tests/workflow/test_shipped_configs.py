@@ -24,8 +24,8 @@ import pytest
 
 from robustft.cli import main
 from robustft.workflow_config import DEFAULT_CONFIG, load_config, training_jobs
+from tests.helpers import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted(path.relative_to(ROOT).as_posix() for path in (ROOT / "config").glob("*.yaml"))
 # Configs that claim the paper's own setting (the others are CPU-scale variants that say so in `choices`).
 # Each with the fewest training jobs its paper's grid has: NoisyTune Table 2 alone is 4 models x 9 tasks x

@@ -11,9 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import FIXTURES, REPO
+
 SHARED_DATA = Path(os.environ.get("ROBUSTFT_TEST_DATA", REPO.parent / "shared" / "data"))
-TINY_CONFIG = REPO / "tests" / "data" / "workflow-tiny.yaml"
+TINY_CONFIG = FIXTURES / "workflow-tiny.yaml"
 
 
 def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -205,7 +206,7 @@ def run_paper_dag(
 
     if not (SHARED_DATA / "glue" / "RTE" / "train.tsv").exists():
         pytest.skip(f"real GLUE files not found at {SHARED_DATA}")
-    config = yaml.safe_load((REPO / "tests" / "data" / config_name).read_text())
+    config = yaml.safe_load((FIXTURES / config_name).read_text())
     config["data_dir"] = str(SHARED_DATA)
     if "xtreme" in config:  # data directories relative to the repository, as `make` runs them
         by_model = config["xtreme"].get("data_dir_by_model", {})

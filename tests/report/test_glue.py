@@ -34,6 +34,7 @@ from robustft.report import (
     typst_string,
     verdict,
 )
+from tests.helpers import REPO
 
 NASTY = 'a_b#c$*"x"\\ [y] <z> @w //c /*d*/ `e` ~f = - +'
 SEEDS = [1, 2, 3, 4, 5]
@@ -507,7 +508,7 @@ def test_a_method_that_lost_more_seeds_to_divergence_is_unstable_not_reproduced(
 def test_every_verdict_has_a_colour_in_the_report_template() -> None:
     from robustft.stats import VERDICTS
 
-    template = (Path(__file__).resolve().parents[1] / "src/robustft/report/templates/report.typ").read_text()
+    template = (REPO / "src/robustft/report/templates/report.typ").read_text()
     colours = template[template.index("#let verdict-colors") : template.index("#let verdict(v)")]
     assert [word for word in VERDICTS if f'"{word}":' not in colours] == []
 

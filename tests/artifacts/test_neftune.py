@@ -18,6 +18,7 @@ from robustft.artifacts import ArtifactContext, get_artifact, write_result
 from robustft.artifacts.neftune import paper_histogram_mean
 from robustft.report.instruct import InstructReportSpec, build_instruct_report
 from robustft.tables.instruct import collect_instruct, run_dir_key
+from tests.helpers import FIXTURES, REPO
 
 N_PROMPTS = 40
 
@@ -285,7 +286,7 @@ def test_instruct_report_renders(instruct_table, tmp_path: Path):
 def test_paper_config_grid_covers_every_artifact():
     from robustft.workflow_config import instruct_grid, load_config
 
-    config = load_config(Path(__file__).resolve().parents[1] / "config" / "neftune.yaml")
+    config = load_config(REPO / "config" / "neftune.yaml")
     grid = instruct_grid(config)
     assert len(grid) == len(set(grid)) == 83
     cells = {(model, dataset, recipe, method) for model, dataset, recipe, method, _ in grid}
@@ -314,9 +315,7 @@ def test_bad_instruct_config_names_the_key(tmp_path: Path, change: dict, named: 
 
     from robustft.workflow_config import ConfigError, load_config
 
-    config = yaml.safe_load(
-        (Path(__file__).resolve().parents[1] / "tests/data/neftune-tiny.yaml").read_text()
-    )
+    config = yaml.safe_load((FIXTURES / "neftune-tiny.yaml").read_text())
     for key, value in change.items():
         config["instruct"][key] = {**config["instruct"].get(key, {}), **value} if key == "report" else value
     path = tmp_path / "bad.yaml"

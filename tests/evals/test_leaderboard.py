@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import shared_data_dir
 
 from robustft.data import DataFormatError
 from robustft.evals import leaderboard
@@ -22,6 +21,7 @@ from robustft.evals.leaderboard import (
     run_leaderboard,
     task_manager_for,
 )
+from tests.helpers import shared_data_dir
 
 CONTRACT_FIELDS = {
     "task", "metric", "value", "stderr", "n", "num_fewshot", "status", "reason", "lm_eval_version", "limit",

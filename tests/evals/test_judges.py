@@ -10,7 +10,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import shared_data_dir
 
 from robustft.cli import main
 from robustft.evals.judges import (
@@ -27,6 +26,7 @@ from robustft.evals.judges import (
     win_rate_summary,
 )
 from robustft.train.config import RunError
+from tests.helpers import shared_data_dir
 
 SECRET = "sk-test-NEVER-WRITE-ME-0123456789"
 
@@ -236,7 +236,7 @@ def test_win_rate_and_bootstrap_on_hand_made_preferences():
 
 def test_local_hf_judge_gives_valid_preferences(tmp_path):
     pytest.importorskip("torch")
-    from test_generation import tiny_llama, tiny_tokenizer
+    from tests.evals.test_generation import tiny_llama, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
     directory = tmp_path / "judge-model"

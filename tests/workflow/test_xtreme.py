@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import shlex
-from pathlib import Path
 
 import pytest
 
@@ -17,8 +16,7 @@ from robustft.workflow_config import (
     xtreme_grid,
     xtreme_train_settings,
 )
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import FIXTURES, REPO
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +108,9 @@ def test_bad_xtreme_settings_name_the_key(paper_config, change, named):
 
 
 def test_ci_runs_the_cpu_variant_at_toy_size(cpu_config):
-    """tests/data/noisytune-tiny.yaml (the CI DAG) runs the CPU variant's models, tasks, settings,
+    """tests/fixtures/noisytune-tiny.yaml (the CI DAG) runs the CPU variant's models, tasks, settings,
     methods, data and split choices; only the budgets and seeds are smaller."""
-    tiny = load_config(REPO / "tests" / "data" / "noisytune-tiny.yaml")
+    tiny = load_config(FIXTURES / "noisytune-tiny.yaml")
     assert "xtreme" in tiny["tracks"] and "noisytune/table3" in tiny["artifacts"]
     ci, cpu = tiny["xtreme"], cpu_config["xtreme"]
     for key in ("models", "methods", "data_dir_by_model", "run_by_task", "report"):

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, shared_data_dir
 
 from robustft.data.instruct import InstructData, InstructExample, load_instruct_dataset
 from robustft.io import read_jsonl
@@ -29,6 +28,7 @@ from robustft.train.sft import (
     settings_from_dict,
     sft_run,
 )
+from tests.helpers import REPO, shared_data_dir
 
 TINY = "tiny-llama"
 EOS, PAD, UNK = "</s>", "<pad>", "<unk>"

@@ -16,6 +16,7 @@ from torch import nn
 from robustft.methods import MethodConfigError, RunContext, build_method
 from robustft.methods.recadam import RecAdam, RecAdamOptimizer, anneal_lambda
 from robustft.reference import GLUE_SPLIT_SIZES
+from tests.helpers import REPO as ROOT
 
 NEW = frozenset({"classifier.weight", "classifier.bias"})
 
@@ -452,7 +453,6 @@ def test_steps_unit_short_runs(planned: int, outcome: str, caplog: pytest.LogCap
 
 # ------------------------------------------------------------------ the schedule at the configs' budgets
 
-ROOT = Path(__file__).resolve().parents[1]
 # The configs that run GLUE at the budgets the reports are made with (cpu-replication runs no RecAdam, but
 # its budget is one RecAdam must also work at).
 BUDGET_CONFIGS = [
@@ -682,7 +682,7 @@ def test_anchor_pretrained_needs_the_methods_prepare_model() -> None:
 @pytest.mark.parametrize("method", ["recadam", "noisytune+recadam"])
 def test_train_run(tiny_model: str, glue_dir: Path, tmp_path: Path, method: str) -> None:
     from robustft.train.glue import train_run
-    from tests.test_train_run import make_spec
+    from tests.train.test_glue import make_spec
 
     data = tmp_path / "data" / "glue" / "RTE"
     data.mkdir(parents=True)
@@ -711,7 +711,7 @@ def test_train_run_refuses_a_schedule_that_never_trains_the_backbone(
 ) -> None:
     """The public code's 250 steps at a 3-step run: λ ≤ 1e-54, the run fails and says why."""
     from robustft.train.glue import train_run
-    from tests.test_train_run import make_spec
+    from tests.train.test_glue import make_spec
 
     data = tmp_path / "data" / "glue" / "RTE"
     data.mkdir(parents=True)
