@@ -177,3 +177,34 @@ def test_a_published_finding_is_what_the_package_computes_from_its_runs(folder: 
     pd.testing.assert_frame_equal(published, recomputed, check_exact=False, rtol=1e-12, obj="verdicts.csv")
     assert (folder / "README.md").read_text() == findings.finding_readme(folder)
     assert findings.quoted_block(REPO / "README.md", folder.name) == findings.readme_quote(folder)
+
+
+def test_a_run_without_wall_time_leaves_the_span_unknown_not_short(finished_grid: Path) -> None:
+    runs = pd.read_csv("results/tables/toy-finding/runs.csv")
+    runs.loc[0, "wall_time_s"] = float("nan")
+    timing = findings.finding_provenance(runs, finished_grid, "make toy")["wall_time"]
+    assert timing["span_s"] is None and timing["job_seconds"] is None and "wall_time_s" in timing["why"]
+
+
+def test_a_folder_with_other_files_is_not_overwritten(finished_grid: Path) -> None:
+    out = Path("findings/toy-finding")
+    out.mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(FindingError, match=r"notes\.txt"):
+        findings.publish_finding(finished_grid, out, "make toy")
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_the_readme_is_checked_before_anything_is_written(finished_grid: Path) -> None:
+    Path("README.md").write_text("# Project\n")
+    with pytest.raises(FindingError, match="no block for finding toy-finding"):
+        findings.publish_finding(finished_grid, Path("findings/toy-finding"), "make toy", Path("README.md"))
+    assert not Path("findings/toy-finding").exists()
+
+
+def test_the_grid_sentence_counts_what_ran_not_what_the_config_lists(finished_grid: Path) -> None:
+    out = findings.publish_finding(finished_grid, Path("findings/toy-finding"), "make toy")
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    del config["seeds"]  # a config relying on the default seeds (1, 2, 3) still describes its 4-seed runs
+    (out / "config.yaml").write_text(yaml.safe_dump(config))
+    assert "16 runs (16 ok): 4 seeds × 2 methods × 2 tasks × 1 model(s)" in findings.finding_readme(out)

@@ -55,6 +55,7 @@ VERDICT_COLUMNS = [
     "min_seeds_for_significance",
     "average_over",
 ]
+FINDING_FILES = frozenset({*COPIED_TABLES, VERDICTS, PROVENANCE, REPORT, CONFIG, README})
 QUOTE_START = "<!-- finding {name}: written by `robustft publish-finding`, do not edit -->"
 QUOTE_END = "<!-- end of finding {name} -->"
 
@@ -85,8 +86,10 @@ def _distinct(values: list[Any]) -> list[Any]:
 def _timing(runs: pd.DataFrame) -> dict[str, Any]:
     """Wall time of the grid from the runs themselves: first start (finish minus the run's wall time) to
     last finish, and the summed job time. Runs recorded before `finished_at` existed leave the span open."""
-    job_seconds = float(runs["wall_time_s"].fillna(0).sum())
-    timing: dict[str, Any] = {"job_seconds": round(job_seconds, 1), "runs": len(runs)}
+    timing: dict[str, Any] = {"runs": len(runs)}
+    if runs["wall_time_s"].isna().any():
+        return {**timing, "job_seconds": None, "span_s": None, "why": "some runs do not record wall_time_s"}
+    timing["job_seconds"] = round(float(runs["wall_time_s"].sum()), 1)
     if "finished_at" not in runs or runs["finished_at"].isna().any():
         return {**timing, "span_s": None, "why": "some runs do not record finished_at"}
     finished = pd.to_datetime(runs["finished_at"], utc=True)
@@ -144,6 +147,15 @@ def publish_finding(config_path: Path, out_dir: Path, command: str, readme: Path
     if missing:
         raise FindingError(f"{config_path}: run the workflow to its end first; missing {missing}")
     check_table_runs(source / "runs.csv", expected_run_dirs(config)["runs"])
+    if readme is not None and quoted_block(readme, out_dir.name) is None:
+        raise FindingError(_no_block_message(readme, out_dir.name))
+    # A finding folder holds exactly the files its README describes: nothing of another kind is overwritten
+    # or left beside them.
+    foreign = (
+        sorted(p.name for p in out_dir.iterdir() if p.name not in FINDING_FILES) if out_dir.exists() else []
+    )
+    if foreign:
+        raise FindingError(f"{out_dir} holds files a finding does not write: {foreign}; choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
     for table in COPIED_TABLES:
         shutil.copyfile(source / table, out_dir / table)
@@ -174,6 +186,10 @@ def _seeds(value: Any) -> str:
     return str(math.ceil(float(value)))
 
 
+def _hours(seconds: float | None) -> str:
+    return "unknown" if seconds is None else f"{seconds / 3600:.2f} h"
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
         return "unknown"
@@ -194,7 +210,7 @@ def effect_table_markdown(verdicts: pd.DataFrame) -> str:
         effect = f"{_num(r.delta, 2, True)} [{_num(r.ci_low, 2, True)}, {_num(r.ci_high, 2, True)}]"
         verdict = r.verdict if pd.isna(r.magnitude) else f"{r.verdict} ({r.magnitude})"
         lines.append(
-            f"| {r.model} | {task} | {r.method} | {int(r.n_pairs)} | {_num(r.mean_baseline, 2)} | "
+            f"| {r.model} | {task} | {r.method} | {_seeds(r.n_pairs)} | {_num(r.mean_baseline, 2)} | "
             f"{_num(r.mean_method, 2)} | {effect} | {_num(r.p_claim, 3)} | {_num(r.paper_delta, 1, True)} | "
             f"{verdict} | {_seeds(r.min_seeds_for_significance)} |"
         )
@@ -207,23 +223,28 @@ def _read_folder(folder: Path) -> tuple[dict[str, Any], pd.DataFrame, dict[str, 
     config = yaml.safe_load((folder / CONFIG).read_text(encoding="utf-8"))
     verdicts = pd.read_csv(folder / VERDICTS, keep_default_na=False, na_values=[""])
     provenance = json.loads((folder / PROVENANCE).read_text(encoding="utf-8"))
+    # The grid as it ran (a config's lists may be defaults, or cut by `grids:`): counted from runs.csv.
+    runs = pd.read_csv(folder / "runs.csv", keep_default_na=False, na_values=[""])
+    provenance["grid"] = {
+        column: int(runs[column].nunique()) for column in ("seed", "method", "task", "model")
+    }
     return config, verdicts, provenance
 
 
-def _facts(config: dict[str, Any], provenance: dict[str, Any]) -> str:
-    hardware, timing = provenance["hardware"], provenance["wall_time"]
+def _facts(provenance: dict[str, Any]) -> str:
+    hardware, timing, grid = provenance["hardware"], provenance["wall_time"], provenance["grid"]
     cpus = ", ".join(str(c) for c in hardware["cpu_model"])
     statuses = ", ".join(f"{n} {status}" for status, n in provenance["statuses"].items())
     started = timing.get("first_run_started")
     date = datetime.fromisoformat(started).date().isoformat() if started else "unknown date"
     return (
-        f"{timing['runs']} runs ({statuses}): {len(config['seeds'])} seeds × {len(config['methods'])} "
-        f"methods × {len(config['tasks'])} tasks × {len(config['models'])} model(s), run on {date} "
+        f"{timing['runs']} runs ({statuses}): {grid['seed']} seeds × {grid['method']} methods × "
+        f"{grid['task']} tasks × {grid['model']} model(s), run on {date} "
         f"with commit `{', '.join(c[:12] for c in provenance['runs_git_commits'])}` on {cpus} "
         f"({', '.join(str(c) for c in hardware['cpu_count'])} cores, "
         f"{', '.join(str(t) for t in hardware['torch_threads_per_run'])} thread(s) per run, "
         f"{', '.join(str(p) for p in provenance['precision'])}); wall time {_duration(timing.get('span_s'))} "
-        f"from the first run's start to the last run's end ({timing['job_seconds'] / 3600:.2f} h of "
+        f"from the first run's start to the last run's end ({_hours(timing['job_seconds'])} of "
         "run time in all)."
     )
 
@@ -260,7 +281,7 @@ def finding_readme(folder: Path) -> str:
             "",
             effect_table_markdown(verdicts),
             "",
-            _facts(config, provenance),
+            _facts(provenance),
             "",
             "## Choices",
             "",
@@ -276,14 +297,14 @@ def finding_readme(folder: Path) -> str:
 
 def readme_quote(folder: Path) -> str:
     """The block the main README quotes: the effect table and the facts, with a link to the folder."""
-    config, verdicts, provenance = _read_folder(folder)
+    _, verdicts, provenance = _read_folder(folder)
     name = folder.name
     return "\n".join(
         [
             QUOTE_START.format(name=name),
             effect_table_markdown(verdicts),
             "",
-            f"{_facts(config, provenance)} Folder: [`findings/{name}/`](findings/{name}/); remake it with "
+            f"{_facts(provenance)} Folder: [`findings/{name}/`](findings/{name}/); remake it with "
             f"`{provenance['command']}`.",
             QUOTE_END.format(name=name),
         ]
@@ -302,13 +323,16 @@ def quoted_block(readme: Path, name: str) -> str | None:
     return match.group(0) if match else None
 
 
+def _no_block_message(readme: Path, name: str) -> str:
+    return (
+        f"{readme} has no block for finding {name}: add the two lines {QUOTE_START.format(name=name)!r} and "
+        f"{QUOTE_END.format(name=name)!r} where it should go"
+    )
+
+
 def update_readme_quote(readme: Path, folder: Path) -> None:
     """Rewrite the finding's block in `readme` (between its two marker lines, which must be there)."""
     text = readme.read_text(encoding="utf-8")
     if quoted_block(readme, folder.name) is None:
-        raise FindingError(
-            f"{readme} has no block for finding {folder.name}: add the two lines "
-            f"{QUOTE_START.format(name=folder.name)!r} and {QUOTE_END.format(name=folder.name)!r} "
-            "where it should go"
-        )
+        raise FindingError(_no_block_message(readme, folder.name))
     write_text_atomic(readme, _quote_pattern(folder.name).sub(lambda _: readme_quote(folder), text))
