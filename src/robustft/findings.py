@@ -70,11 +70,10 @@ def verdict_table(folder: Path, spec: ReportSpec) -> pd.DataFrame:
     return effect_rows(load_tables(folder), spec)[VERDICT_COLUMNS]
 
 
-def recomputed_tables(runs_csv: Path) -> dict[str, pd.DataFrame]:
-    """summary.csv and comparisons.csv as the aggregate step computes them from `runs_csv` (its defaults)."""
-    runs = pd.read_csv(runs_csv, keep_default_na=False, na_values=[""])
-    for column in ("model", "task", "method", "status", "metric"):
-        runs[column] = runs[column].astype(str)
+def recomputed_tables(folder: Path) -> dict[str, pd.DataFrame]:
+    """summary.csv and comparisons.csv as the aggregate step computes them from the folder's runs.csv (read
+    as the report reads it), with the aggregate step's defaults."""
+    runs = load_tables(folder).runs
     return {"summary.csv": summarize(runs), "comparisons.csv": compare(runs)}
 
 
