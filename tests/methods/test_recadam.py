@@ -506,7 +506,7 @@ def backbone_learns(component: RecAdam, planned: int) -> bool:
 def test_planned_steps_are_the_ones_trainer_plans() -> None:
     assert {steps for steps, _ in config_budgets("config/noisytune.yaml")["rte"]} == {234}
     assert {steps for steps, _ in config_budgets("config/noisytune.yaml")["mnli"]} == {36_816}
-    assert {steps for steps, _ in config_budgets("config/methods.yaml")["stsb"]} == {32}
+    assert {steps for steps, _ in config_budgets("config/methods.yaml")["sst2"]} == {76}
     assert {steps for steps, _ in config_budgets("config/noisytune-cpu.yaml")["mrpc@0.2"]} == {8}
 
 
