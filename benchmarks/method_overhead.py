@@ -1,7 +1,7 @@
 """Cost of each method: training-step time against plain fine-tuning, on MiniLM-L6, in one process.
 
     python benchmarks/method_overhead.py [--task mrpc] [--batch 32] [--steps 8] [--reps 3] [--threads 2]
-        [--methods finetune smart smart_no_breg ...]    # presets come from config/methods.yaml
+        [--methods finetune smart smart_no_breg ...]    # presets come from the shipped configs
 
 Every method trains the same real model on the same real batches through robustft's RobustTrainer
 (forward, extra loss terms, backward, optimizer step, post-step hooks). Methods are interleaved step by
@@ -104,12 +104,18 @@ def main() -> None:
         help="components, combinations (a+b) or presets of --presets; default: finetune + every component",
     )
     parser.add_argument(
-        "--presets", default="config/methods.yaml", help="workflow config whose `methods` names presets"
+        "--presets",
+        nargs="*",
+        default=["config/methods.yaml", "config/smart-cpu.yaml", "config/noisytune-cpu.yaml"],
+        help="workflow configs whose `methods` name presets (the first to name one wins)",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    presets = load_config(Path(args.presets))["methods"] if Path(args.presets).exists() else {}
+    presets: dict = {}
+    for config_path in reversed(args.presets):  # reversed: the first config to name a preset wins
+        if Path(config_path).exists():
+            presets.update(load_config(Path(config_path))["methods"])
     names = args.methods or ["finetune", *sorted(COMPONENTS)]
     if "finetune" not in names:
         names = ["finetune", *names]  # the baseline of every ratio
