@@ -11,6 +11,7 @@ from scipy import stats as sps
 
 from robustft.stats import (
     holm,
+    mean_bootstrap_ci,
     paired_bootstrap_ci,
     paired_differences,
     paired_ttest,
@@ -145,6 +146,24 @@ def test_bootstrap_ci_edge_cases():
     assert all(math.isnan(x) for x in paired_bootstrap_ci([70.0], [69.0]))
     # Every resample of a constant difference has the same mean.
     assert paired_bootstrap_ci([71.0, 72.0, 73.0], [70.0, 71.0, 72.0], n_boot=500) == (1.0, 1.0)
+
+
+def test_mean_bootstrap_ci_known_two_point_case():
+    """Resampled means of {0, 1} are 0, 0.5 and 1 with probabilities 1/4, 1/2, 1/4: the 95% percentile
+    interval is [0, 1] and the 40% one (30th to 70th percentile) collapses onto 0.5."""
+    assert mean_bootstrap_ci([0.0, 1.0], n_boot=4000, seed=2) == (0.0, 1.0)
+    assert mean_bootstrap_ci([0.0, 1.0], n_boot=4000, confidence=0.4, seed=2) == (0.5, 0.5)
+
+
+def test_paired_ci_is_the_one_sample_ci_of_the_differences():
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(1.0, 2.0, 12), rng.normal(0.0, 2.0, 12)
+    assert paired_bootstrap_ci(a, b, n_boot=3000, seed=9) == mean_bootstrap_ci(
+        paired_differences(a, b), n_boot=3000, seed=9
+    )
+    assert all(math.isnan(x) for x in mean_bootstrap_ci([0.4]))
+    with pytest.raises(ValueError, match="finite"):
+        mean_bootstrap_ci([0.4, math.nan])
 
 
 # --- Holm --------------------------------------------------------------------------------------------------

@@ -4,6 +4,8 @@ Every function takes two equal-length arrays `a` (method) and `b` (baseline) who
 from the same seed, so the unit of analysis is the per-seed difference `a - b`. With the 3-10 seeds
 that fine-tuning papers use, most tests are at the edge of being computable, so each function returns
 NaN (or None) instead of a number that would look meaningful but is not; the rules are in the docstrings.
+The one exception, mean_bootstrap_ci, bootstraps the mean of a single sample (the paired CI is it applied
+to the differences; the AlpacaEval judge uses it for its win rate over prompts).
 """
 
 from __future__ import annotations
@@ -67,15 +69,27 @@ def paired_bootstrap_ci(
 ) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean paired difference, resampling whole seeds.
 
-    Resampling the differences is the same as resampling (a, b) pairs together. The percentile method is
-    used because BCa needs a jackknife that is degenerate with a handful of seeds. (nan, nan) for fewer
-    than 2 pairs, where there is nothing to resample.
+    Resampling the differences is the same as resampling (a, b) pairs together, so this is
+    mean_bootstrap_ci of the differences. (nan, nan) for fewer than 2 pairs.
     """
-    d = paired_differences(a, b)
-    if d.size < 2:
+    return mean_bootstrap_ci(paired_differences(a, b), n_boot=n_boot, confidence=confidence, seed=seed)
+
+
+def mean_bootstrap_ci(
+    values: ArrayLike, n_boot: int = 10000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean of one sample (scipy.stats.bootstrap), resampling its items.
+
+    The percentile method is used because BCa needs a jackknife that is degenerate with a handful of
+    seeds. (nan, nan) for fewer than 2 values, where there is nothing to resample. Refuses NaN.
+    """
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 1 or not np.isfinite(values).all():
+        raise ValueError(f"a bootstrap sample must be 1-D and finite, got shape {values.shape}")
+    if values.size < 2:
         return math.nan, math.nan
     result = stats.bootstrap(
-        (d,),
+        (values,),
         np.mean,
         n_resamples=n_boot,
         confidence_level=confidence,

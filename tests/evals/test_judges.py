@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import subprocess
+import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -32,22 +35,64 @@ SECRET = "sk-test-NEVER-WRITE-ME-0123456789"
 
 
 class FakeJudgeServer:
-    """/v1/chat/completions ranking whichever answer contains "GOOD" first; after `fail_after` requests it
-    answers 503; `status` forces an HTTP error whose body echoes the key (as a careless server might)."""
+    """/v1/chat/completions ranking whichever answer contains "GOOD" first. Failures: after `fail_after`
+    requests it answers 503; the first `fail_first` requests get `fail_status`; `status` forces an HTTP
+    error on every request, whose body echoes the key (as a careless server might); `reply` (content
+    type, body) replaces every answer. Every error asks for
+    a 10 ms Retry-After, which the openai client honours, so retries cost the tests nothing. Each answer
+    waits `delay_s`; `max_in_flight` is the most requests it was answering at once."""
 
-    def __init__(self, fail_after: int | None = None, status: int | None = None) -> None:
+    def __init__(
+        self,
+        fail_after: int | None = None,
+        status: int | None = None,
+        *,
+        fail_first: int = 0,
+        fail_status: int = 503,
+        delay_s: float = 0.0,
+        reply: tuple[str, bytes] | None = None,
+    ) -> None:
         self.requests: list[dict] = []
+        self.in_flight = self.max_in_flight = 0
+        lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                if status is not None or (fail_after is not None and len(server.requests) > fail_after):
-                    code = status or 503
+                with lock:
+                    # header names as sent vary in case between HTTP clients
+                    headers = {name.lower(): value for name, value in self.headers.items()}
+                    server.requests.append({"path": self.path, "headers": headers, "body": body})
+                    number = len(server.requests)
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    time.sleep(delay_s)
+                    self.answer(body, number)
+                except OSError:  # the client gave up (its timeout) and closed the connection
+                    pass
+                finally:
+                    with lock:
+                        server.in_flight -= 1
+
+            def answer(self, body: dict, number: int) -> None:
+                code = status
+                if code is None and number <= fail_first:
+                    code = fail_status
+                if code is None and fail_after is not None and number > fail_after:
+                    code = 503
+                if code is not None:
                     self.send_response(code)
+                    self.send_header("retry-after-ms", "10")
                     self.end_headers()
                     self.wfile.write(f"bad key {self.headers.get('Authorization')}".encode())
+                    return
+                if reply is not None:
+                    self.send_response(200)
+                    self.send_header("Content-Type", reply[0])
+                    self.end_headers()
+                    self.wfile.write(reply[1])
                     return
                 user = body["messages"][1]["content"]
                 first = user.split('"model": "model_1"')[1].split('"model": "model_2"')[0]
@@ -78,9 +123,9 @@ class FakeJudgeServer:
         self.httpd.server_close()
 
 
-def openai_judge(url: str, **settings) -> OpenAIJudge:
+def openai_judge(url: str | None, **settings) -> OpenAIJudge:
     options = {"model": "fake-gpt-4", "base_url": url, "api_key_env": "FAKE_JUDGE_KEY", "max_retries": 1}
-    return OpenAIJudge(**{**options, "retry_backoff_s": 0.01, "timeout_s": 5, **settings})
+    return OpenAIJudge(**{**options, "timeout_s": 5, **settings})
 
 
 PAIRS = [
@@ -105,7 +150,7 @@ def test_prompt_format_order_and_cache(tmp_path, api_key, caplog):
         annotations = annotate(PAIRS, openai_judge(server.url), cache, seed=3)
         request = server.requests[0]
         assert request["path"] == "/v1/chat/completions"
-        assert request["headers"]["Authorization"] == f"Bearer {SECRET}"
+        assert request["headers"]["authorization"] == f"Bearer {SECRET}"
         body = request["body"]
         assert body["model"] == "fake-gpt-4" and body["temperature"] == 0 and body["max_tokens"] == 100
         assert body["messages"][0] == {"role": "system", "content": ALPACA_EVAL_GPT4_SYSTEM}
@@ -167,7 +212,8 @@ def test_unreachable_endpoint_names_the_url_and_keeps_earlier_judgements(tmp_pat
             annotate(PAIRS, openai_judge(server.url), cache)
         assert isinstance(caught.value, RunError)
         message = str(caught.value)
-        assert f"{server.url}/chat/completions" in message and "unreachable after 2 attempts" in message
+        assert f"{server.url}/chat/completions" in message
+        assert "unreachable after 2 attempts (last: HTTP 503)" in message
         assert SECRET not in message
     assert len(cache.read_text().splitlines()) == 5, "the judgements made before the failure are saved"
 
@@ -188,6 +234,82 @@ def test_refused_request_never_shows_the_key(tmp_path, api_key):
         assert SECRET not in str(caught.value)
         if status == 400:
             assert "bad key Bearer ***" in str(caught.value)  # a body is shown, with the key redacted
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (("application/json", b'{"id": "x"}'), "answered without choices"),
+        (("text/html", b"<html>a proxy's page</html>"), "answered without choices"),
+        (("application/json", b"{not json"), "not JSON"),
+    ],
+)
+def test_an_answer_that_is_not_a_completion_is_an_error(tmp_path, api_key, reply, message):
+    with FakeJudgeServer(reply=reply) as server, pytest.raises(JudgeUnavailableError, match=message):
+        annotate(PAIRS[:1], openai_judge(server.url, max_retries=0), tmp_path / "c.jsonl")
+    assert not (tmp_path / "c.jsonl").exists() or not (tmp_path / "c.jsonl").read_text()
+
+
+@pytest.mark.parametrize("code", [500, 429])
+def test_the_client_retries_server_errors_and_rate_limits(tmp_path, api_key, code):
+    with FakeJudgeServer(fail_first=2, fail_status=code) as server:
+        annotations = annotate(PAIRS[:1], openai_judge(server.url, max_retries=2), tmp_path / "c.jsonl")
+        assert len(server.requests) == 3, "two failures, then the answer"
+        assert annotations[0]["preference"] == 2.0
+    # one retry is not enough: the error says how many attempts were made and what the last one got
+    with FakeJudgeServer(fail_first=2, fail_status=code) as server:
+        with pytest.raises(
+            JudgeUnavailableError, match=rf"unreachable after 2 attempts \(last: HTTP {code}\)"
+        ):
+            annotate(PAIRS[:1], openai_judge(server.url, max_retries=1), tmp_path / "d.jsonl")
+        assert len(server.requests) == 2
+
+
+def test_timeout_setting_reaches_the_client(tmp_path, api_key):
+    judge = openai_judge(None, max_retries=0, timeout_s=0.3)
+    with FakeJudgeServer(delay_s=3.0) as server:
+        judge.base_url = server.url
+        start = time.monotonic()
+        with pytest.raises(JudgeUnavailableError, match=r"unreachable after 1 attempts .*timed out"):
+            annotate(PAIRS[:1], judge, tmp_path / "c.jsonl")
+        assert time.monotonic() - start < 2.5, "the request was cut at timeout_s, not at the server's answer"
+        assert len(server.requests) == 1
+    assert judge.client().timeout == 0.3 and judge.client().max_retries == 0
+
+
+def test_requests_in_flight_are_bounded_by_workers(tmp_path, api_key):
+    for workers in (1, 3):
+        with FakeJudgeServer(delay_s=0.3) as server:
+            annotations = annotate(
+                PAIRS[:6], openai_judge(server.url, workers=workers), tmp_path / f"{workers}.jsonl"
+            )
+            assert server.max_in_flight == workers and len(server.requests) == 6
+        assert all(a["preference"] == 2.0 for a in annotations)
+
+
+def test_base_url_falls_back_to_openai_base_url_and_no_key_is_sent_where_none_is_asked(tmp_path, monkeypatch):
+    """As the openai package: $OPENAI_BASE_URL when the config names no base_url. A keyless judge (a local
+    vLLM server) sends a placeholder, never the key in $OPENAI_API_KEY that the package would pick up."""
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    with FakeJudgeServer() as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        judge = build_judge({"kind": "openai", "model": "vllm-model", "api_key_env": None})
+        assert judge.identity()["base_url"] == server.url
+        annotate(PAIRS[:2], judge, tmp_path / "c.jsonl")
+        assert [r["headers"]["authorization"] for r in server.requests] == ["Bearer EMPTY"] * 2
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    assert OpenAIJudge().url == "https://api.openai.com/v1/chat/completions"
+    assert SECRET not in all_text(tmp_path)
+
+
+def test_judges_import_without_openai_and_an_openai_judge_names_the_package(monkeypatch):
+    code = "import sys, robustft.evals.judges; assert 'openai' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    monkeypatch.setitem(sys.modules, "openai", None)  # what an environment without the package gives
+    with pytest.raises(JudgeUnavailableError, match=r"needs the openai package.*robustft\[judge\]"):
+        openai_judge("http://127.0.0.1:9/v1", api_key_env=None).judge("q", "a", "b")
+    with pytest.raises(RunError, match="max_retries must be >= 0"):
+        build_judge({"kind": "openai", "max_retries": -1})
 
 
 def test_missing_key_and_judge_config(monkeypatch):
@@ -230,6 +352,12 @@ def test_win_rate_and_bootstrap_on_hand_made_preferences():
     # the CI of many 50/50 preferences is about ±1.96 standard errors
     wide = win_rate_summary([1.0, 2.0] * 200, n_bootstrap=4000, seed=0)
     assert wide["ci_high"] - wide["ci_low"] == pytest.approx(2 * 1.96 * wide["standard_error"], rel=0.1)
+    # a known case: one loss and one win resample to win rates 0, 50 and 100 with probabilities 1/4, 1/2
+    # and 1/4, so the 95% percentile interval is [0, 100] and the 40% one (30th-70th percentile) is 50
+    pair = win_rate_summary([1.0, 2.0], n_bootstrap=2000, seed=5)
+    assert (pair["ci_low"], pair["ci_high"]) == (0.0, 100.0)
+    narrow = win_rate_summary([1.0, 2.0], n_bootstrap=2000, seed=5, confidence=0.4)
+    assert narrow["ci_low"] == narrow["ci_high"] == 50.0
     with pytest.raises(ValueError, match=r"\[1, 2\]"):
         win_rate_summary([0.5])
 

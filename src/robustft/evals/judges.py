@@ -19,8 +19,10 @@ share the file: each append holds a lock on it, and a line cut short by a killed
 
 Judges (JUDGES, one entry per kind):
 - `openai`: any OpenAI-compatible chat-completions endpoint (OpenAI's GPT-4 as in the paper, or a vLLM
-  server), AlpacaEval v1's `alpaca_eval_gpt4` ranking prompt, temperature 0. The API key is read from the
-  environment variable named by `api_key_env` at request time and goes nowhere else.
+  server at `base_url`), AlpacaEval v1's `alpaca_eval_gpt4` ranking prompt, temperature 0, called through
+  the openai package (the `judge` extra; imported only when such a judge judges), whose client retries
+  and times out. The API key is read from the environment variable named by `api_key_env` at the first
+  request and goes nowhere else.
 - `local_hf`: a local causal LM; the preference is 1 + P("2") / (P("1") + P("2")) from its next-token
   distribution after a pairwise prompt, like AlpacaEval's weighted (log-probability) annotators.
 Numbers from a judge other than GPT-4 are "AlpacaEval protocol with judge X", not leaderboard numbers.
@@ -36,10 +38,10 @@ import logging
 import math
 import os
 import re
-import time
+import threading
 from collections.abc import Sequence
 from concurrent.futures import CancelledError, ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -147,13 +149,17 @@ class Judge:
     needs_network: ClassVar[bool] = False
     model: str
     description: str = ""
-    workers: int = 1  # parallel requests (the openai kind); the local judge runs one at a time
+    workers: int = 1  # threads judging at once: the openai kind's bound on requests in flight
 
     def identity(self) -> dict[str, Any]:
         raise NotImplementedError
 
     def judge(self, instruction: str, output_1: str, output_2: str) -> Verdict:
         raise NotImplementedError
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting (the init fields), as written in the result; a key is named, never held."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
 
     def describe(self, name: str) -> dict[str, Any]:
         return {"name": name, "kind": self.kind, "model": self.model, "description": self.description}
@@ -171,32 +177,63 @@ def _redact(text: str, secret: str | None) -> str:
     return text.replace(secret, "***") if secret else text
 
 
+# Where the openai package sends requests when neither `base_url` nor $OPENAI_BASE_URL says otherwise.
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+# The key sent to a server that takes none (`api_key_env: null`): the openai client refuses an empty key,
+# and vLLM's OpenAI-compatible server, started without --api-key, ignores whatever comes.
+NO_KEY_PLACEHOLDER = "EMPTY"
+OPENAI_PACKAGE_HINT = "pip install 'robustft[judge]' (or: pip install openai)"
+
+
 @register_judge
 @dataclass
 class OpenAIJudge(Judge):
-    """An OpenAI-compatible /chat/completions endpoint (GPT-4 as in the paper, or a vLLM server)."""
+    """An OpenAI-compatible /chat/completions endpoint (GPT-4 as in the paper, or a vLLM server), called
+    through the openai package, whose client does the retries and timeouts. Its requests run in `workers`
+    threads sharing one client, so at most `workers` are in flight."""
 
     kind: ClassVar[str] = "openai"
     needs_network: ClassVar[bool] = True
     model: str = "gpt-4-0613"  # alpaca_eval_gpt4's model_name
-    base_url: str = "https://api.openai.com/v1"
+    base_url: str | None = None  # None: $OPENAI_BASE_URL, else OpenAI's API (as the openai package does)
     api_key_env: str | None = "OPENAI_API_KEY"  # None: no key (a local server)
     max_tokens: int = 100  # alpaca_eval_gpt4's completions_kwargs
     temperature: float = 0.0
-    timeout_s: float = 120.0
+    timeout_s: float = 120.0  # per attempt
+    # The openai client's retries: of connection errors, timeouts and HTTP 408/409/429/5xx, waiting as the
+    # server's Retry-After asks, else with the package's exponential backoff.
     max_retries: int = 4
-    retry_backoff_s: float = 2.0  # doubled after each failed attempt
     description: str = "AlpacaEval v1 alpaca_eval_gpt4 ranking prompt, temperature 0"
+    _client: Any = field(default=None, init=False, repr=False, compare=False)
+    _client_lock: Any = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{name} must be {rule}, got {value!r}"
+            for name, value, rule, ok in (
+                ("timeout_s", self.timeout_s, "> 0", self.timeout_s > 0),
+                ("max_retries", self.max_retries, ">= 0", self.max_retries >= 0),
+                ("workers", self.workers, ">= 1", self.workers >= 1),
+            )
+            if not ok
+        ]
+        if problems:
+            raise RunError(f"judge config (openai): {'; '.join(problems)}")
+
+    @property
+    def endpoint(self) -> str:
+        """The base URL requests go to: the setting, else $OPENAI_BASE_URL, else OpenAI's API."""
+        return (self.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_DEFAULT_BASE_URL).rstrip("/")
 
     @property
     def url(self) -> str:
-        return self.base_url.rstrip("/") + "/chat/completions"
+        return self.endpoint + "/chat/completions"
 
     def identity(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "model": self.model,
-            "base_url": self.base_url.rstrip("/"),
+            "base_url": self.endpoint,
             "prompt": "alpaca_eval_gpt4",
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
@@ -210,61 +247,78 @@ class OpenAIJudge(Judge):
             raise RunError(f"judge endpoint {self.url}: environment variable {self.api_key_env} is not set")
         return key
 
+    def client(self) -> Any:
+        """The openai client, made on the first request (the key is read then) and shared by the workers
+        (it is thread-safe). The package is imported here, so the module imports without it."""
+        with self._client_lock:
+            if self._client is None:
+                try:
+                    import openai
+                except ImportError:
+                    raise JudgeUnavailableError(
+                        f"judge endpoint {self.url}: an openai judge needs the openai package; "
+                        f"{OPENAI_PACKAGE_HINT}"
+                    ) from None
+                self._client = openai.OpenAI(
+                    # never None: the package would then read $OPENAI_API_KEY and send it to any server
+                    api_key=self._api_key() or NO_KEY_PLACEHOLDER,
+                    base_url=self.endpoint,
+                    timeout=self.timeout_s,
+                    max_retries=self.max_retries,
+                )
+            return self._client
+
     def judge(self, instruction: str, output_1: str, output_2: str) -> Verdict:
         user = ALPACA_EVAL_GPT4_USER.format(instruction=instruction, output_1=output_1, output_2=output_2)
-        payload = {
-            "model": self.model,
-            "messages": [
-                {"role": "system", "content": ALPACA_EVAL_GPT4_SYSTEM},
-                {"role": "user", "content": user},
-            ],
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-        }
-        response = self._post(payload)
+        messages = [
+            {"role": "system", "content": ALPACA_EVAL_GPT4_SYSTEM},
+            {"role": "user", "content": user},
+        ]
+        completion = self._complete(messages)
+        return Verdict(parse_ranking(completion), completion)
+
+    def _complete(self, messages: list[dict[str, str]]) -> str:
+        """The completion's text; every failure, after the client's retries, is a JudgeUnavailableError
+        that names the URL and never shows the key."""
+        client = self.client()
+        import openai
+
         try:
-            completion = response["choices"][0]["message"]["content"] or ""
-        except (KeyError, IndexError, TypeError):
+            response = client.chat.completions.create(
+                model=self.model, messages=messages, temperature=self.temperature, max_tokens=self.max_tokens
+            )
+        except openai.APIStatusError as err:
+            raise JudgeUnavailableError(self._status_message(err.status_code, err.response.text)) from None
+        except openai.APIConnectionError as err:  # refused, reset, timed out (APITimeoutError)
+            detail = f"{err} ({err.__cause__})" if err.__cause__ else str(err)
+            raise JudgeUnavailableError(self._unreachable_message(detail)) from None
+        except json.JSONDecodeError:  # a body that says it is JSON and is not
+            raise JudgeUnavailableError(self._unreachable_message("a response that is not JSON")) from None
+        except openai.OpenAIError as err:
+            raise JudgeUnavailableError(
+                f"judge endpoint {self.url}: {_redact(str(err), self._secret())}"
+            ) from None
+        try:
+            return response.choices[0].message.content or ""
+        except (AttributeError, IndexError, TypeError):  # a body without choices, or not JSON at all
             raise JudgeUnavailableError(
                 f"judge endpoint {self.url} answered without choices[0].message.content"
             ) from None
-        return Verdict(parse_ranking(completion), completion)
 
-    def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
-        import urllib.error
-        import urllib.request
+    def _secret(self) -> str | None:
+        """The key the client sends, to cut out of any text shown (None: only the placeholder is sent)."""
+        return self._client.api_key if self.api_key_env and self._client is not None else None
 
-        key = self._api_key()
-        headers = {"Content-Type": "application/json"}
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        data = json.dumps(payload).encode("utf-8")
-        reason = ""
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                time.sleep(self.retry_backoff_s * 2 ** (attempt - 1))
-            request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    return json.loads(response.read().decode("utf-8"))
-            except urllib.error.HTTPError as err:
-                if err.code in (408, 409, 429) or err.code >= 500:
-                    reason = f"HTTP {err.code}"
-                    continue
-                # 401/403 bodies may quote part of the key: never shown; others are shown redacted
-                body = (
-                    "" if err.code in (401, 403) else _redact(err.read(500).decode("utf-8", "replace"), key)
-                )
-                raise JudgeUnavailableError(
-                    f"judge endpoint {self.url} refused the request: HTTP {err.code} {body}".rstrip()
-                ) from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as err:
-                reason = _redact(str(getattr(err, "reason", err)), key)
-            except json.JSONDecodeError:
-                reason = "a response that is not JSON"
-        raise JudgeUnavailableError(
-            f"judge endpoint {self.url} unreachable after {self.max_retries + 1} attempts (last: {reason})"
-        )
+    def _status_message(self, status: int, body: str) -> str:
+        if status in (408, 409, 429) or status >= 500:  # what the client retries: it gave up
+            return self._unreachable_message(f"HTTP {status}")
+        # 401/403 bodies may quote part of the key: never shown; others are shown redacted
+        shown = "" if status in (401, 403) else _redact(body[:500], self._secret())
+        return f"judge endpoint {self.url} refused the request: HTTP {status} {shown}".rstrip()
+
+    def _unreachable_message(self, reason: str) -> str:
+        reason = _redact(reason, self._secret())
+        return f"judge endpoint {self.url} unreachable after {self.max_retries + 1} attempts (last: {reason})"
 
 
 @register_judge
@@ -536,8 +590,11 @@ def win_rate_summary(
     preferences: Sequence[float | None], *, n_bootstrap: int = 2000, seed: int = 0, confidence: float = 0.95
 ) -> dict[str, Any]:
     """AlpacaEval's head-to-head numbers from preferences in [1, 2] (None/NaN: not a preference, dropped),
-    plus a percentile bootstrap CI of the win rate (items resampled with replacement)."""
+    plus a percentile bootstrap CI of the win rate (items resampled with replacement,
+    robustft.stats.mean_bootstrap_ci)."""
     import numpy as np
+
+    from robustft.stats import mean_bootstrap_ci  # scipy and statsmodels: only when summarising
 
     values = [p for p in preferences if p is not None and not math.isnan(p)]
     invalid = [p for p in values if not 1 <= p <= 2]
@@ -569,10 +626,8 @@ def win_rate_summary(
     discrete = np.where(shifted == 0.5, 0.5, np.round(shifted))
     out["discrete_win_rate"] = float(discrete.mean() * 100)
     if n > 1 and n_bootstrap > 0:
-        rng = np.random.default_rng(seed)
-        means = shifted[rng.integers(0, n, size=(n_bootstrap, n))].mean(axis=1) * 100
-        tail = (1 - confidence) / 2 * 100
-        out["ci_low"], out["ci_high"] = (float(v) for v in np.percentile(means, [tail, 100 - tail]))
+        low, high = mean_bootstrap_ci(shifted, n_boot=n_bootstrap, confidence=confidence, seed=seed)
+        out["ci_low"], out["ci_high"] = low * 100, high * 100
     else:
         out["ci_low"] = out["ci_high"] = None
     return out
@@ -638,7 +693,7 @@ def judge_generations(
 
     result = {
         "judge": judge.describe(name),
-        "judge_settings": {k: v for k, v in asdict(judge).items() if not k.startswith("_")},
+        "judge_settings": judge.settings(),
         **stats,
         "length_controlled_win_rate": None,
         "length_controlled_reason": LENGTH_CONTROLLED_REASON,
