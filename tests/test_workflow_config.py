@@ -112,11 +112,13 @@ BAD_INPUTS = {
         "methods.s",
         "smart.radius",
     ),
-    "hub-id": (
-        {"models": ["microsoft/deberta-v3-base"]},
+    # Any Hub id names a model; its kind is read from its config.json, here out of reach (offline, no cache).
+    "hub-id-out-of-reach": (
+        {"models": ["microsoft/deberta-v3-base"], "cache_dir": "no-such-cache-dir"},
         "models",
-        "register it in src/robustft/models.py with register_model(ModelSpec(",
+        "robustft prefetch --models microsoft/deberta-v3-base --cache-dir no-such-cache-dir",
     ),
+    "no-model-at-a-path": ({"models": ["/models/acme/bert"]}, "models", "neither a registry name"),
     "max-seq-length-beyond-positions": (
         {"models": ["bert-base"], "train": {"max_seq_length": 100_000}},
         "train.max_seq_length",
@@ -256,7 +258,12 @@ def _train(tmp_path: Path, *extra: str, model: str = "minilm-l6", method: str = 
     ("extra", "model", "method", "named"),
     [
         ((), "llama-2-7b", "finetune", "--model: model 'llama-2-7b' is a causal language model"),
-        ((), "microsoft/deberta-v3-base", "finetune", "src/robustft/models.py"),
+        (
+            ("--cache-dir", "no-such-cache-dir"),
+            "microsoft/deberta-v3-base",
+            "finetune",
+            "robustft prefetch --models microsoft/deberta-v3-base --cache-dir no-such-cache-dir",
+        ),
         (("--method-components", '{"smart": {}}'), "minilm-l6", "finetune", "method 'finetune' names"),
         (("--method-components", '{"noisytune": {"noise_lambda": 1000}}'), "minilm-l6", "nt", "noise_lambda"),
         (("--train-config", '{"max_seq_length": 100000}'), "minilm-l6", "finetune", "'max_seq_length'"),
@@ -423,3 +430,41 @@ def test_xtreme_and_sft_runs_refuse_the_same_inputs_by_hand() -> None:
     long = SFTSettings(max_seq_length=4096)
     with pytest.raises(RunError, match=r"'max_seq_length': 4096 tokens .*\(at most 2048"):
         SFTRunSpec(model="llama-1-7b", dataset="alpaca_seed", method="finetune", seed=0, sft=long).validate()
+
+
+# --------------------------------------------------------------------------- run directory keys stay put
+
+FINDINGS = sorted(path for path in (REPO / "findings").glob("*") if (path / "runs.csv").exists())
+
+
+@pytest.mark.parametrize("finding", FINDINGS, ids=lambda p: p.name)
+def test_a_published_findings_config_still_names_its_run_directories(finding: Path) -> None:
+    """A setting added later (report_to, at its default) must not rename the runs a finding was made from:
+    rerunning its config would train them all again, and its tables would no longer match its config."""
+    import pandas as pd
+
+    from robustft.workflow_config import expected_run_dirs, load_config
+
+    published = set(pd.read_csv(finding / "runs.csv")["run_dir"])
+    assert set(expected_run_dirs(load_config(finding / "config.yaml"))["runs"]) == published
+
+
+def _glue_and_xtreme_config(**train: Any) -> dict[str, Any]:
+    config = yaml.safe_load((REPO / "config" / "noisytune-xtreme-cpu.yaml").read_text())
+    config["tracks"] = ["glue", "xtreme"]
+    config["train"] = {**(config.get("train") or {}), **train}
+    validate_config(config)
+    return config
+
+
+def test_report_to_enters_a_runs_key_and_its_job_only_when_set() -> None:
+    from robustft.workflow_config import expected_run_dirs, training_jobs
+
+    default = _glue_and_xtreme_config()
+    assert expected_run_dirs(_glue_and_xtreme_config(report_to="none")) == expected_run_dirs(default)
+    assert all("report_to" not in job["train"] for job in training_jobs(default))
+    tracked = _glue_and_xtreme_config(report_to=["tensorboard"])
+    for table in ("runs", "xtreme"):
+        assert expected_run_dirs(tracked)[table], table
+        assert not set(expected_run_dirs(tracked)[table]) & set(expected_run_dirs(default)[table]), table
+    assert {json.dumps(job["train"]["report_to"]) for job in training_jobs(tracked)} == {'["tensorboard"]'}

@@ -60,6 +60,10 @@ class ModelNotFoundError(FileNotFoundError):
     """A Hub model's files are neither in the cache nor downloadable (offline node, no network)."""
 
 
+class UnsupportedModelError(ValueError):
+    """A model's config names a model type that transformers does not ship (remote code is never run)."""
+
+
 class AmbiguousPaperValue(LookupError):
     """A lookup matched rows with different values; the caller must narrow it (metric, split)."""
 

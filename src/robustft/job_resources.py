@@ -32,7 +32,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from robustft.models import MODELS, get_model_spec
+from robustft.models import MODELS, parameter_count
 
 JOB_KINDS = ("sft", "generate", "lm_eval", "judge_model", "judge_api")
 
@@ -73,15 +73,16 @@ class JobResources:
         return resources
 
 
-def model_parameters(model: str) -> int:
+def model_parameters(model: str, cache_dir: str | None = None) -> int:
     """The registry's parameter count of `model`; for a saved model directory (a `local_hf` judge may name
-    one), its safetensors' size at 2 bytes per parameter (fp32 files count double: on the safe side)."""
+    one), its safetensors' size at 2 bytes per parameter (fp32 files count double: on the safe side); for
+    a Hub id, the count of the model its config.json (in `cache_dir`) describes."""
     if model not in MODELS and Path(model).is_dir():
         size = sum(path.stat().st_size for path in Path(model).glob("*.safetensors"))
         if size == 0:
             raise ValueError(f"model directory {model!r} has no *.safetensors files to size its jobs by")
         return size // 2
-    parameters = get_model_spec(model).parameters
+    parameters = parameter_count(model, cache_dir)
     if not parameters:
         raise ValueError(
             f"model {model!r} has no parameter count in the registry, so its cluster jobs cannot be sized: "
@@ -111,12 +112,20 @@ def _megabytes(gigabytes: float) -> int:
 
 
 def instruct_job_resources(
-    job: str, model: str, attempt: int, *, gpus: int, epochs: float = 3.0, adapter: str = "full"
+    job: str,
+    model: str,
+    attempt: int,
+    *,
+    gpus: int,
+    epochs: float = 3.0,
+    adapter: str = "full",
+    cache_dir: str | None = None,
 ) -> JobResources:
     """What attempt `attempt` of a `job` (one of JOB_KINDS) on `model` asks for.
 
     `gpus`: the GPUs the job gets (the config's gpus_per_run for sft, at most 1 for the others; 0 runs on
-    the CPU). `epochs` and `adapter` (full, lora, qlora) are the SFT recipe's.
+    the CPU). `epochs` and `adapter` (full, lora, qlora) are the SFT recipe's. `cache_dir`: where a Hub
+    model's config.json is read (the workflow config's cache_dir).
     """
     if job not in JOB_KINDS:
         raise ValueError(f"job kind {job!r} is not one of {list(JOB_KINDS)}")
@@ -126,7 +135,7 @@ def instruct_job_resources(
         return JobResources(
             gpu=0, mem_mb=4000, runtime=min(120 * attempt, max_job_minutes()), sigterm_lead_s=60
         )
-    billions = model_parameters(model) / 1e9
+    billions = model_parameters(model, cache_dir) / 1e9
     time_factor = 1 if gpus > 0 else CPU_TIME_FACTOR
     if job == "sft":
         memory_gb = BASE_MEMORY_GB + (6 if gpus > 0 else 20) * billions

@@ -1,23 +1,33 @@
-"""Model registry: a short name -> how to load its tokenizer and a task head on top of it.
+"""Model names -> how to load a model's tokenizer and a task head on top of it.
 
-Adding a model is one `register_model(ModelSpec(...))` call. Names are what the config and the run
-directories use, so they stay short and free of slashes.
+A model name is either
+- a registry alias (`minilm-l6`, `bert-base`, `smollm2-135m`, ...): the papers' models, each one
+  `register_model(ModelSpec(...))` call with its source, kind, input length and parameter count; or
+- a Hugging Face Hub id (`microsoft/deberta-v3-base`) or a local folder holding a saved model: its kind
+  (encoder or causal LM) and input length are read from its config.json (transformers' AutoConfig, from
+  the Hub or the cache), never from a list.
+
+Names are run-directory levels and Snakemake wildcards, where a "/" cannot be: `model_path_name` and
+`model_from_path_name` map a Hub id to a path-safe name and back (microsoft--deberta-v3-base, as the
+Hugging Face cache names repositories).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from robustft.errors import ModelNotFoundError, RunError
+from robustft.errors import ModelNotFoundError, RunError, UnsupportedModelError
 
 if TYPE_CHECKING:  # transformers is heavy; the registry itself must import fast (Snakefile parse)
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -60,24 +70,157 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
+# A Hub id as the Hub spells them: org/name of letters, digits, "_", "." and "-". The Hub allows neither
+# "--" nor ".." in an id, which is what leaves "--" free to stand for "/" in a path-safe name.
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]*[A-Za-z0-9_]")
+PATH_SEPARATOR = "--"  # what a "/" of a model name becomes in a run directory's level
+# A run directory's level is also a word in the workflow's shell commands: no blanks, quotes or leading "-".
+PATH_NAME = re.compile(r"[A-Za-z0-9_.][\w.-]*")
+
+
+def is_local_model(name: str) -> bool:
+    """Whether `name` is a folder holding a saved model (its config.json)."""
+    return (Path(name) / "config.json").is_file()
+
+
+def is_model_name(name: str) -> bool:
+    """A registry alias, a Hub id (org/name) or a local folder holding a saved model."""
+    if name in MODELS or is_local_model(name):
+        return True
+    return HUB_ID.fullmatch(name) is not None and PATH_SEPARATOR not in name and ".." not in name
+
+
+def model_path_name(model: str) -> str:
+    """`model` as one level of a run directory and as a Snakemake wildcard: each "/" becomes "--", as the
+    Hugging Face cache names repositories (microsoft/deberta-v3-base -> microsoft--deberta-v3-base;
+    registry aliases stay as they are). `model_from_path_name` reads it back.
+
+    Raises ValueError for a name that would not read back or would not be a plain word in a shell
+    command: an absolute path, a "--" of its own, a blank."""
+    path_name = model.replace("/", PATH_SEPARATOR)
+    if PATH_NAME.fullmatch(path_name) is None or model_from_path_name(path_name) != model:
+        raise ValueError(
+            f"model {model!r} cannot name a run directory (results/runs/<model>/...): use a registry name, a "
+            "Hub id (org/name) or a relative folder path of letters, digits, '_', '.' and '-', without '--' "
+            "(an absolute path does not fit either: put the model in the Hugging Face cache under an id)"
+        )
+    return path_name
+
+
+def model_from_path_name(path_name: str) -> str:
+    """The model that a run directory's level names: `model_path_name` undone."""
+    return path_name.replace(PATH_SEPARATOR, "/")
+
+
+def canonical_model_name(name: str) -> str:
+    """The model a command line names: a registry alias, Hub id or local folder as given, and a run
+    directory's level (microsoft--deberta-v3-base, as the workflow's rules pass it) as the Hub id it
+    stands for. Runs record this name, and the tables read it back from their directories."""
+    if PATH_SEPARATOR not in name or name in MODELS or Path(name).exists():
+        return name
+    return model_from_path_name(name)
+
+
 def unknown_model_message(name: str) -> str:
-    """Why `name` is not a model, and how to register one (a Hub id is not a registry name)."""
-    # A name without "/" may still be a Hub id (bert-base-uncased): offer it as the source too.
-    source = name
-    short = name.rsplit("/", 1)[-1].lower()
+    """Why `name` is not a model, and how to name one."""
     return (
-        f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}. To use another model, "
-        f"register it in src/robustft/models.py with register_model(ModelSpec(name={short!r}, "
-        f"source={source!r}, kind='encoder' or 'causal-lm', max_length=<its max_position_embeddings>, "
-        "parameters=<its parameter count, which sizes cluster jobs>)) and name it by that short name"
+        f"unknown model {name!r}: neither a registry name (known: {', '.join(sorted(MODELS))}), nor a Hub "
+        "id (org/name, e.g. microsoft/deberta-v3-base), nor a local folder holding a saved model "
+        "(config.json). Name a Hub model by its full id (e.g. google-bert/bert-base-uncased, not "
+        "bert-base-uncased); to give it a short name, register an alias in src/robustft/models.py "
+        "(docs/extending.md)"
     )
 
 
-def get_model_spec(name: str) -> ModelSpec:
-    try:
+def get_model_spec(name: str, cache_dir: str | None = None) -> ModelSpec:
+    """The registry's spec of an alias; for a Hub id or a local folder, one whose kind and input length
+    come from its config.json (read from `cache_dir`, or fetched into it, once per process).
+
+    Raises KeyError for a name that is none of these, ModelNotFoundError when the config can be neither
+    read from the cache nor downloaded, UnsupportedModelError when transformers does not know its type."""
+    if name in MODELS:
         return MODELS[name]
-    except KeyError:
-        raise KeyError(unknown_model_message(name)) from None
+    if not is_model_name(name):
+        raise KeyError(unknown_model_message(name))
+    return _configured_model_spec(name, cache_dir)
+
+
+@functools.cache
+def _configured_model_spec(name: str, cache_dir: str | None) -> ModelSpec:
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(name, cache_dir=cache_dir, trust_remote_code=False)
+    except OSError as err:
+        if is_local_model(name):
+            raise  # a broken local model is not a cache miss
+        from robustft.offline import prefetch_hint
+
+        raise ModelNotFoundError(
+            f"model {name!r}: its config.json (which says whether it is an encoder or a causal LM) is not "
+            f"in the cache {cache_dir or '(the default Hugging Face cache, HF_HOME)'} and could not be "
+            f"downloaded ({type(err).__name__}: {_first_line(err)}). "
+            + prefetch_hint(models=[name], cache_dir=cache_dir)
+            + " Or point the cache at one that holds it (config key 'cache_dir', --cache-dir, HF_HOME)."
+        ) from err
+    except ValueError as err:  # a model type transformers does not ship (remote code is never run)
+        raise UnsupportedModelError(
+            f"model {name!r}: transformers cannot read its config ({_first_line(err)}); only model types "
+            "that transformers ships can be fine-tuned here (trust_remote_code stays off)"
+        ) from err
+    return ModelSpec(
+        name=name,
+        source=name,
+        kind=kind_from_config(config),
+        max_length=max_length_from_config(config),
+        description=f"{'local folder' if is_local_model(name) else 'Hub'}: {name} ({config.model_type})",
+    )
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).splitlines()[0] if str(err) else ""
+
+
+def kind_from_config(config: PretrainedConfig) -> str:
+    """The kind of a model: "causal-lm" for a decoder-only language model, "encoder" for any other (an
+    encoder-decoder too: it takes a classification head on the GLUE track).
+
+    A checkpoint's `architectures` name its head: a causal-LM head (...ForCausalLM, or the model type's
+    causal-LM class, GPT2LMHeadModel) makes it a causal LM, any other head (...ForMaskedLM, ...ForPreTraining,
+    ...ForSequenceClassification) an encoder. A bare base model (BertModel, GPT2Model) or none says
+    nothing, so its model type decides: one transformers maps to a causal-LM class and no masked-LM class."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    if getattr(config, "is_encoder_decoder", False):
+        return "encoder"
+    causal_class = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(config.model_type)
+    heads = [
+        name for name in config.architectures or [] if not name.endswith("Model") or name == causal_class
+    ]
+    if heads:
+        causal = any(name.endswith("ForCausalLM") or name == causal_class for name in heads)
+    else:
+        causal = causal_class is not None and config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    return "causal-lm" if causal else "encoder"
+
+
+# Model types whose position ids start after the padding index (pad_token_id + 1), so the config's
+# max_position_embeddings holds that many positions no input can use (RoBERTa: 514, inputs of 512).
+PADDING_OFFSET_POSITIONS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "mpnet")
+
+
+def max_length_from_config(config: PretrainedConfig) -> int | None:
+    """The longest input in tokens: the config's absolute positions (max_position_embeddings, GPT-2's
+    n_positions through the config's attribute map), or None for a model without (XLNet)."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if not isinstance(positions, int) or positions <= 0:
+        return None
+    if config.model_type in PADDING_OFFSET_POSITIONS:
+        positions -= (getattr(config, "pad_token_id", None) or 0) + 1
+    return positions
 
 
 KIND_NAMES = {"encoder": "an encoder", "causal-lm": "a causal language model"}
@@ -88,24 +231,47 @@ KIND_TRACKS = {
 }
 
 
-def model_kind_error(name: str, kind: str) -> str | None:
+def model_kind_error(name: str, kind: str, cache_dir: str | None = None) -> str | None:
     """Why model `name` cannot be used where a model of `kind` is needed, or None when it can."""
-    spec = get_model_spec(name)
+    spec = get_model_spec(name, cache_dir)
     if spec.kind == kind:
         return None
     fitting = sorted(n for n, s in MODELS.items() if s.kind == kind)
+    origin = "" if name in MODELS else " by its config.json"
     return (
-        f"model {name!r} is {KIND_NAMES[spec.kind]} (kind {spec.kind!r}) and this needs "
-        f"{KIND_NAMES[kind]} (kind {kind!r}): one of {fitting}; {name!r} belongs to {KIND_TRACKS[spec.kind]}"
+        f"model {name!r} is {KIND_NAMES[spec.kind]}{origin} (kind {spec.kind!r}) and this needs "
+        f"{KIND_NAMES[kind]} (kind {kind!r}): one of {fitting} or the Hub id of such a model; {name!r} "
+        f"belongs to {KIND_TRACKS[spec.kind]}"
     )
 
 
-def sequence_length_error(name: str, length: int) -> str | None:
+def sequence_length_error(name: str, length: int, cache_dir: str | None = None) -> str | None:
     """Why model `name` cannot take inputs of `length` tokens, or None when it can."""
-    limit = get_model_spec(name).max_length
+    limit = get_model_spec(name, cache_dir).max_length
     if limit is None or length <= limit:
         return None
     return f"{length} tokens is more than model {name!r} takes (at most {limit}, its position embeddings)"
+
+
+def parameter_count(name: str, cache_dir: str | None = None) -> int | None:
+    """How many parameters model `name` has: the registry's count of an alias (None where it has none);
+    for a Hub id or a local folder, counted on the model built from its config on torch's meta device,
+    which reads and allocates no weights."""
+    spec = get_model_spec(name, cache_dir)
+    if name in MODELS:
+        return spec.parameters
+    return _count_parameters(name, spec.kind, cache_dir)
+
+
+@functools.cache
+def _count_parameters(name: str, kind: str, cache_dir: str | None) -> int:
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(name, cache_dir=cache_dir, trust_remote_code=False)
+    with torch.device("meta"):
+        model = (AutoModelForCausalLM if kind == "causal-lm" else AutoModel).from_config(config)
+    return sum(parameter.numel() for parameter in model.parameters())  # tied weights once
 
 
 def _embedded_minilm() -> str:
@@ -252,8 +418,9 @@ def _hub_files(spec: ModelSpec, cache_dir: str | None) -> Iterator[None]:
             raise
         from robustft.offline import prefetch_hint
 
+        hub_id = "" if spec.location() == spec.name else f" (Hub id {spec.location()})"
         raise ModelNotFoundError(
-            f"model {spec.name!r} (Hub id {spec.location()}) is not in the cache "
+            f"model {spec.name!r}{hub_id} is not in the cache "
             f"{cache_dir or 'default Hugging Face cache'} and could not be downloaded "
             f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
             + prefetch_hint(models=[spec.name], cache_dir=cache_dir)
@@ -265,7 +432,7 @@ def load_tokenizer(
 ) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
-    spec = get_model_spec(name)
+    spec = get_model_spec(name, cache_dir)
     with _hub_files(spec, cache_dir):
         return AutoTokenizer.from_pretrained(spec.location(), **_common_kwargs(cache_dir, local_only))
 
@@ -283,7 +450,7 @@ def load_sequence_classifier_with_info(
     """Like load_sequence_classifier, plus the names of parameters the checkpoint did not provide."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    spec = get_model_spec(name)
+    spec = get_model_spec(name, cache_dir)
     kwargs = _common_kwargs(cache_dir, local_only)
     with _hub_files(spec, cache_dir):
         config = AutoConfig.from_pretrained(spec.location(), num_labels=num_labels, **kwargs)
@@ -368,7 +535,7 @@ def load_causal_tokenizer(name: str, cache_dir: str | None = None, local_only: b
     """The tokenizer of a causal LM, with a pad token (eos when it has none) and right padding."""
     from transformers import AutoTokenizer
 
-    spec = get_model_spec(name)
+    spec = get_model_spec(name, cache_dir)
     kwargs = _common_kwargs(cache_dir, local_only)
     if spec.gguf_file:
         kwargs["gguf_file"] = spec.gguf_file
@@ -394,7 +561,7 @@ def load_causal_lm(
     and `dtype` as compute dtype (QLoRA's reference settings); it needs CUDA and bitsandbytes."""
     from transformers import AutoModelForCausalLM
 
-    spec = get_model_spec(name)
+    spec = get_model_spec(name, cache_dir)
     if spec.kind != "causal-lm":
         raise KeyError(f"model {name!r} is not a causal language model (kind {spec.kind!r})")
     if quantization not in (None, "4bit"):

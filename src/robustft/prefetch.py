@@ -32,7 +32,7 @@ def prefetch(
 
     fetched: dict[str, list[str]] = {"models": [], "datasets": [], "local": []}
     for name in tqdm(models, desc="models", unit="model"):
-        spec = get_model_spec(name)
+        spec = get_model_spec(name, cache_dir)  # a Hub id's config.json comes into the cache here
         if spec.is_hub:
             snapshot_download(spec.location(), cache_dir=cache_dir, allow_patterns=MODEL_FILES)
             fetched["models"].append(spec.location())

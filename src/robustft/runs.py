@@ -15,8 +15,9 @@ train/checkpoints.py decides when Trainer takes them. This module imports neithe
 the tables read run directories without them.
 
 Path: the workflow names a run directory by its track's levels and `seed<S>-<key>`, the key naming the
-run's settings (workflow_config builds the paths); `parse_run_dir` reads them back. Directories of older
-layouts are named `seed<S>` alone.
+run's settings (workflow_config builds the paths); `parse_run_dir` reads them back. The model level is
+the model's path-safe name (a Hub id's "/" as "--": robustft.models.model_path_name), read back as the
+model's name. Directories of older layouts are named `seed<S>` alone.
 """
 
 from __future__ import annotations
@@ -34,12 +35,14 @@ from typing import Any
 
 from robustft.errors import RunError, RunPreempted
 from robustft.io import utc_timestamp, write_json_atomic, write_text_atomic
+from robustft.models import model_from_path_name
 
 logger = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------------------------------ checkpoints
 
 CHECKPOINT_DIR = "checkpoints"  # inside the run directory
+TENSORBOARD_DIR = "tensorboard"  # inside the run directory: TensorBoard event files (train setting report_to)
 RUN_STATE_FILE = "run_state.json"  # written last into a checkpoint: marks it complete
 CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
 
@@ -218,7 +221,7 @@ class RunPath:
     """What a run directory's path names. Fields a track's layout lacks are None."""
 
     track: str  # a key of RUN_LAYOUTS
-    model: str
+    model: str  # the model's name (a Hub id with its "/"), not its path-safe level
     method: str
     seed: int
     key: str | None  # None: an older directory named seed<S> alone
@@ -247,7 +250,8 @@ def _track_of(path: Path) -> str:
 
 def parse_run_dir(path: str | os.PathLike[str], track: str | None = None) -> RunPath:
     """What a run directory's path names (results/xtreme/m/xnli/zero-shot/finetune/seed3-1a2b3c4d ->
-    RunPath("xtreme", model="m", task="xnli", setting="zero-shot", method="finetune", seed=3, ...)).
+    RunPath("xtreme", model="m", task="xnli", setting="zero-shot", method="finetune", seed=3, ...));
+    a model level results/runs/acme--tiny-bert/... reads as model "acme/tiny-bert".
 
     `track` says which layout the path has (the levels are read from its end, so any root works);
     without it, the path must hold its track's results folder (runs, xtreme or instruct) in its place.
@@ -268,4 +272,5 @@ def parse_run_dir(path: str | os.PathLike[str], track: str | None = None) -> Run
             f"{path}: a run directory of track {track} has {len(levels)} levels above it ({_layout(track)})"
         )
     values = dict(zip(levels, above[-len(levels) :], strict=True))
+    values["model"] = model_from_path_name(values["model"])
     return RunPath(track=track, seed=int(match.group(1)), key=match.group(2), **values)

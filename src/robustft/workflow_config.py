@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import difflib
 import hashlib
+import itertools
 import json
 import shlex
 from collections.abc import Iterable, Iterator
@@ -20,9 +21,22 @@ from pathlib import Path
 from typing import Any
 
 from robustft.data import TASKS, split_task_variant, task_variant_name
-from robustft.errors import ConfigError, MethodConfigError, RunError
+from robustft.errors import (
+    ConfigError,
+    MethodConfigError,
+    ModelNotFoundError,
+    RunError,
+    UnsupportedModelError,
+)
 from robustft.methods import check_method
-from robustft.models import MODELS, model_kind_error, unknown_model_message
+from robustft.models import (
+    get_model_spec,
+    is_model_name,
+    model_kind_error,
+    model_path_name,
+    sequence_length_error,
+    unknown_model_message,
+)
 from robustft.runs import parse_run_dir, seed_dir_name
 from robustft.schema import SCHEMA_PATH, load_schema  # noqa: F401  (SCHEMA_PATH: still importable here)
 
@@ -66,22 +80,53 @@ def config_errors(config: dict[str, Any], *, malformed: bool = False) -> list[st
 
 
 def _unknown_names(where: str, kind: str, names: list[str], registry: dict[str, Any]) -> Iterator[str]:
-    unknown = [name for name in names if name not in registry]
-    if not unknown:
-        return
+    """Names missing from their registry; models are checked by name instead (any Hub id is one)."""
     if kind == "models":
-        for name in unknown:
-            yield f"config key {where!r}: {unknown_model_message(name)}"
-    else:
+        for name in names:
+            problem = _model_name_error(name)
+            if problem:
+                yield f"config key {where!r}: {problem}"
+        return
+    unknown = [name for name in names if name not in registry]
+    if unknown:
         yield f"config key {where!r}: unknown {kind} {unknown}; known: {sorted(registry)}"
 
 
-def _kind_errors(where: str, models: list[str], kind: str) -> Iterator[str]:
+def _model_name_error(name: str) -> str | None:
+    """Why `name` cannot name a model of the workflow, or None: a registry alias, a Hub id or a local
+    folder, and a level of a run directory (model_path_name)."""
+    if not is_model_name(name):
+        return unknown_model_message(name)
+    try:
+        model_path_name(name)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def _model_kind(model: str, cache_dir: str | None) -> str | None:
+    """A configured model's kind; None where its name or its config is at fault (reported elsewhere)."""
+    if _model_name_error(model):
+        return None
+    try:
+        return get_model_spec(model, cache_dir).kind
+    except (ModelNotFoundError, UnsupportedModelError):
+        return None
+
+
+def _kind_errors(where: str, models: list[str], kind: str, cache_dir: str | None) -> Iterator[str]:
+    """Models of another kind than the track's; a Hub model's kind is read from its config.json in the
+    config's cache_dir (fetched into it when the Hub is reachable), and a config that cannot be read is
+    an error naming the model and the prefetch command."""
     for model in models:
-        if model in MODELS:
-            problem = model_kind_error(model, kind)
-            if problem:
-                yield f"config key {where!r}: {problem}"
+        if _model_name_error(model):
+            continue  # reported with the names
+        try:
+            problem = model_kind_error(model, kind, cache_dir)
+        except (ModelNotFoundError, UnsupportedModelError) as err:
+            problem = str(err)
+        if problem:
+            yield f"config key {where!r}: {problem}"
 
 
 def _last_setting(layers: list[tuple[str, dict[str, Any] | None]], setting: str) -> str:
@@ -92,27 +137,26 @@ def _last_setting(layers: list[tuple[str, dict[str, Any] | None]], setting: str)
 
 def _glue_errors(config: dict[str, Any]) -> Iterator[str]:
     """The GLUE track: top-level models, tasks, grids and train settings."""
-    found = list(_unknown_names("models", "models", config["models"], MODELS))
+    cache_dir = config["cache_dir"]
+    found = list(_unknown_names("models", "models", config["models"], {}))
     found += _unknown_names("tasks", "tasks", config["tasks"], TASKS)
     unknown_tasks = sorted(set(config["train_by_task"]) - set(config["tasks"]))
     if unknown_tasks:
         found.append(f"config key 'train_by_task': task(s) {unknown_tasks} are not in 'tasks'")
     for name, grid in config["grids"].items():
         where = f"grids.{name}"
-        for key, registry in (("models", MODELS), ("tasks", TASKS), ("methods", config["methods"])):
+        for key, registry in (("models", {}), ("tasks", TASKS), ("methods", config["methods"])):
             found += _unknown_names(f"{where}.{key}", key, grid.get(key, []), registry)
     yield from found
-    yield from _kind_errors("models", config["models"], "encoder")
+    yield from _kind_errors("models", config["models"], "encoder", cache_dir)
     for name, grid in config["grids"].items():
-        yield from _kind_errors(f"grids.{name}.models", grid.get("models", []), "encoder")
-    from robustft.models import sequence_length_error
-
+        yield from _kind_errors(f"grids.{name}.models", grid.get("models", []), "encoder", cache_dir)
     for model, task in dict.fromkeys((model, task) for model, task, _, _ in run_grid(config)):
-        if model not in MODELS or MODELS[model].kind != "encoder" or split_task_variant(task)[0] not in TASKS:
+        if _model_kind(model, cache_dir) != "encoder" or split_task_variant(task)[0] not in TASKS:
             continue  # reported above
         base = split_task_variant(task)[0]
         layers = [("train", config["train"]), (f"train_by_task.{base}", config["train_by_task"].get(base))]
-        problem = sequence_length_error(model, train_settings(config, task)["max_seq_length"])
+        problem = sequence_length_error(model, train_settings(config, task)["max_seq_length"], cache_dir)
         if problem:
             yield f"config key {_last_setting(layers, 'max_seq_length')!r}: {problem}"
 
@@ -171,12 +215,11 @@ def _instruct_errors(config: dict[str, Any]) -> Iterator[str]:
     from robustft.data.instruct import INSTRUCT_DATASETS
     from robustft.evals.judges import JUDGES
     from robustft.evals.leaderboard import LEADERBOARD_TASKS
-    from robustft.models import sequence_length_error
     from robustft.train.sft import SFTSettings
 
-    block = config["instruct"]
+    block, cache_dir = config["instruct"], config["cache_dir"]
     registries = {
-        "models": MODELS,
+        "models": {},
         "datasets": INSTRUCT_DATASETS,
         "methods": config["methods"],
         "recipes": block["recipes"],
@@ -186,7 +229,7 @@ def _instruct_errors(config: dict[str, Any]) -> Iterator[str]:
     for where, grid in grids:
         for key, registry in registries.items():
             found += _unknown_names(f"{where}.{key}", key, grid.get(key, []), registry)
-        yield from _kind_errors(f"{where}.models", grid.get("models", []), "causal-lm")
+        yield from _kind_errors(f"{where}.models", grid.get("models", []), "causal-lm", cache_dir)
     yield from found
     if not found and not instruct_grid(config):
         yield "config key 'instruct': the track is enabled but its grid has no runs"
@@ -198,9 +241,9 @@ def _instruct_errors(config: dict[str, Any]) -> Iterator[str]:
             yield f"config key 'instruct.recipes.{name}' (over 'instruct.sft'): {err}"
     if not found:
         for model, recipe in dict.fromkeys((run[0], run[2]) for run in instruct_grid(config)):
-            if recipe not in settings or MODELS[model].kind != "causal-lm":
+            if recipe not in settings or _model_kind(model, cache_dir) != "causal-lm":
                 continue  # reported above
-            problem = sequence_length_error(model, settings[recipe].max_seq_length)
+            problem = sequence_length_error(model, settings[recipe].max_seq_length, cache_dir)
             if problem:
                 layers = [
                     ("instruct.sft", block["sft"]),
@@ -239,18 +282,17 @@ def _xtreme_errors(config: dict[str, Any]) -> Iterator[str]:
     if "xtreme" not in config["tracks"]:
         return
     from robustft.data.xtreme import SETTINGS, XTREME_TASKS
-    from robustft.models import sequence_length_error
     from robustft.train.config import TrainConfig, validate_train_settings
     from robustft.train.xtreme import XtremeSettings
 
-    block = config["xtreme"]
-    registries = {"models": MODELS, "tasks": XTREME_TASKS, "methods": config["methods"]}
+    block, cache_dir = config["xtreme"], config["cache_dir"]
+    registries = {"models": {}, "tasks": XTREME_TASKS, "methods": config["methods"]}
     found = []
     for where, grid in [("xtreme", block)] + [(f"xtreme.grids.{n}", g) for n, g in block["grids"].items()]:
         for key, registry in registries.items():
             found += _unknown_names(f"{where}.{key}", key, grid.get(key, []), registry)
-        yield from _kind_errors(f"{where}.models", grid.get("models", []), "encoder")
-    unknown = sorted(set(block["data_dir_by_model"]) - set(MODELS))
+        yield from _kind_errors(f"{where}.models", grid.get("models", []), "encoder", cache_dir)
+    unknown = sorted(model for model in block["data_dir_by_model"] if _model_name_error(model))
     if unknown:
         found.append(f"config key 'xtreme.data_dir_by_model': unknown model(s) {unknown}")
     # train_by_task also takes "<task>/<setting>" keys (e.g. xnli/translate-train-all: {epochs: 1}).
@@ -259,7 +301,7 @@ def _xtreme_errors(config: dict[str, Any]) -> Iterator[str]:
         unknown = sorted(set(block[key]) - known.get(key, set(XTREME_TASKS)))
         if unknown:
             found.append(f"config key 'xtreme.{key}': unknown task(s) {unknown}")
-    unknown = sorted(set(block["train_by_model"]) - set(MODELS))
+    unknown = sorted(model for model in block["train_by_model"] if _model_name_error(model))
     if unknown:
         found.append(f"config key 'xtreme.train_by_model': unknown model(s) {unknown}")
     train_keys = set(TrainConfig.__dataclass_fields__)
@@ -282,8 +324,9 @@ def _xtreme_errors(config: dict[str, Any]) -> Iterator[str]:
             XtremeSettings(**xtreme_run_settings(config, task)).validate()
         except (TypeError, RunError) as err:
             yield f"config key 'xtreme' ({task}): {err}"
-        if MODELS[model].kind == "encoder":
-            problem = sequence_length_error(model, train.get("max_seq_length", TrainConfig().max_seq_length))
+        if _model_kind(model, cache_dir) == "encoder":
+            length = train.get("max_seq_length", TrainConfig().max_seq_length)
+            problem = sequence_length_error(model, length, cache_dir)
             if problem:
                 stack = [
                     ("train", config["train"]),
@@ -302,34 +345,41 @@ def _xtreme_errors(config: dict[str, Any]) -> Iterator[str]:
             yield f"config key 'xtreme.report.{role}': {name!r} is not one of the configured methods"
 
 
+def _track_grid(block: dict[str, Any], axes: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    """Every combination of `axes` in a track's block (xtreme, instruct), each once, in config order.
+
+    Without `grids`: the product of the block's axes. With them: the union of the grids' products, a
+    grid's missing axis defaulting to the block's (a mapping's keys: instruct's `recipes` is one).
+    """
+    grids = block["grids"].values() if block["grids"] else [{}]
+    # A dict, not a set: it drops a run two grids share and keeps the order of first appearance.
+    runs: dict[tuple[Any, ...], None] = {}
+    for grid in grids:
+        runs.update(dict.fromkeys(itertools.product(*(grid.get(axis, list(block[axis])) for axis in axes))))
+    return list(runs)
+
+
 def xtreme_grid(config: dict[str, Any]) -> list[tuple[str, str, str, str, int]]:
     """Every (model, task, setting, method, seed) of the XTREME track, each once, in config order."""
-    block = config["xtreme"]
-    grids = block["grids"].values() if block["grids"] else [{}]
-    runs: dict[tuple[str, str, str, str, int], None] = {}
-    for grid in grids:
-        for model in grid.get("models", block["models"]):
-            for task in grid.get("tasks", block["tasks"]):
-                for setting in grid.get("settings", block["settings"]):
-                    for method in grid.get("methods", block["methods"]):
-                        for seed in grid.get("seeds", block["seeds"]):
-                            runs[model, task, setting, method, seed] = None
-    return list(runs)
+    return _track_grid(config["xtreme"], ("models", "tasks", "settings", "methods", "seeds"))
 
 
 def xtreme_train_settings(config: dict[str, Any], model: str, task: str, setting: str) -> dict[str, Any]:
     """The top-level `train` block, then `xtreme.train`, `xtreme.train_by_task` at `task` and at
     `task/setting`, and `xtreme.train_by_model[model]`, each laid over the last (a model's settings, such
-    as XLM-R large's smaller learning rate, win over a task's)."""
+    as XLM-R large's smaller learning rate, win over a task's); less the output-only settings at their
+    default."""
     block = config["xtreme"]
     by_task = block["train_by_task"]
-    return {
-        **config["train"],
-        **block["train"],
-        **(by_task.get(task) or {}),
-        **(by_task.get(f"{task}/{setting}") or {}),
-        **(block["train_by_model"].get(model) or {}),
-    }
+    return _job_train_settings(
+        {
+            **config["train"],
+            **block["train"],
+            **(by_task.get(task) or {}),
+            **(by_task.get(f"{task}/{setting}") or {}),
+            **(block["train_by_model"].get(model) or {}),
+        }
+    )
 
 
 def xtreme_run_settings(config: dict[str, Any], task: str) -> dict[str, Any]:
@@ -353,17 +403,7 @@ def xtreme_arguments(config: dict[str, Any], model: str, task: str, setting: str
 
 def instruct_grid(config: dict[str, Any]) -> list[tuple[str, str, str, str, int]]:
     """Every (model, dataset, recipe, method, seed) of the instruction-tuning track, each once, in order."""
-    block = config["instruct"]
-    grids = block["grids"].values() if block["grids"] else [{}]
-    runs: dict[tuple[str, str, str, str, int], None] = {}
-    for grid in grids:
-        for model in grid.get("models", block["models"]):
-            for dataset in grid.get("datasets", block["datasets"]):
-                for recipe in grid.get("recipes", list(block["recipes"])):
-                    for method in grid.get("methods", block["methods"]):
-                        for seed in grid.get("seeds", block["seeds"]):
-                            runs[model, dataset, recipe, method, seed] = None
-    return list(runs)
+    return _track_grid(config["instruct"], ("models", "datasets", "recipes", "methods", "seeds"))
 
 
 def sft_arguments(config: dict[str, Any], recipe: str, method: str) -> str:
@@ -392,10 +432,29 @@ def run_grid(config: dict[str, Any]) -> list[tuple[str, str, str, int]]:
     return list(runs)
 
 
+# Train settings that only add files beside a run's results (report_to: TensorBoard event files and the
+# like), with their default values. At its default such a setting is left out of a job's settings, and so
+# out of its run directory's key: the runs named before the setting existed keep their directories. Set to
+# anything else, it enters both like any other setting (a new key: the run is trained anew, tracked).
+OUTPUT_ONLY_DEFAULTS: dict[str, Any] = {"report_to": "none"}
+
+
+def _job_train_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """`settings` less the output-only ones at their default (the run takes the same default)."""
+    return {
+        key: value
+        for key, value in settings.items()
+        if key not in OUTPUT_ONLY_DEFAULTS or value != OUTPUT_ONLY_DEFAULTS[key]
+    }
+
+
 def train_settings(config: dict[str, Any], task: str) -> dict[str, Any]:
-    """The `train` block with the task's entry of `train_by_task` laid over it (mrpc@0.2 takes mrpc's)."""
+    """The `train` block with the task's entry of `train_by_task` laid over it (mrpc@0.2 takes mrpc's),
+    less the output-only settings at their default."""
     by_task = config["train_by_task"]
-    return {**config["train"], **(by_task.get(task) or by_task.get(split_task_variant(task)[0]) or {})}
+    return _job_train_settings(
+        {**config["train"], **(by_task.get(task) or by_task.get(split_task_variant(task)[0]) or {})}
+    )
 
 
 def train_arguments(config: dict[str, Any], method: str, task: str) -> str:
@@ -441,9 +500,10 @@ def artifacts_dir(config: dict[str, Any]) -> str:
 
 
 def glue_run_dir(config: dict[str, Any], model: str, task: str, method: str, seed: int) -> str:
-    """results/runs/<model>/<task>/<method>/seed<S>-<settings key>."""
+    """results/runs/<model>/<task>/<method>/seed<S>-<settings key>; <model> is the model's path-safe name
+    (model_path_name: microsoft/deberta-v3-base -> microsoft--deberta-v3-base), in every track."""
     key = settings_key(config["methods"][method], train_settings(config, task))
-    return f"{RESULTS}/runs/{model}/{task}/{method}/{seed_dir_name(seed, key)}"
+    return f"{RESULTS}/runs/{model_path_name(model)}/{task}/{method}/{seed_dir_name(seed, key)}"
 
 
 def xtreme_run_dir(
@@ -459,7 +519,7 @@ def xtreme_run_dir(
             parse_run_dir(xtreme_run_dir(config, model, "xnli", setting, method, seed), "xtreme").key
         )
     key = settings_key(components, *settings)
-    return f"{RESULTS}/xtreme/{model}/{task}/{setting}/{method}/{seed_dir_name(seed, key)}"
+    return f"{RESULTS}/xtreme/{model_path_name(model)}/{task}/{setting}/{method}/{seed_dir_name(seed, key)}"
 
 
 def recipe_settings(config: dict[str, Any], recipe: str) -> dict[str, Any]:
@@ -477,7 +537,8 @@ def instruct_run_dir(
     block = config["instruct"]
     evaluation = {name: block[name] for name in ("generation", "judges", "leaderboard")}
     key = settings_key(config["methods"][method], recipe_settings(config, recipe), evaluation)
-    return f"{RESULTS}/instruct/{model}/{dataset}/{recipe}/{method}/{seed_dir_name(seed, key)}"
+    model_level = model_path_name(model)
+    return f"{RESULTS}/instruct/{model_level}/{dataset}/{recipe}/{method}/{seed_dir_name(seed, key)}"
 
 
 def training_jobs(config: dict[str, Any]) -> list[dict[str, Any]]:

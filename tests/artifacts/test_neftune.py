@@ -347,3 +347,167 @@ def test_review_fixes_paper_lookups_and_recipe_filters(instruct_table):
         table, ArtifactContext(paper_model={"smollm2-135m": "opt-6.7b"})
     )
     assert figure4.claims["paper_value"].isna().all()
+
+
+# ------------------------------------------------------------------------------------------ Figures 6-8
+
+
+def _flips_table(rows: list[dict]) -> pd.DataFrame:
+    from robustft.evals.embedding_analysis import FLIP_COLUMNS
+
+    common = {"vocab_size": 100, "dim": 8, "seed": 0, "distance": "euclidean"}
+    return pd.DataFrame([{**common, **row} for row in rows], columns=FLIP_COLUMNS)
+
+
+def _spectrum_rows(checkpoint: str, arm: str, values: list[float], **run) -> list[dict]:
+    return [
+        {"model": "smollm2-135m", "checkpoint": checkpoint, "arm": arm, "dataset": "alpaca_seed", **run}
+        | {"status": "ok", "rank": rank, "singular_value": value, "sft_status": "ok" if run else None}
+        for rank, value in enumerate(values, start=1)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("key", "table"),
+    [("neftune/figure6", "flips"), ("neftune/figure8", "flips"), ("neftune/figure7", "spectra")],
+)
+def test_embedding_figures_are_not_run_without_measurements(key: str, table: str):
+    from robustft.evals.embedding_analysis import FLIP_COLUMNS, SPECTRUM_COLUMNS
+
+    empty = pd.DataFrame(columns=FLIP_COLUMNS if table == "flips" else SPECTRUM_COLUMNS)
+    result = get_artifact(key).build(empty, ArtifactContext(n_boot=200))
+    assert result.status == "not run" and "instruct.embeddings" in result.reason
+    # Figure 8 measurements alone leave Figure 6 not run, and the other way round.
+    if key != "neftune/figure7":
+        other = "figure8" if key == "neftune/figure6" else "figure6"
+        lone = _flips_table([{"figure": other, "model": "m", "alpha": 5.0, "length": 8, "n_tokens": 8}])
+        assert get_artifact(key).build(lone.assign(n_flipped=0), ArtifactContext()).status == "not run"
+
+
+def test_figure6_compares_flips_with_no_noise_and_the_papers_statement(tmp_path: Path):
+    rows = []
+    for item in range(6):
+        rows.append(
+            {"figure": "figure6", "model": "smollm2-135m", "alpha": 5.0, "item": item, "n_flipped": 0}
+        )
+        rows.append(
+            {"figure": "figure6", "model": "smollm2-135m", "alpha": 25.0, "item": item, "n_flipped": item}
+        )
+    table = _flips_table(
+        [r | {"length": 20, "n_tokens": 20, "dataset": "alpaca_seed", "source": "x"} for r in rows]
+    )
+    context = ArtifactContext(paper_model={"smollm2-135m": "llama-2-7b"}, n_boot=500)
+    result = get_artifact("neftune/figure6").build(table, context)
+    claims = result.claims.set_index("method")
+    assert list(claims.index) == ["neftune α=5", "neftune α=25"]
+    quiet, noisy = claims.loc["neftune α=5"], claims.loc["neftune α=25"]
+    assert (quiet["delta"], quiet["ci_low"], quiet["ci_high"], quiet["verdict"]) == (0, 0, 0, "within noise")
+    assert noisy["delta"] == pytest.approx(100 * np.mean([i / 20 for i in range(6)]))
+    assert noisy["ci_low"] > 0 and noisy["verdict"] == "no paper value"
+    assert (claims["baseline"] == "no noise (α = 0)").all() and claims["paper_value"].isna().all()
+    assert claims["task"].iloc[0] == "% tokens flipped per Alpaca sample"
+    assert "none at α ∈ {5}" in result.notes[0] and "Ours agrees." in result.notes[0]
+    # Flips already at α = 5: the paper says none.
+    early = table.assign(n_flipped=table["n_flipped"].where(table["alpha"] == 25.0, 1))
+    assert "Ours differs." in get_artifact("neftune/figure6").build(early, context).notes[0]
+    write_result(result, tmp_path / "figure6")
+    assert (tmp_path / "figure6" / "figure.svg").is_file()
+
+
+def test_figure8_reports_each_cell_with_a_wilson_interval(tmp_path: Path):
+    cells = [
+        {"figure": "figure8", "model": "minilm-l6", "alpha": alpha, "length": length, "n_tokens": 50}
+        | {"n_flipped": flipped, "max_vocab": 50}
+        for alpha, length, flipped in [(2.0, 32, 0), (2.0, 512, 0), (32.0, 32, 1), (32.0, 512, 5)]
+    ]
+    result = get_artifact("neftune/figure8").build(_flips_table(cells), ArtifactContext())
+    claims = result.claims
+    assert len(claims) == 4 and list(claims["mean_method"]) == [0, 0, 2, 10]
+    assert list(claims["verdict"]) == ["within noise", "within noise", "no paper value", "no paper value"]
+    assert claims["ci_low"].iloc[0] == 0 and claims["ci_high"].iloc[0] > 0
+    assert claims["ci_low"].iloc[3] < 10 < claims["ci_high"].iloc[3]
+    note = result.notes[0]
+    assert (
+        "at most 10% of 50 rows" in note and "Ours exceeds it." in note and "sample of 50 of the 100" in note
+    )
+    write_result(result, tmp_path / "figure8")
+
+
+def test_figure7_without_runs_shows_the_base_spectrum_and_says_why():
+    table = pd.DataFrame(
+        _spectrum_rows("base", "base", [9.0, 4.0, 1.0])
+        + [
+            {
+                "model": "smollm2-135m",
+                "checkpoint": arm,
+                "arm": arm,
+                "status": "not run",
+                "reason": f"no {arm} run",
+            }
+            for arm in ("baseline", "neftune")
+        ]
+    )
+    result = get_artifact("neftune/figure7").build(
+        table, ArtifactContext(paper_model={"smollm2-135m": "llama-2-7b"})
+    )
+    assert result.status == "regenerated" and result.figure is not None
+    claim = result.claims.iloc[0]
+    assert claim["verdict"] == "not run" and claim["n_pairs"] == 0
+    assert "no baseline run" in result.notes[0] and "no neftune run" in result.notes[0]
+
+
+def test_figure7_pairs_the_runs_changes_from_the_base_spectrum_over_ranks(tmp_path: Path):
+    base = [10.0, 5.0, 2.0, 1.0]
+    plain = [11.0, 5.0, 2.0, 1.1]  # +10%, 0, 0, +10%
+    noisy = [10.0, 5.5, 2.0, 1.0]  # 0, +10%, 0, 0
+    run = {"dataset": "alpaca_seed", "recipe": "default", "seed": 0}
+    table = pd.DataFrame(
+        _spectrum_rows("base", "base", base)
+        + _spectrum_rows("finetune", "baseline", plain, method="finetune", run_dir="r/finetune", **run)
+        + _spectrum_rows("neftune_a5", "neftune", noisy, method="neftune_a5", run_dir="r/neftune_a5", **run)
+    )
+    context = ArtifactContext(n_boot=500, min_seeds=1)
+    result = get_artifact("neftune/figure7").build(table, context)
+    claim = result.claims.iloc[0]
+    assert (claim["method"], claim["baseline"], claim["n_pairs"]) == ("neftune_a5", "finetune", 4)
+    assert claim["mean_method"] == pytest.approx(2.5) and claim["mean_baseline"] == pytest.approx(5.0)
+    assert claim["delta"] == pytest.approx(-2.5)
+    assert "plain SFT: 10%" in result.notes[0] and "NEFTune: 10%" in result.notes[0]
+    # A diverged NEFTune run is left out: no pair remains.
+    diverged = table.assign(sft_status=table["sft_status"].where(table["arm"] != "neftune", "diverged"))
+    left = get_artifact("neftune/figure7").build(diverged, context)
+    assert left.claims.iloc[0]["verdict"] == "not run" and any("diverged" in n for n in left.notes)
+    write_result(result, tmp_path / "figure7")
+    assert (tmp_path / "figure7" / "figure.svg").is_file()
+
+
+def test_instruct_report_renders_the_embedding_figures(instruct_table, tmp_path: Path):
+    table, _ = instruct_table
+    table_path = tmp_path / "tables" / "instruct.csv"
+    table_path.parent.mkdir()
+    table.to_csv(table_path, index=False)
+    flips = _flips_table(
+        [
+            {"figure": "figure6", "model": "smollm2-135m", "alpha": alpha, "item": item, "length": 10}
+            | {"n_tokens": 10, "n_flipped": int(alpha > 20) * item, "dataset": "alpaca_seed", "source": "x"}
+            for alpha in (5.0, 25.0)
+            for item in range(4)
+        ]
+        + [
+            {"figure": "figure8", "model": "smollm2-135m", "alpha": 2.0, "length": length, "n_tokens": 40}
+            | {"n_flipped": 1, "max_vocab": 40}
+            for length in (32, 64)
+        ]
+    )
+    not_run_arm = {"model": "smollm2-135m", "checkpoint": "neftune", "arm": "neftune", "status": "not run"}
+    spectra = pd.DataFrame([*_spectrum_rows("base", "base", [4.0, 2.0]), not_run_arm])
+    context = ArtifactContext(paper_model={"smollm2-135m": "llama-2-7b"}, n_boot=200)
+    dirs = []
+    for key, frame in (("neftune/figure6", flips), ("neftune/figure7", spectra), ("neftune/figure8", flips)):
+        out = tmp_path / "artifacts" / key
+        write_result(get_artifact(key).build(frame, context), out)
+        dirs.append(out)
+    spec = InstructReportSpec(title="NEFTune embeddings", paper_model={"smollm2-135m": "llama-2-7b"})
+    pdf = tmp_path / "neftune.pdf"
+    build_instruct_report(table_path, pdf, spec, tmp_path / "figures", dirs)
+    assert pdf.read_bytes().startswith(b"%PDF")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from robustft.data import TASKS
-from robustft.evals.metrics import METRICS, compute_metrics, predictions_from_logits
+from robustft.evals.metrics import METRICS, compute_metrics, constant_baseline, predictions_from_logits
 
 # predictions, references: TP=2 (idx 0, 3), TN=1 (idx 1), FP=1 (idx 2), FN=0
 P = np.array([1, 0, 1, 1])
@@ -89,3 +89,24 @@ def test_predictions_from_logits() -> None:
     assert predictions_from_logits(three, regression=False).tolist() == [2, 0]
     scores = np.array([[3.5], [1.25]])
     assert predictions_from_logits(scores, regression=True).tolist() == [3.5, 1.25]
+
+
+def test_constant_baseline_predicts_the_training_majority_class_on_the_eval_set() -> None:
+    train = [1, 1, 1, 0, 0]  # majority 1, although the eval set's majority is 0
+    dev = np.array([0, 0, 0, 1])
+    baseline = constant_baseline(("accuracy", "f1", "mcc"), train, dev, regression=False)
+    assert baseline["prediction"] == 1 and isinstance(baseline["prediction"], int)  # JSON-ready
+    assert baseline["metrics"]["accuracy"] == pytest.approx(0.25)
+    assert baseline["metrics"]["f1"] == pytest.approx(2 * 0.25 / (1 + 0.25))  # precision 1/4, recall 1
+    assert baseline["metrics"]["mcc"] == 0.0
+    # A tie goes to the smallest label, whatever the order of the data.
+    for order in ([2, 0, 2, 0], [0, 2, 0, 2]):
+        assert constant_baseline(("accuracy",), order, [0, 2], regression=False)["prediction"] == 0
+
+
+def test_constant_baseline_of_a_regression_task_is_the_training_mean_with_no_correlation() -> None:
+    baseline = constant_baseline(("pearson", "spearman"), [1.0, 2.0, 4.5], [0.0, 5.0, 2.5], regression=True)
+    assert baseline["prediction"] == pytest.approx(2.5)
+    assert baseline["metrics"] == {"pearson": 0.0, "spearman": 0.0}
+    with pytest.raises(ValueError, match="at least one training label"):
+        constant_baseline(("pearson",), [], [1.0], regression=True)

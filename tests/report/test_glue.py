@@ -23,8 +23,6 @@ from robustft.report import (
     WITHIN_NOISE,
     ReportSpec,
     build_report,
-    curves_caption,
-    curves_figure,
     fmt_p,
     fmt_points,
     fmt_signed,
@@ -545,38 +543,17 @@ def _curves(models: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*columns, "dev_score", "dev_loss"])
 
 
-def test_curves_figure_draws_a_loss_and_a_dev_panel_per_task_at_the_seed_mean() -> None:
-    curves = _curves(["minilm-l6"])
-    curves = curves.loc[curves["status"] == "ok"]
-    tasks = ["rte", "mrpc", "cola", "stsb"]
-    figure = curves_figure(curves, ["minilm-l6"], ["finetune", "noisytune"], tasks)
-    axes = figure.axes
-    assert len(axes) == 2 * len(tasks)  # two rows: loss over steps, then dev score over epochs
-    titles = [ax.get_title() for ax in axes[: len(tasks)]]
-    assert titles[0] == "minilm-l6\nRTE" and titles[1:] == ["MRPC", "CoLA", "STS-B"]
-    loss_rte, dev_rte = axes[0], axes[len(tasks)]
-    finetune_loss, noisytune_loss = loss_rte.lines[:2]
-    assert list(finetune_loss.get_xdata()) == [1, 5, 10]
-    # Mean over seeds 1-5: 0.7 - 0.02 step - 0.03.
-    assert list(finetune_loss.get_ydata()) == pytest.approx([0.65, 0.57, 0.47])
-    assert list(noisytune_loss.get_ydata()) == pytest.approx([0.655, 0.575, 0.475])  # seeds 1-4: 5 diverged
-    dev_finetune = dev_rte.lines[0]
-    assert list(dev_finetune.get_xdata()) == [1.0, 2.0]
-    assert list(dev_finetune.get_ydata()) == pytest.approx([63.0, 64.0])  # points, 62 + epoch
-    assert "accuracy" in dev_rte.get_ylabel() and "mcc" in axes[len(tasks) + 2].get_ylabel()
-    assert len(dev_rte.collections) == 2  # one min-max band per method
-
-
-def test_curves_caption_counts_the_seeds_behind_each_line(tmp_path: Path) -> None:
+def test_load_curves_keeps_every_status_for_the_figures_to_count(tmp_path: Path) -> None:
     tables = tmp_path / "tables"
     tables.mkdir()
     _curves(["minilm-l6"]).to_csv(tables / "curves.csv", index=False)
     curves = load_curves(tables)
-    assert set(curves["status"]) == {"ok"}  # the diverged rte/noisytune seed is not drawn
-    caption = curves_caption(curves)
-    assert caption.startswith("Learning curves (4-5 seeds per task and method;")
-    assert "training loss" in caption and "optimizer step" in caption and "epoch" in caption
-    assert curves_caption(curves.loc[curves["seed"] <= 3]).startswith("Learning curves (3 seeds per")
+    assert set(curves["status"]) == {
+        "ok",
+        "diverged",
+    }  # the diverged rte/noisytune seed is counted, not drawn
+    _curves(["minilm-l6"]).assign(status="diverged").to_csv(tables / "curves.csv", index=False)
+    assert load_curves(tables) is None  # no finished run: nothing to draw
 
 
 def test_report_draws_the_learning_curves_when_the_tables_have_them(
@@ -594,11 +571,46 @@ def test_report_draws_the_learning_curves_when_the_tables_have_them(
     pdf = tmp_path / "out" / "report.pdf"
     build_report(tables_dir, pdf, _spec())
     assert pdf.read_bytes().startswith(b"%PDF")
-    svg = (tmp_path / "out" / "report_curves.svg").read_text()
-    assert svg.startswith("<?xml") and "<svg" in svg
-    figures = sources[0].split("= Figures")[1]
-    assert 'fitted-image("/report_curves.svg")' in figures
-    assert "Learning curves (4-5 seeds per task and method;" in figures
+    # One figure per model x task, as PNG and PDF beside the report, the PDF also in the typst root.
+    names = [f"glue_minilm-l6_{task}" for task in ("rte", "mrpc", "cola", "stsb")]
+    curves_dir = tmp_path / "out" / "report" / "curves"
+    assert sorted(path.name for path in curves_dir.iterdir()) == sorted(
+        f"{name}.{extension}" for name in names for extension in ("png", "pdf")
+    )
+    section = sources[0].split("= Learning curves")[1].split("\n= ")[0]
+    # In the paper's task order, each embedding its PDF copy in the typst root (here the report's folder).
+    places = [section.index(f'fitted-image("/report_curves_{name}.pdf"') for name in names]
+    assert places == sorted(places)
+    assert all((tmp_path / "out" / f"report_curves_{name}.pdf").exists() for name in names)
+    assert "minilm-l6 (paper: bert-base, proxy) · RTE: seeds: finetune 5, noisytune 4;" in section
+    assert "band: ± one standard deviation" in section
+
+
+def test_report_draws_the_xtreme_curves_when_the_tables_have_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An XTREME-only config (no runs.csv): the curves follow the artifacts, with the track's own methods
+    (not the GLUE table's `methods`)."""
+    from tests.report.test_curves import xtreme_curves
+
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    curves = xtreme_curves().replace({"method": {"noisytune": "noisytune_xtreme"}})
+    curves = curves.loc[(curves["method"] == "finetune") | (curves["seed"] == 1)]
+    curves.to_csv(tables / "xtreme_curves.csv", index=False)
+    sources: list[str] = []
+    compile_pdf = typst.compile
+    monkeypatch.setattr(
+        typst, "compile", lambda source, **kw: sources.append(source.decode()) or compile_pdf(source, **kw)
+    )
+    pdf = tmp_path / "out" / "report.pdf"
+    build_report(tables, pdf, _spec(), figures_dir=tmp_path / "figures")
+    assert pdf.read_bytes().startswith(b"%PDF")
+    assert (tmp_path / "out" / "report" / "curves" / "xtreme_xlm-r-base_zero-shot_xnli.png").exists()
+    assert (tmp_path / "figures" / "report_curves_xtreme_xlm-r-base_zero-shot_xnli.pdf").exists()
+    section = sources[0].split("= XTREME learning curves")[1]
+    assert 'fitted-image("/report_curves_xtreme_xlm-r-base_zero-shot_xnli.pdf"' in section
+    assert "xlm-r-base · XNLI · zero-shot: seeds: finetune 2, noisytune_xtreme 1." in section
 
 
 def test_report_without_curves_csv_builds_without_the_figure(tables_dir: Path, tmp_path: Path) -> None:
@@ -607,4 +619,5 @@ def test_report_without_curves_csv_builds_without_the_figure(tables_dir: Path, t
     build_report(tables_dir, pdf, _spec())
     assert pdf.read_bytes().startswith(b"%PDF")
     assert (tmp_path / "out" / "report_levels.svg").exists()
-    assert not (tmp_path / "out" / "report_curves.svg").exists()
+    assert not list((tmp_path / "out").glob("report_curves_*")) and not (tmp_path / "out" / "report").exists()
+    assert "Learning curves" not in render_typst_source(tables_dir, _spec())

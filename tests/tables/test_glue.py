@@ -486,8 +486,9 @@ def test_collect_curves_has_one_row_per_logged_point_of_each_counted_run(runs_ro
 
     assert list(curves.columns) == [
         *["model", "task", "method", "seed", "status", "step", "epoch"],
-        *["train_loss", "metric", "dev_score", "dev_loss"],
+        *["train_loss", "metric", "dev_score", "dev_loss", "baseline_score"],
     ]
+    assert curves["baseline_score"].isna().all()  # these runs predate metrics.json's constant_baseline
     # Runs without history.jsonl have no rows; the closing record of each run is not a point.
     assert len(curves) == 3 + 3 + 1
     first = curves.loc[(curves["task"] == "RTE") & (curves["method"] == "finetune")]

@@ -201,3 +201,69 @@ def test_task_names_agree_with_the_data_registry() -> None:
         assert task.primary_metric == AVERAGE_METRICS[key][0]
         assert set(AVERAGE_METRICS[key]) <= set(task.metrics)
     assert math.isclose(NINE_TASKS_AVERAGE, 0.6375)
+
+
+# --- xtreme_curves.csv -------------------------------------------------------------------------------------
+
+
+def write_history(run_dir: Path, losses: list[float], steps: list[int]) -> None:
+    """history.jsonl as the Trainer logs an XTREME run: training logs, then the closing record."""
+    records = [
+        {"step": step, "epoch": step / steps[-1], "loss": loss, "learning_rate": 1e-5}
+        for step, loss in zip(steps, losses, strict=True)
+    ]
+    records.append({"step": steps[-1], "epoch": 1.0, "train_loss": 0.5, "train_runtime": 3.0})
+    (run_dir / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_curves_hold_each_training_log_and_the_one_evaluation_after_training(tmp_path: Path) -> None:
+    from robustft.tables.curves import seed_bands
+    from robustft.tables.xtreme import XTREME_CURVE_COLUMNS, collect_xtreme_curves
+
+    # XNLI, two seeds per method; the score of a run is its primary metric averaged over its languages.
+    scores = {("finetune", 1): (0.80, 0.60), ("finetune", 2): (0.84, 0.70), ("noisytune", 1): (0.82, 0.66)}
+    losses = {("finetune", 1): [1.1, 0.9], ("finetune", 2): [1.0, 0.7], ("noisytune", 1): [1.2, 0.8]}
+    for (method, seed), (en, de) in scores.items():
+        languages = {"en": {"accuracy": en, "n": 10}, "de": {"accuracy": de, "n": 10}}
+        run_dir = write_run(tmp_path, "xnli", languages, method=method, seed=seed, primary_metric="accuracy")
+        write_history(run_dir, losses[(method, seed)], [1, 8])
+    failed = write_run(tmp_path, "xnli", None, method="noisytune", seed=2, status="failed")
+    write_history(failed, [1.3, float("nan")], [1, 8])
+    write_run(tmp_path, "bucc2018", {"de": {"f1": 0.9, "n": 5}})  # trains nothing: no history, no curve
+
+    curves = collect_xtreme_curves(collect_xtreme(tmp_path))
+
+    assert list(curves.columns) == XTREME_CURVE_COLUMNS
+    assert set(curves["task"]) == {"xnli"}
+    evaluations = curves.dropna(subset=["eval_score"])
+    assert len(evaluations) == 3  # one per ok run; the failed run has its training logs only
+    first = evaluations.loc[(evaluations["method"] == "finetune") & (evaluations["seed"] == 1)].iloc[0]
+    assert (first["step"], first["epoch"]) == (8, 1.0)  # where training ended
+    assert (first["metric"], first["eval_split"], first["n_languages"]) == ("accuracy", "test", 2)
+    assert first["eval_score"] == pytest.approx(70.0)  # (80 + 60) / 2, in points
+    failed_rows = curves.loc[curves["status"] == "failed"]
+    assert len(failed_rows) == 2 and math.isnan(failed_rows["train_loss"].iloc[1])
+
+    ok = curves.loc[curves["status"] == "ok"]
+    loss_bands = seed_bands(ok, "step", "train_loss")
+    finetune_end = loss_bands.loc[(loss_bands["method"] == "finetune") & (loss_bands["step"] == 8)].iloc[0]
+    assert finetune_end["mean"] == pytest.approx(0.8) and finetune_end["n"] == 2
+    assert finetune_end["std"] == pytest.approx(math.sqrt(0.02))  # sample std of 0.9 and 0.7
+    score_bands = seed_bands(ok, "epoch", "eval_score")
+    finetune_score = score_bands.loc[score_bands["method"] == "finetune"].iloc[0]
+    assert finetune_score["mean"] == pytest.approx((70.0 + 77.0) / 2)
+    assert finetune_score["std"] == pytest.approx(math.sqrt(2 * 3.5**2))
+
+
+def test_collect_xtreme_command_writes_the_curves_beside_the_table(tmp_path: Path) -> None:
+    from robustft.cli import main
+
+    run_dir = write_run(
+        tmp_path / "runs", "xnli", {"en": {"accuracy": 0.5, "n": 4}}, primary_metric="accuracy"
+    )
+    write_history(run_dir, [1.0, 0.8], [1, 4])
+    out = tmp_path / "tables" / "xtreme.csv"
+    assert main(["collect-xtreme", "--out", str(out), str(run_dir)]) == 0
+    curves = pd.read_csv(out.parent / "xtreme_curves.csv")
+    assert curves["train_loss"].dropna().tolist() == pytest.approx([1.0, 0.8])
+    assert curves["eval_score"].dropna().tolist() == pytest.approx([50.0])

@@ -109,6 +109,22 @@ def test_run_files_and_metrics(rte_run) -> None:
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
 
 
+def test_metrics_record_the_dev_score_of_the_training_majority_class(rte_run) -> None:
+    """The line a learning curve must rise above: the training split's most frequent label, scored on dev."""
+    from collections import Counter
+
+    from robustft.data.glue import load_split
+
+    spec, out, _ = rte_run
+    train = load_split("rte", "train", spec.data_dir).labels
+    dev = load_split("rte", "dev", spec.data_dir).labels
+    counts = Counter(train)
+    majority = min(label for label, count in counts.items() if count == max(counts.values()))
+    baseline = _read(out, "metrics.json")["constant_baseline"]
+    assert baseline["prediction"] == majority
+    assert baseline["metrics"]["accuracy"] == pytest.approx(dev.count(majority) / len(dev))
+
+
 def test_run_json_provenance(rte_run) -> None:
     spec, out, _ = rte_run
     run = _read(out, "run.json")
@@ -470,3 +486,22 @@ def test_group_by_length_batches_similar_lengths(
     assert result["status"] == "ok"
     # Trainer may build the train sampler more than once; each time over the whole training set.
     assert (set(built) == {result["n_train"]}) if group_by_length else (built == [])
+
+
+def test_report_to_tensorboard_writes_event_files_into_the_run_directory(
+    tiny_model: str, mini_glue: Path, tmp_path: Path
+) -> None:
+    """train.report_to: [tensorboard] logs the run offline into <run>/tensorboard, the losses included."""
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip extra tracking)")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    spec = make_spec(tiny_model, mini_glue, method="finetune", report_to=["tensorboard"])
+    assert train_run(spec, out)["status"] == "ok"
+    events = sorted((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert events, f"no TensorBoard event file in {out / 'tensorboard'}: {sorted(out.rglob('*'))}"
+    tracker = EventAccumulator(str(out / "tensorboard")).Reload()
+    assert {"train/loss", "eval/dev_loss"} <= set(tracker.Tags()["scalars"])
+    logged = [r["step"] for r in read_jsonl(out / "history.jsonl") if "loss" in r]
+    tracked = [event.step for event in tracker.Scalars("train/loss")]
+    assert tracked == logged  # the same training losses as history.jsonl, at the same steps

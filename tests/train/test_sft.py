@@ -500,3 +500,14 @@ def test_the_config_schema_knows_the_sft_divergence_factor() -> None:
     validator = Draft202012Validator(sft)
     assert validator.is_valid({"divergence_factor": None}) and validator.is_valid({"divergence_factor": 10})
     assert not validator.is_valid({"divergence_factor": 0.5})
+
+
+def test_report_to_is_an_sft_setting_checked_as_the_train_one(tmp_path: Path) -> None:
+    from robustft.train.sft import _sft_config
+
+    assert SFTSettings().report_to == "none"
+    with pytest.raises(ValueError, match=r"'report_to'.*'tensorbaord'"):
+        SFTSettings(report_to="tensorbaord")
+    settings = SFTSettings(report_to=["tensorboard"], max_steps=1)
+    assert _sft_config(settings, tmp_path, seed=0).report_to == ["tensorboard"]
+    assert _sft_config(SFTSettings(max_steps=1), tmp_path, seed=0).report_to == []

@@ -4,8 +4,9 @@
 import json
 from pathlib import Path
 
-from robustft.artifacts.index import ARTIFACT_TABLES
+from robustft.artifacts.index import ARTIFACT_TABLES, INSTRUCT_TABLES
 from robustft.artifacts.index import artifact_table as table_of_artifact
+from robustft.models import model_from_path_name  # a {model} wildcard is the model's path-safe name
 from robustft.provenance import config_hash, grid_manifest_path
 from robustft.workflow_config import (
     artifacts_dir,
@@ -88,7 +89,7 @@ TRAIN_ARGUMENTS = {
 
 def method_arguments(wildcards):
     w = wildcards
-    run_dir = glue_run_dir(config, w.model, w.task, w.method, int(w.seed))
+    run_dir = glue_run_dir(config, model_from_path_name(w.model), w.task, w.method, int(w.seed))
     return checked_key(wildcards, run_dir, TRAIN_ARGUMENTS[w.method, w.task])
 
 
@@ -145,9 +146,14 @@ def log_locations(executor):
     return "\n".join(lines)
 
 
+def instruct_artifact(wildcards):
+    """Whether the artifact is one of the instruction-tuning track's (instruct.csv or its embedding tables)."""
+    return table_of_artifact(f"{wildcards.paper}/{wildcards.artifact}") in INSTRUCT_TABLES
+
+
 def artifact_paper_model(wildcards):
     """Our model -> the paper's, from the report block of the artifact's track."""
-    if artifact_table(wildcards).endswith("instruct.csv"):
+    if instruct_artifact(wildcards):
         return json.dumps(config["instruct"]["report"]["paper_model"])
     if artifact_table(wildcards).endswith("xtreme.csv"):
         return json.dumps(config["xtreme"]["report"]["paper_model"])
@@ -161,7 +167,7 @@ def artifact_context(wildcards):
         naming = config["xtreme"]["report"]
         keys = ("baseline", "method", "mechanics_check", "choices")
         return json.dumps({key: naming[key] for key in keys}, sort_keys=True)
-    if not artifact_table(wildcards).endswith("instruct.csv"):
+    if not instruct_artifact(wildcards):
         return "{}"
     block = config["instruct"]
     epochs = {name: recipe_settings(config, name).get("epochs", 3) for name in block["recipes"]}
@@ -201,7 +207,7 @@ def instruct_run_outputs(run):
 
 def sft_method_arguments(wildcards):
     w = wildcards
-    run_dir = instruct_run_dir(w.model, w.dataset, w.recipe, w.method, int(w.seed))
+    run_dir = instruct_run_dir(model_from_path_name(w.model), w.dataset, w.recipe, w.method, int(w.seed))
     return checked_key(wildcards, run_dir, sft_arguments(config, w.recipe, w.method))
 
 
@@ -240,7 +246,7 @@ def instruct_job_size(job, wildcards):
         from robustft.evals.judges import build_judge
 
         return build_judge(INSTRUCT_BLOCK["judges"][wildcards.judge]).model, gpus, sft
-    return wildcards.model, gpus, sft
+    return model_from_path_name(wildcards.model), gpus, sft
 
 
 def instruct_resources(job):
@@ -251,7 +257,8 @@ def instruct_resources(job):
     def evaluate(wildcards, attempt):
         model, gpus, sft = instruct_job_size(job, wildcards)
         resources = instruct_job_resources(
-            job, model, attempt, gpus=gpus, epochs=sft.get("epochs", 3), adapter=sft.get("adapter", "full")
+            job, model, attempt, gpus=gpus, epochs=sft.get("epochs", 3), adapter=sft.get("adapter", "full"),
+            cache_dir=config["cache_dir"],
         )
         return resources.snakemake_resources()
 
@@ -288,20 +295,20 @@ def xtreme_run_metrics(model, task, setting, method, seed):
 
 
 def xtreme_method_arguments(wildcards):
-    arguments = XTREME_ARGUMENTS[wildcards.model, wildcards.task, wildcards.setting, wildcards.method]
-    w = wildcards
-    run_dir = xtreme_run_dir(config, w.model, w.task, w.setting, w.method, int(w.seed))
+    w, model = wildcards, model_from_path_name(wildcards.model)
+    arguments = XTREME_ARGUMENTS[model, w.task, w.setting, w.method]
+    run_dir = xtreme_run_dir(config, model, w.task, w.setting, w.method, int(w.seed))
     return checked_key(wildcards, run_dir, arguments)
 
 
 def xtreme_encoder_run(wildcards):
     """The XNLI run (same model, setting, method and seed) whose encoder a retrieval run reads."""
     w = wildcards
-    return xtreme_run_metrics(w.model, "xnli", w.setting, w.method, int(w.seed))
+    return xtreme_run_metrics(model_from_path_name(w.model), "xnli", w.setting, w.method, int(w.seed))
 
 
 def xtreme_data_dir(wildcards):
-    return XTREME_BLOCK["data_dir_by_model"].get(wildcards.model, config["data_dir"])
+    return XTREME_BLOCK["data_dir_by_model"].get(model_from_path_name(wildcards.model), config["data_dir"])
 
 
 def report_tables():

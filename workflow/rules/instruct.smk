@@ -1,5 +1,6 @@
 # The instruction-tuning track (NEFTune): SFT -> generation -> judges -> lm-eval -> text statistics ->
-# instruct.csv -> artifacts -> PDF. One run is (model, dataset, recipe, method, seed) under INSTRUCT_RUN.
+# instruct.csv -> artifacts -> PDF, beside them the embedding analyses of Figures 6-8 (embedding_*.csv).
+# One run is (model, dataset, recipe, method, seed) under INSTRUCT_RUN.
 # Outputs that grow during a job (generations, judge cache) are side files: only their summaries are
 # declared, so a killed job's partial work is kept (Snakemake deletes declared outputs of failed jobs)
 # and the rerun continues from it.
@@ -176,9 +177,12 @@ rule instruct_report:
     input:
         table=rules.collect_instruct.output.table,
         grid=rules.collect_instruct.output.grid,
-        artifacts=[f"{ARTIFACTS}/{key}/result.json" for key in artifacts_of("instruct")],
+        # The track's artifacts in the config's order: those of instruct.csv and of the embedding tables.
+        artifacts=[
+            f"{ARTIFACTS}/{key}/result.json" for key in config["artifacts"] if ARTIFACT_TABLES[key] in INSTRUCT_TABLES
+        ],
     output:
-        pdf=instruct_report_pdf(),
+        pdf=report(instruct_report_pdf(), category="Reports"),  # in `snakemake --report` too
     log:
         f"logs/report/{INSTRUCT_BLOCK['report']['name']}.log",
     params:
@@ -193,3 +197,77 @@ rule instruct_report:
         "python -m robustft instruct-report --table {input.table} --spec {params.spec:q}"
         " --config-hash {params.config_hash} --workflow-config {params.workflow_config:q}"
         " --figures {params.figures} --out {output.pdf} --artifacts {params.artifacts} > {log} 2>&1"
+
+
+# NEFTune Figures 6-8: measured on the analysed models' input-embedding matrices, no training
+# (robustft.evals.embedding_analysis). Figures 6 and 8 need the base models only; Figure 7 also reads the
+# config's plain and NEFTune SFT runs of them, so its table waits for those runs.
+from robustft.evals.embedding_analysis import embedding_settings, spectrum_runs  # no torch at import
+
+EMBEDDINGS = embedding_settings(INSTRUCT_BLOCK)
+SPECTRUM_RUNS = [
+    {**run, "run_dir": instruct_run_dir(run["model"], run["dataset"], run["recipe"], run["method"], run["seed"])}
+    for run in spectrum_runs(INSTRUCT_GRID, EMBEDDINGS)
+]
+
+
+def embedding_resources():
+    """Sized as a generation job of the largest analysed model: the job holds one model at a time."""
+
+    def evaluate(attempt):
+        from robustft.job_resources import instruct_job_resources, model_parameters
+
+        model = max(EMBEDDINGS["models"], key=lambda name: model_parameters(name, config["cache_dir"]))
+        gpus = min(INSTRUCT_BLOCK["gpus_per_run"], 1)
+        return instruct_job_resources(
+            "generate", model, attempt, gpus=gpus, cache_dir=config["cache_dir"]
+        ).snakemake_resources()
+
+    names = ("mem_mb", "runtime", "slurm_extra")
+    return {name: (lambda wildcards, attempt, name=name: evaluate(attempt)[name]) for name in names}
+
+
+rule embedding_flips:
+    output:
+        table=f"{TABLES}/embedding_flips.csv",
+    log:
+        f"logs/embedding_flips/{NAME}.log",
+    params:
+        settings=json.dumps(EMBEDDINGS),
+        data_dir=config["data_dir"],
+        cache_dir=config["cache_dir"],
+        offline_env=OFFLINE_ENV,
+    threads: config["threads"]
+    resources:
+        gpu=min(INSTRUCT_BLOCK["gpus_per_run"], 1),
+        **embedding_resources(),
+    conda:
+        ENV
+    shell:
+        "{params.offline_env}python -m robustft embedding-flips --settings {params.settings:q}"
+        " --data-dir {params.data_dir} --cache-dir {params.cache_dir} --threads {threads}"
+        " --out {output.table} > {log} 2>&1"
+
+
+rule embedding_spectra:
+    input:
+        [f"{run['run_dir']}/sft/metrics.json" for run in SPECTRUM_RUNS],
+    output:
+        table=f"{TABLES}/embedding_spectra.csv",
+    log:
+        f"logs/embedding_spectra/{NAME}.log",
+    params:
+        settings=json.dumps(EMBEDDINGS),
+        runs=json.dumps(SPECTRUM_RUNS),
+        cache_dir=config["cache_dir"],
+        offline_env=OFFLINE_ENV,
+    threads: config["threads"]
+    resources:
+        gpu=min(INSTRUCT_BLOCK["gpus_per_run"], 1),
+        **embedding_resources(),
+    conda:
+        ENV
+    shell:
+        "{params.offline_env}python -m robustft embedding-spectra --settings {params.settings:q}"
+        " --runs {params.runs:q} --cache-dir {params.cache_dir} --threads {threads}"
+        " --out {output.table} > {log} 2>&1"

@@ -38,7 +38,8 @@ rule report:
             f"{ARTIFACTS}/{key}/result.json" for key in artifacts_of("runs") + artifacts_of("xtreme")
         ],
     output:
-        pdf=report_pdf(),
+        # report(): `snakemake --report report.zip` carries the PDF (.snakemake-workflow-catalog.yml).
+        pdf=report(report_pdf(), category="Reports"),
     log:
         f"logs/report/{config['report']['name']}.log",
     params:

@@ -64,6 +64,7 @@ rule collect_xtreme:
         [xtreme_run_metrics(*run) for run in XTREME_GRID],
     output:
         table=f"{TABLES}/xtreme.csv",
+        curves=f"{TABLES}/xtreme_curves.csv",
         grid=GRID_MANIFEST["xtreme"],
     log:
         f"logs/collect_xtreme/{NAME}.log",

@@ -8,7 +8,8 @@ every cluster job. An artifact registered with `register_artifact` must be liste
 
 from __future__ import annotations
 
-# key -> table: runs (the GLUE track's runs.csv), xtreme or instruct.
+# key -> table: runs (the GLUE track's runs.csv), xtreme, instruct, or one of the instruction-tuning
+# track's embedding measurements (embedding_flips, embedding_spectra: robustft.evals.embedding_analysis).
 ARTIFACT_TABLES: dict[str, str] = {
     "crossmethod/table": "runs",
     "neftune/table1": "instruct",
@@ -22,6 +23,9 @@ ARTIFACT_TABLES: dict[str, str] = {
     "neftune/figure5": "instruct",
     "neftune/loss_curves": "instruct",
     "neftune/table4": "instruct",
+    "neftune/figure6": "embedding_flips",
+    "neftune/figure7": "embedding_spectra",
+    "neftune/figure8": "embedding_flips",
     "noisytune/table2": "runs",
     "noisytune/figure2": "runs",
     "noisytune/figure3": "runs",
@@ -36,6 +40,9 @@ ARTIFACT_TABLES: dict[str, str] = {
     "smart/table6": "runs",
     "smart/figure2": "runs",
 }
+
+# The tables of the instruction-tuning track: their artifacts take the track's naming (instruct.report).
+INSTRUCT_TABLES = ("instruct", "embedding_flips", "embedding_spectra")
 
 
 def artifact_table(key: str) -> str:

@@ -1,11 +1,13 @@
 """NEFTune (Jain et al., ICLR 2024): the instruction-tuning track's tables and figures.
 
 Each artifact is a function of `instruct.csv` (robustft.tables.instruct) and of the per-example files in
-the run directories it lists (judgements, generations, losses). The paper trains one model per cell with
-one seed, so its claims are paired over *prompts* (or training examples), not seeds: both arms answer the
-same 805 AlpacaEval prompts, judged against the same reference. Our CIs are paired bootstraps over those
-items; where several seeds exist, items are paired within each seed. A prompt-level CI does not capture
-seed-to-seed variance, and every artifact says so.
+the run directories it lists (judgements, generations, losses); Figures 6-8 are functions of the
+embedding measurements instead (embedding_flips.csv, embedding_spectra.csv:
+robustft.evals.embedding_analysis). The paper trains one model per cell with one seed, so its claims are
+paired over *prompts* (or training examples), not seeds: both arms answer the same 805 AlpacaEval
+prompts, judged against the same reference. Our CIs are paired bootstraps over those items; where several
+seeds exist, items are paired within each seed. A prompt-level CI does not capture seed-to-seed variance,
+and every artifact says so.
 
 Our dataset and method names map to the paper's through the config (`instruct.report`); the judge is
 named in every claim, because the paper's GPT-4/ChatGPT numbers and a local judge's are not on one scale:
@@ -33,7 +35,14 @@ from robustft.artifacts.base import (
 )
 from robustft.io import read_jsonl
 from robustft.reference import paper_lookup
-from robustft.stats import paired_bootstrap_ci, paired_ttest, seeds_needed, verdict
+from robustft.stats import (
+    NOT_RUN,
+    mean_bootstrap_ci,
+    paired_bootstrap_ci,
+    paired_ttest,
+    seeds_needed,
+    verdict,
+)
 
 PAPER = "NEFTune"
 # Our dataset keys -> the paper's dataset names. alpaca_seed (the 175 Alpaca seed tasks, the only Alpaca
@@ -1023,4 +1032,387 @@ def _table4_figure(claims: pd.DataFrame, title: str):
         ax.set_title(label, fontsize=9)
     axes[0].legend(fontsize=6, frameon=False)
     figure.suptitle(title, fontsize=10)
+    return figure
+
+
+# ------------------------------------------------------------------------------------------ embeddings
+
+# Figures 6-8 need no training: robustft.evals.embedding_analysis measures the embedding matrices into
+# embedding_flips.csv (Figures 6, 8) and embedding_spectra.csv (Figure 7). The paper prints no numbers
+# for them, only what they show; each claim compares our measurement with α = 0 (no noise, no flip by
+# construction) or with plain SFT, and the notes set the paper's statement beside ours.
+NO_NOISE = "no noise (α = 0)"
+FIGURE6_PAPER = "no token flips for α ≤ 15 and some for α ≥ 25"
+FIGURE8_PAPER_PCT = 0.4  # "at most 0.4% of the tokens" flip
+EMBEDDING_CHOICES = [
+    "Nearest neighbours are Euclidean (as the paper), over the whole vocabulary (every row of the input "
+    "embedding matrix E). A token flipped when another row is strictly nearer to its noisy vector than "
+    "its own: a tie with a duplicate row is not a flip.",
+    "The noise is the package's NEFTune implementation in paper mode (uniform in [-1, 1] times "
+    "α/√(L·d)), with the same uniform draws at every α, so flips grow with α by construction.",
+]
+
+
+def _embedding_rows(frame: pd.DataFrame, figure: str) -> pd.DataFrame:
+    """The rows of embedding_flips.csv that measure `figure` (figure6 or figure8), every column there."""
+    from robustft.evals.embedding_analysis import FLIP_COLUMNS
+
+    frame = frame.reindex(columns=list(dict.fromkeys([*frame.columns, *FLIP_COLUMNS])))
+    return frame[frame["figure"] == figure]
+
+
+def _flip_claim(
+    context: ArtifactContext,
+    model: str,
+    task: str,
+    alpha: float,
+    stats: dict[str, Any],
+) -> dict[str, Any]:
+    """A claim "NEFTune noise at α flips tokens", against no noise: Δ is the % flipped."""
+    return claim_row(
+        stats,
+        model=model,
+        paper_model=context.paper_model.get(model),
+        task=task,
+        method=f"neftune α={alpha:g}",
+        paper_method=f"neftune(alpha={alpha:g})",
+        baseline=NO_NOISE,
+        paper_value=None,
+        paper_baseline=None,
+    )
+
+
+def _percent_stats(
+    n: int, mean: float, ci: tuple[float, float], p_value: float | None, p_kind: str
+) -> dict[str, Any]:
+    """The statistics of a claim on a % (flipped tokens) against 0, the no-noise value."""
+    return {
+        "n_pairs": n,
+        "mean_method": mean,
+        "mean_baseline": 0.0,
+        "delta": mean,
+        "ci_low": ci[0],
+        "ci_high": ci[1],
+        "p_value": p_value,
+        "p_kind": p_kind,
+        "min_seeds_for_significance": None,
+    }
+
+
+def _alpha_list(alphas: list[float]) -> str:
+    """ "α ∈ {25, 50}", or "no α" for none."""
+    return "α ∈ {" + ", ".join(f"{alpha:g}" for alpha in sorted(alphas)) + "}" if alphas else "no α"
+
+
+@register_artifact(
+    "neftune/figure6",
+    PAPER,
+    "Figure 6",
+    "Tokens of training samples that NEFTune noise moves to another nearest neighbour, vs α",
+    table="embedding_flips",
+)
+def figure6(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
+    spec = get_artifact("neftune/figure6")
+    rows = _embedding_rows(frame, "figure6")
+    if rows.empty:
+        return not_run(spec, "embedding_flips.csv holds no Figure 6 measurements (instruct.embeddings)")
+    rows = rows.assign(pct=100.0 * rows["n_flipped"] / rows["n_tokens"])
+    claims, notes = [], []
+    for model, per_model in rows.groupby("model", sort=False):
+        dataset = paper_dataset_name(str(per_model["dataset"].iloc[0]), context)
+        for alpha, group in per_model.groupby("alpha", sort=True):
+            values = group["pct"].to_numpy(dtype=float)
+            stats = _percent_stats(
+                len(values),
+                float(values.mean()),
+                mean_bootstrap_ci(values, n_boot=context.n_boot),
+                paired_ttest(values, np.zeros_like(values)) if len(values) > 1 else None,
+                "paired t over samples, against no flips",
+            )
+            task = f"% tokens flipped per {dataset} sample"
+            claims.append(_flip_claim(context, str(model), task, float(alpha), stats))
+        notes.append(_figure6_note(str(model), per_model))
+    result = ArtifactResult(spec.key, spec.paper, spec.artifact, spec.title, claims=_claims_frame(claims))
+    result.notes = [
+        *notes,
+        "The paper prints no numbers for this figure: each claim compares our % with no noise (α = 0), "
+        "and its 95% CI is a percentile bootstrap over samples.",
+    ]
+    result.choices = [*EMBEDDING_CHOICES, _sample_choice(rows)]
+    result.figure = _figure6_plot(result.claims, spec.title)
+    result.caption = (
+        "Mean % of each training sample's tokens whose noisy embedding is nearer another vocabulary row "
+        f"than its own, with 95% CIs over samples. The paper: {FIGURE6_PAPER}."
+    )
+    return result
+
+
+def _figure6_note(model: str, rows: pd.DataFrame) -> str:
+    """Where our flips start, beside the paper's statement (none for α ≤ 15, some for α ≥ 25)."""
+    flipped = rows.groupby("alpha")["n_flipped"].sum()
+    some = [alpha for alpha, n in flipped.items() if n > 0]
+    none = [alpha for alpha, n in flipped.items() if n == 0]
+    agrees = all(alpha > 15 for alpha in some) and all(alpha < 25 for alpha in none)
+    tokens = int(rows.groupby("item")["n_tokens"].first().sum())
+    return (
+        f"{model}: tokens flipped at {_alpha_list(some)}, none at {_alpha_list(none)} "
+        f"({rows['item'].nunique()} samples, {tokens} tokens); the paper (LLaMA-2-7B, qualitative): "
+        f"{FIGURE6_PAPER}. " + ("Ours agrees." if agrees else "Ours differs.")
+    )
+
+
+def _sample_choice(rows: pd.DataFrame) -> str:
+    first = rows.iloc[0]
+    return (
+        f"Samples: {rows['item'].nunique()} training examples per model drawn with seed {int(first['seed'])} "
+        f"from {first['source']}, prompt and response as one text (the model's tokenizer, its special "
+        "tokens), cut at the configured max_length; L is each sample's length, as in training."
+    )
+
+
+def _figure6_plot(claims: pd.DataFrame, title: str):
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.5, 2.8), layout="constrained")
+    ax = figure.subplots()
+    for k, (model, rows) in enumerate(claims.groupby("model", sort=False)):
+        alphas = rows["method"].str.extract(r"α=([\d.]+)")[0].astype(float)
+        low = (rows["delta"] - rows["ci_low"]).clip(lower=0).to_numpy(dtype=float)
+        high = (rows["ci_high"] - rows["delta"]).clip(lower=0).to_numpy(dtype=float)
+        ax.errorbar(
+            alphas, rows["delta"], yerr=[low, high], fmt="o-", ms=3, capsize=2, color=f"C{k}", label=model
+        )
+    ax.axvspan(0, 15, color="grey", alpha=0.15, label="paper: no flips (α ≤ 15)")
+    ax.set_xlabel("α")
+    ax.set_ylabel("tokens flipped per sample (%)")
+    ax.legend(fontsize=6, frameon=False)
+    figure.suptitle(title, fontsize=9)
+    return figure
+
+
+@register_artifact(
+    "neftune/figure8",
+    PAPER,
+    "Figure 8",
+    "Vocabulary embeddings that NEFTune noise moves to another nearest neighbour, vs α and L",
+    table="embedding_flips",
+)
+def figure8(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
+    from statsmodels.stats.proportion import proportion_confint
+
+    spec = get_artifact("neftune/figure8")
+    rows = _embedding_rows(frame, "figure8")
+    if rows.empty:
+        return not_run(spec, "embedding_flips.csv holds no Figure 8 measurements (instruct.embeddings)")
+    claims = []
+    by_model = [group.sort_values(["alpha", "length"]) for _, group in rows.groupby("model", sort=False)]
+    for r in pd.concat(by_model).itertuples(index=False):
+        n, flipped = int(r.n_tokens), int(r.n_flipped)
+        low, high = proportion_confint(flipped, n, alpha=0.05, method="wilson")
+        stats = _percent_stats(
+            n, 100.0 * flipped / n, (max(100 * low, 0.0), 100 * high), None, "none: Wilson 95% CI over rows"
+        )
+        task = f"% vocabulary rows flipped, L = {int(r.length)}"
+        claims.append(_flip_claim(context, str(r.model), task, float(r.alpha), stats))
+    result = ArtifactResult(spec.key, spec.paper, spec.artifact, spec.title, claims=_claims_frame(claims))
+    result.notes = [
+        *(_figure8_note(str(model), group) for model, group in rows.groupby("model", sort=False)),
+        "The paper prints no numbers per cell: each claim compares our % with no noise (α = 0), with a "
+        "Wilson 95% CI over the rows noised.",
+    ]
+    result.choices = [
+        *EMBEDDING_CHOICES,
+        "Each row of E is noised as a member of a length-L sequence (scale α/√(L·d)): the rows are laid "
+        "out as consecutive length-L sequences and passed through the training noise function.",
+    ]
+    result.figure = _figure8_plot(rows, spec.title)
+    result.caption = (
+        "% of vocabulary embeddings whose noisy copy is nearer another row than its own, per sequence length "
+        f"L and α. The paper: at most {FIGURE8_PAPER_PCT}% (dashed)."
+    )
+    return result
+
+
+def _figure8_note(model: str, rows: pd.DataFrame) -> str:
+    """Our largest flip rate over the grid, beside the paper's bound (at most 0.4% of the tokens)."""
+    pct = 100.0 * rows["n_flipped"] / rows["n_tokens"]
+    worst = rows.loc[pct.idxmax()]
+    n, vocab_size = int(worst["n_tokens"]), int(worst["vocab_size"])
+    sampled = (
+        f" A seeded sample of {n} of the {vocab_size} rows (max_vocab) was noised; their neighbours were "
+        "searched among all rows."
+        if n < vocab_size
+        else ""
+    )
+    return (
+        f"{model}: at most {pct.max():.3g}% of {n} rows flipped (α = {worst['alpha']:g}, "
+        f"L = {int(worst['length'])}); the paper (LLaMA-2-7B): at most {FIGURE8_PAPER_PCT}% of the tokens. "
+        + ("Ours agrees." if pct.max() <= FIGURE8_PAPER_PCT else "Ours exceeds it.")
+        + sampled
+    )
+
+
+def _figure8_plot(rows: pd.DataFrame, title: str):
+    from matplotlib.figure import Figure
+
+    models = list(dict.fromkeys(rows["model"]))
+    figure = Figure(figsize=(max(6.5, 3.6 * len(models) + 0.5), 2.8), layout="constrained")
+    axes = figure.subplots(1, len(models), squeeze=False)[0]
+    for ax, model in zip(axes, models, strict=True):
+        per_model = rows[rows["model"] == model]
+        for k, (alpha, group) in enumerate(per_model.groupby("alpha", sort=True)):
+            group = group.sort_values("length")
+            pct = 100.0 * group["n_flipped"] / group["n_tokens"]
+            ax.plot(group["length"], pct, "o-", ms=3, color=f"C{k}", label=f"α = {alpha:g}")
+        ax.axhline(FIGURE8_PAPER_PCT, color="black", ls="--", lw=0.8, label="paper: at most")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("sequence length L")
+        ax.set_ylabel("vocabulary rows flipped (%)")
+        ax.set_title(model, fontsize=9)
+        ax.legend(fontsize=6, frameon=False)
+    figure.suptitle(title, fontsize=9)
+    return figure
+
+
+FIGURE7_PAPER = "NEFTune leaves the spectrum of E·Eᵀ as it is (like plain fine-tuning)"
+SPECTRUM_TASK = "top singular values of E·Eᵀ, % change from the base model"
+
+
+@register_artifact(
+    "neftune/figure7",
+    PAPER,
+    "Figure 7",
+    "Top singular values of the embedding similarity E·Eᵀ: base model, plain SFT, NEFTune",
+    table="embedding_spectra",
+)
+def figure7(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
+    from robustft.evals.embedding_analysis import SPECTRUM_COLUMNS
+
+    spec = get_artifact("neftune/figure7")
+    frame = frame.reindex(columns=list(dict.fromkeys([*frame.columns, *SPECTRUM_COLUMNS])))
+    if not (frame["arm"] == "base").any():
+        return not_run(spec, "embedding_spectra.csv holds no spectrum (instruct.embeddings)")
+    ok = frame[frame["status"] == "ok"]
+    diverged = ok["sft_status"] == "diverged"
+    tuned = ok[(ok["arm"] != "base") & ~diverged]
+    claims, notes = [], []
+    for model in dict.fromkeys(ok.loc[ok["arm"] == "base", "model"]):
+        base = ok[(ok["model"] == model) & (ok["arm"] == "base")].set_index("rank")["singular_value"]
+        mine = tuned[tuned["model"] == model]
+        rows, note = _spectrum_claims(frame, context, str(model), base, mine)
+        claims += rows
+        notes.append(note)
+    result = ArtifactResult(spec.key, spec.paper, spec.artifact, spec.title, claims=_claims_frame(claims))
+    result.notes = [
+        *notes,
+        "Each claim pairs the % change of the k-th singular value (NEFTune run against plain SFT run, both "
+        "from the base model's) over the ranks, within matched seeds: a paired bootstrap CI and t-test over "
+        "ranks, which are not independent items, so the interval is a description, not a test of the "
+        "paper's qualitative statement.",
+    ]
+    if diverged.any():
+        left_out = ok.loc[diverged].drop_duplicates(subset=RUN_KEYS)
+        result.notes.append(f"{len(left_out)} run(s) whose SFT diverged are left out.")
+    result.choices = [
+        "The singular values of E·Eᵀ are the squares of E's (E = UΣVᵀ), from the SVD of E in float64: no "
+        "V × V matrix. The runs are the config's SFT runs of the analysed model on the analysed training "
+        "set, default recipe: the report's baseline (plain SFT) and every uniform-noise NEFTune preset."
+    ]
+    result.figure = _figure7_plot(ok, tuned, spec.title)
+    result.caption = (
+        "Top singular values of E·Eᵀ (top) and their % change from the base model (bottom), per model: "
+        f"base, plain SFT and NEFTune runs. The paper (qualitative): {FIGURE7_PAPER}."
+    )
+    return result
+
+
+def _spectrum_claims(
+    frame: pd.DataFrame, context: ArtifactContext, model: str, base: pd.Series, tuned: pd.DataFrame
+) -> tuple[list[dict[str, Any]], str]:
+    """Figure 7's claims for one model ("NEFTune changes the spectrum no more than plain SFT"), or a
+    "not run" row with the reasons the table gives, and the note that sets ours beside the paper's."""
+    runs = tuned.drop_duplicates(subset=RUN_KEYS)[[*RUN_KEYS, "run_dir", "arm"]].reset_index(drop=True)
+
+    def change(run_dir: str) -> pd.Series:
+        values = tuned[tuned["run_dir"] == run_dir].set_index("rank")["singular_value"]
+        shared = values.index.intersection(base.index)
+        return pd.Series(100.0 * (values[shared] / base[shared] - 1.0), dtype=float)
+
+    baselines = list(dict.fromkeys(runs.loc[runs["arm"] == "baseline", "method"]))
+    methods = list(dict.fromkeys(runs.loc[runs["arm"] == "neftune", "method"]))
+    baseline = baselines[0] if baselines else _context_value(context, "baseline", "finetune")
+    rows = []
+    for method in methods:
+        keys = {"model": model, "recipe": "default"}
+        stats = paired_claim(runs, keys, method, baseline, change, context.n_boot) if baselines else None
+        if stats is not None:
+            stats["min_seeds_for_significance"] = None  # its pairs are ranks, not seeds
+            rows.append(
+                claim_row(
+                    stats,
+                    model=model,
+                    paper_model=context.paper_model.get(model),
+                    task=SPECTRUM_TASK,
+                    method=method,
+                    paper_method="neftune",
+                    baseline=baseline,
+                    paper_value=None,
+                    paper_baseline=None,
+                )
+            )
+    largest = {
+        arm: max((change(d).abs().max() for d in runs.loc[runs["arm"] == arm, "run_dir"]), default=None)
+        for arm in ("baseline", "neftune")
+    }
+    measured = "; ".join(
+        f"largest change from the base model with {name}: {value:.3g}%"
+        for name, value in (("plain SFT", largest["baseline"]), ("NEFTune", largest["neftune"]))
+        if value is not None
+    )
+    if rows:
+        return rows, f"{model}: {measured}. The paper (LLaMA-2-7B, qualitative): {FIGURE7_PAPER}."
+    reasons = frame.loc[(frame["model"] == model) & (frame["status"] == "not run"), "reason"].dropna()
+    reason = "; ".join(dict.fromkeys(reasons)) or "no NEFTune and plain SFT runs with a matching seed"
+    row = {
+        "model": model,
+        "paper_model": context.paper_model.get(model),
+        "task": SPECTRUM_TASK,
+        "method": methods[0] if methods else "neftune",
+        "paper_method": "neftune",
+        "baseline": baseline,
+        "n_pairs": 0,
+        "verdict": NOT_RUN,
+    }
+    return [row], f"{model}: the runs' spectra are not run: {reason}." + (
+        f" Measured: {measured}." if measured else ""
+    )
+
+
+def _figure7_plot(ok: pd.DataFrame, tuned: pd.DataFrame, title: str):
+    from matplotlib.figure import Figure
+
+    models = list(dict.fromkeys(ok.loc[ok["arm"] == "base", "model"]))
+    figure = Figure(figsize=(max(6.5, 3.6 * len(models) + 0.5), 4.6), layout="constrained")
+    axes = figure.subplots(2, len(models), squeeze=False, sharex="col")
+    colours = {"baseline": "C0", "neftune": "C1"}
+    for column, model in enumerate(models):
+        base = ok[(ok["model"] == model) & (ok["arm"] == "base")].set_index("rank")["singular_value"]
+        top, bottom = axes[0, column], axes[1, column]
+        top.plot(base.index, base.to_numpy(), color="black", lw=1.2, label="base")
+        bottom.axhline(0, color="black", lw=0.8)
+        for (method, seed, arm), run in tuned[tuned["model"] == model].groupby(
+            ["method", "seed", "arm"], sort=False
+        ):
+            values = run.set_index("rank")["singular_value"]
+            label = f"{method} (seed {int(seed)})"
+            top.plot(values.index, values.to_numpy(), color=colours[arm], lw=0.9, ls="--", label=label)
+            change = 100.0 * (values / base.reindex(values.index) - 1.0)
+            bottom.plot(change.index, change.to_numpy(), color=colours[arm], lw=0.9, label=label)
+        top.set_yscale("log")
+        top.set_title(model, fontsize=9)
+        top.set_ylabel("singular value of E·Eᵀ")
+        bottom.set_xlabel("rank")
+        bottom.set_ylabel("% change from base")
+        top.legend(fontsize=6, frameon=False)
+    figure.suptitle(title, fontsize=9)
     return figure

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from robustft.cli import glue, instruct, registries, workflow, xtreme
+from robustft.cli import costs, glue, instruct, registries, workflow, xtreme
 from robustft.errors import (
     ConfigError,
     DataFormatError,
@@ -16,11 +16,12 @@ from robustft.errors import (
     ModelNotFoundError,
     RunError,
     TableMismatchError,
+    UnsupportedModelError,
 )
 
 # One module of subcommands per track, in the order `robustft --help` lists them. Each one's `add_parsers`
 # imports nothing heavy: the parser is built on every start, `--help` included.
-COMMAND_MODULES = (glue, instruct, xtreme, workflow, registries)
+COMMAND_MODULES = (glue, instruct, xtreme, workflow, costs, registries)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +44,7 @@ EXPECTED_ERRORS: tuple[type[Exception], ...] = (
     ConfigError,
     TableMismatchError,
     FindingError,
+    UnsupportedModelError,
 )
 
 

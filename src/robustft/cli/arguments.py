@@ -16,6 +16,7 @@ WORKFLOW_CONFIG_HELP = (
 TABLES_DIR_HELP = "tables directory, e.g. results/tables/<config name>"
 HF_CACHE_HELP = "Hugging Face cache (models and Hub datasets)"
 THREADS_HELP = "torch CPU threads"
+MODEL_HELP = "registry name (e.g. minilm-l6, bert-base), Hugging Face Hub id (org/name) or local model folder"
 
 
 def json_value(text: str) -> Any:
@@ -38,3 +39,11 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
+
+
+def model_name(text: str) -> str:
+    """A --model value as runs record it: a run directory's path-safe level (org--name, as the workflow's
+    rules pass it) stands for the Hub id org/name; anything else is taken as given."""
+    from robustft.models import canonical_model_name  # light: the registry imports no transformers
+
+    return canonical_model_name(text)

@@ -10,10 +10,12 @@ from typing import Any
 
 from robustft.cli.arguments import (
     HF_CACHE_HELP,
+    MODEL_HELP,
     TABLES_DIR_HELP,
     THREADS_HELP,
     WORKFLOW_CONFIG_HELP,
     json_value,
+    model_name,
     positive_int,
 )
 from robustft.errors import RunError
@@ -143,7 +145,7 @@ def cmd_artifact(args: argparse.Namespace) -> int:
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="fine-tune one model on one task with one method and seed")
-    train.add_argument("--model", required=True, help="registry name, e.g. minilm-l6, bert-base")
+    train.add_argument("--model", required=True, type=model_name, help=MODEL_HELP)
     train.add_argument("--task", required=True, help="task key, e.g. rte, mrpc, stsb")
     train.add_argument("--method", required=True, help="method name: finetune, noisytune, or a+b")
     train.add_argument("--seed", required=True, type=int)

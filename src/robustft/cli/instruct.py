@@ -12,9 +12,11 @@ from pathlib import Path
 
 from robustft.cli.arguments import (
     HF_CACHE_HELP,
+    MODEL_HELP,
     THREADS_HELP,
     WORKFLOW_CONFIG_HELP,
     json_value,
+    model_name,
     non_negative_int,
     positive_int,
 )
@@ -93,6 +95,18 @@ def cmd_text_stats(args: argparse.Namespace) -> int:
     return run_text_stats(args)
 
 
+def cmd_embedding_flips(args: argparse.Namespace) -> int:
+    from robustft.evals.embedding_analysis import cmd_embedding_flips as run_flips  # imports torch
+
+    return run_flips(args)
+
+
+def cmd_embedding_spectra(args: argparse.Namespace) -> int:
+    from robustft.evals.embedding_analysis import cmd_embedding_spectra as run_spectra  # imports torch
+
+    return run_spectra(args)
+
+
 def add_parsers(commands: argparse._SubParsersAction) -> None:
     collect = commands.add_parser("collect-instruct", help="instruction-tuning runs -> instruct.csv")
     collect.add_argument("--out", required=True, type=Path)
@@ -116,6 +130,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     add_judge_parser(commands)
     add_text_stats_parser(commands)
     add_sft_parser(commands)
+    add_embedding_parsers(commands)
 
 
 def add_lm_eval_parser(commands: argparse._SubParsersAction) -> None:
@@ -131,7 +146,7 @@ def add_lm_eval_parser(commands: argparse._SubParsersAction) -> None:
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--sft-dir", type=Path, help="a run's sft/ directory (its model/ is evaluated)")
-    source.add_argument("--model", help="registry name of a base model, e.g. smollm2-135m")
+    source.add_argument("--model", type=model_name, help=f"a base model: {MODEL_HELP}")
     parser.add_argument(
         "--tasks", nargs="+", default=list(LEADERBOARD_TASKS), help=f"default: {' '.join(LEADERBOARD_TASKS)}"
     )
@@ -169,7 +184,7 @@ def add_generate_parser(commands: argparse._SubParsersAction) -> None:
     )
     source = parser.add_argument_group("model (exactly one)")
     source.add_argument("--sft-dir", help="<run>/sft directory written by SFT (loads sft/model)")
-    source.add_argument("--model", help="registry name of an untuned base model, e.g. smollm2-135m")
+    source.add_argument("--model", type=model_name, help=f"an untuned base model: {MODEL_HELP}")
     parser.add_argument(
         "--prompts",
         choices=("alpaca_eval", "train"),
@@ -252,7 +267,7 @@ def add_text_stats_parser(commands: argparse._SubParsersAction) -> None:
 
 def add_sft_parser(commands: argparse._SubParsersAction) -> None:
     sft = commands.add_parser("sft", help="instruction-tune one causal LM on one dataset (NEFTune track)")
-    sft.add_argument("--model", required=True, help="registry name, e.g. smollm2-135m, llama-2-7b")
+    sft.add_argument("--model", required=True, type=model_name, help=MODEL_HELP)
     sft.add_argument("--dataset", required=True, help="instruction dataset, e.g. alpaca, alpaca_seed")
     sft.add_argument("--method", required=True, help="method name: finetune, neftune, ...")
     sft.add_argument(
@@ -266,3 +281,44 @@ def add_sft_parser(commands: argparse._SubParsersAction) -> None:
     sft.add_argument("--cache-dir", default=None, help=HF_CACHE_HELP)
     sft.add_argument("--threads", type=positive_int, help=THREADS_HELP)
     sft.set_defaults(func=cmd_sft)
+
+
+def add_embedding_parsers(commands: argparse._SubParsersAction) -> None:
+    settings_help = (
+        "JSON: the config's instruct.embeddings with models and dataset filled in "
+        "(robustft.evals.embedding_analysis.EmbeddingSettings)"
+    )
+    flips = commands.add_parser(
+        "embedding-flips",
+        help="NEFTune Figures 6 and 8: tokens whose noisy embedding snaps to another vocabulary row",
+        description="Writes embedding_flips.csv: per training sample and alpha (Figure 6), and per alpha and "
+        "sequence length over the vocabulary (Figure 8), how many tokens NEFTune's noise moves to another "
+        "nearest neighbour (Euclidean) of the input-embedding matrix.",
+    )
+    flips.add_argument("--settings", required=True, type=json_value, help=settings_help)
+    flips.add_argument("--data-dir", default="resources/data")
+    flips.add_argument("--cache-dir", default=None, help=HF_CACHE_HELP)
+    flips.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when there is one)")
+    flips.add_argument("--threads", type=positive_int, help=THREADS_HELP)
+    flips.add_argument("--out", required=True, type=Path, help="embedding_flips.csv")
+    flips.set_defaults(func=cmd_embedding_flips)
+
+    spectra = commands.add_parser(
+        "embedding-spectra",
+        help="NEFTune Figure 7: top singular values of E·Eᵀ of base models and their SFT runs",
+        description="Writes embedding_spectra.csv: the top-k singular values of the embedding similarity "
+        "E·Eᵀ (from the SVD of E) of each base model and of the given SFT runs, and a 'not run' row with "
+        "the reason for a missing plain or NEFTune run.",
+    )
+    spectra.add_argument("--settings", required=True, type=json_value, help=settings_help)
+    spectra.add_argument(
+        "--runs",
+        type=json_value,
+        default=[],
+        help='JSON list of runs: {"model", "dataset", "recipe", "method", "seed", "arm" (baseline or '
+        'neftune), "run_dir"}',
+    )
+    spectra.add_argument("--cache-dir", default=None, help=HF_CACHE_HELP)
+    spectra.add_argument("--threads", type=positive_int, help=THREADS_HELP)
+    spectra.add_argument("--out", required=True, type=Path, help="embedding_spectra.csv")
+    spectra.set_defaults(func=cmd_embedding_spectra)

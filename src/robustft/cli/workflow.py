@@ -1,5 +1,5 @@
 """The workflow's own subcommands: fetch what offline nodes need, launch a subcommand on several GPUs,
-check a config, and publish a finished grid as a finding."""
+check a config, document the config's keys, and publish a finished grid as a finding."""
 
 from __future__ import annotations
 
@@ -55,6 +55,18 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_docs(args: argparse.Namespace) -> int:
+    from robustft.io import write_text_atomic
+    from robustft.schema import config_reference
+
+    text = config_reference()
+    if args.out is None:
+        print(text, end="")
+    else:
+        write_text_atomic(args.out, text)
+    return 0
+
+
 def cmd_publish_finding(args: argparse.Namespace) -> int:
     from robustft.findings import publish_finding
 
@@ -99,6 +111,12 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         "exactly as the workflow schedules it",
     )
     check.set_defaults(func=cmd_check_config)
+
+    docs = commands.add_parser(
+        "config-docs", help="every workflow config key with its type, default and description (Markdown)"
+    )
+    docs.add_argument("--out", type=Path, help="write it here (config/README.md) instead of printing it")
+    docs.set_defaults(func=cmd_config_docs)
 
     publish = commands.add_parser(
         "publish-finding",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from robustft.cli.arguments import json_value, positive_int
+from robustft.cli.arguments import MODEL_HELP, json_value, model_name, positive_int
 
 
 def cmd_train_xtreme(args: argparse.Namespace) -> int:
@@ -17,13 +17,19 @@ def cmd_train_xtreme(args: argparse.Namespace) -> int:
 
 def cmd_collect_xtreme(args: argparse.Namespace) -> int:
     from robustft.provenance import write_grid_manifest
-    from robustft.tables.xtreme import collect_xtreme, write_xtreme_table  # imports pandas
+    from robustft.tables.xtreme import (  # imports pandas
+        collect_xtreme,
+        collect_xtreme_curves,
+        write_xtreme_curves,
+        write_xtreme_table,
+    )
 
     frame = collect_xtreme([Path(p) for p in args.run_dirs])
     write_xtreme_table(frame, Path(args.out).parent)
+    write_xtreme_curves(collect_xtreme_curves(frame), Path(args.out).parent)  # the report's learning curves
     write_grid_manifest(Path(args.out).parent, "xtreme", list(args.run_dirs))
     runs = frame[["model", "task", "setting", "method", "seed"]].drop_duplicates()
-    print(f"{len(runs)} runs -> {args.out}")
+    print(f"{len(runs)} runs -> {args.out} (+ xtreme_curves.csv)")
     return 0
 
 
@@ -33,7 +39,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         ("retrieve-xtreme", "score BUCC or Tatoeba with the encoder of an XNLI run"),
     ):
         parser = commands.add_parser(name, help=help_text)
-        parser.add_argument("--model", required=True)
+        parser.add_argument("--model", required=True, type=model_name, help=MODEL_HELP)
         parser.add_argument(
             "--task", required=True, help="xnli, pawsx, udpos, panx, xquad, mlqa, tydiqa, ..."
         )

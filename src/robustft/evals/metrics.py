@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
@@ -60,3 +61,26 @@ def is_constant_prediction(predictions: np.ndarray, regression: bool) -> bool:
     if not np.isfinite(values).all():
         return False
     return bool(np.ptp(values) <= 1e-6 * max(1.0, float(np.abs(values).max())))
+
+
+def constant_baseline(
+    names: tuple[str, ...], train_labels: Sequence[Any], eval_labels: Sequence[Any], regression: bool
+) -> dict[str, Any]:
+    """What a model that learned nothing scores: {"prediction": the constant, "metrics": {name: value}}.
+
+    The constant is the training split's most frequent class (regression: its mean target), predicted for
+    every eval example and scored with the task's metrics: the majority-class accuracy, 0 MCC, and 0
+    Pearson/Spearman (a constant has no correlation, see _correlation). It is taken from the training
+    split, as a trained model could only know that one; a tie between classes goes to the smallest label,
+    so the number does not depend on the order of the data.
+    """
+    train = np.asarray(train_labels)
+    if train.size == 0:
+        raise ValueError("a constant baseline needs at least one training label")
+    if regression:
+        constant: Any = float(train.astype(np.float64).mean())
+    else:
+        classes, counts = np.unique(train, return_counts=True)  # sorted: argmax takes the smallest on a tie
+        constant = classes[counts.argmax()].item()
+    predictions = np.full(len(eval_labels), constant)
+    return {"prediction": constant, "metrics": compute_metrics(names, predictions, np.asarray(eval_labels))}

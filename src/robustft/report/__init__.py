@@ -1,7 +1,8 @@
 """The report stage: one module per track typesets its PDF with typst.
 
 `glue` is the GLUE/XTREME report (Table 2 and the paper artifacts), `instruct` the instruction-tuning
-report, and `typeset` the markup, number formats and artifact sections both share; `templates/report.typ`
+report, `curves` the learning-curve figures of the GLUE and XTREME tracks, and `typeset` the markup,
+number formats and artifact sections both share; `templates/report.typ`
 is the page style both start from. The names below are re-exported so `from robustft.report import
 build_report` keeps working; the instruction-tuning report is imported as `robustft.report.instruct`.
 """
@@ -10,8 +11,6 @@ from robustft.reference import GLUE_AVG
 from robustft.report.glue import (
     ReportSpec,
     build_report,
-    curves_caption,
-    curves_figure,
     effect_rows,
     load_curves,
     load_tables,
@@ -42,8 +41,6 @@ __all__ = [
     "WITHIN_NOISE",
     "ReportSpec",
     "build_report",
-    "curves_caption",
-    "curves_figure",
     "effect_rows",
     "fmt_p",
     "fmt_points",

@@ -1,9 +1,10 @@
 """The GLUE/XTREME report: our numbers beside the paper's, as a PDF typeset with typst.
 
 Inputs are the CSVs written by `robustft.tables.glue` (runs.csv, summary.csv, comparisons.csv; scores in
-points) and, where present, curves.csv for the learning curves. Nothing is computed here except formatting,
-the paper's Δ (from `reference`), the verdict and the curves' mean and range over seeds, so every number in
-the PDF can be traced to rows of those tables or of `paper_results.csv`.
+points) and, where present, curves.csv and xtreme_curves.csv for the learning curves (drawn by
+report/curves.py). Nothing is computed here except formatting, the paper's Δ (from `reference`), the
+verdict and the curves' mean and std over seeds, so every number in the PDF can be traced to rows of
+those tables or of `paper_results.csv`.
 
 In order: the report spec and the tables it reads, the paper's numbers for each cell, the sections of the
 PDF, the typst source and the effect rows a published finding stores, the figures and learning curves, and
@@ -34,6 +35,16 @@ from robustft.reference import (
     paper_dataset_name,
     paper_lookup,
     paper_task_name,
+)
+from robustft.report.curves import (
+    GLUE_INTRO,
+    XTREME_INTRO,
+    curves_section,
+    glue_cells,
+    load_xtreme_curves,
+    remove_curve_figures,
+    write_curve_figures,
+    xtreme_cells,
 )
 from robustft.report.typeset import (
     CI_LABEL,
@@ -772,10 +783,10 @@ def _choices(spec: ReportSpec, runs: pd.DataFrame) -> list[str]:
 
 
 def render_typst_source(
-    tables_dir: Path, spec: ReportSpec, figures: Sequence[str] = (), curves: tuple[str, str] | None = None
+    tables_dir: Path, spec: ReportSpec, figures: Sequence[str] = (), curves: Sequence[tuple[str, str]] = ()
 ) -> str:
     """The full typst source of the report; `figures` are image paths relative to the typst root, and
-    `curves` the learning-curve figure's (path, caption)."""
+    `curves` the learning-curve figures' (path, caption)."""
     return _render(load_tables(tables_dir), spec, figures, curves=curves)
 
 
@@ -870,8 +881,10 @@ def _render(
     spec: ReportSpec,
     figures: Sequence[str],
     artifacts: Sequence[tuple[Mapping[str, Any], pd.DataFrame, str | None]] = (),
-    curves: tuple[str, str] | None = None,
+    curves: Sequence[tuple[str, str]] = (),
+    xtreme_curves: Sequence[tuple[str, str]] = (),
 ) -> str:
+    """The typst source; `curves` and `xtreme_curves` are the learning-curve figures (path, caption)."""
     spec, tables = _with_average_tasks(spec, tables)
     models, tasks = _models(tables.summary, spec), _tasks(tables.summary)
     rows = _comparison_rows(tables, spec, models, tasks)
@@ -883,8 +896,9 @@ def _render(
             _main_table(tables, spec, models, tasks),
             _comparison_section(rows),
             _figures_section(figures) if figures else "",
-            _curves_section(curves),
+            curves_section("Learning curves", GLUE_INTRO, curves),
             artifacts_part(artifacts),
+            curves_section("XTREME learning curves", XTREME_INTRO, xtreme_curves),
             _failed_section(tables.runs),
             text_list_section("Choices where the paper is silent", _choices(spec, tables.runs)),
             text_list_section("Notes", spec.notes),
@@ -895,10 +909,12 @@ def _render(
 
 
 def _render_artifacts_only(
-    spec: ReportSpec, artifacts: Sequence[tuple[Mapping[str, Any], pd.DataFrame, str | None]]
+    spec: ReportSpec,
+    artifacts: Sequence[tuple[Mapping[str, Any], pd.DataFrame, str | None]],
+    xtreme_curves: Sequence[tuple[str, str]] = (),
 ) -> str:
     """The report of a config whose runs are all in artifact tables (no runs.csv): the artifacts with
-    their claims, then choices, notes, provenance and the appendix."""
+    their claims, the XTREME learning curves, then choices, notes, provenance and the appendix."""
     entries = dict(spec.provenance)
     entries["paper numbers"] = "robustft/reference/paper_results.csv (the artifacts name their rows)"
     provenance = "= Provenance\n" + booktabs_table(
@@ -908,6 +924,7 @@ def _render_artifacts_only(
         [
             document_head(spec.title),
             artifacts_part(artifacts),
+            curves_section("XTREME learning curves", XTREME_INTRO, xtreme_curves),
             text_list_section("Choices where the paper is silent", spec.choices),
             text_list_section("Notes", spec.notes),
             provenance
@@ -1024,97 +1041,45 @@ _CURVES_COLUMNS = {
 
 
 def load_curves(tables_dir: Path) -> pd.DataFrame | None:
-    """The learning curves of the runs that finished (status ok) from curves.csv; None when the file is
-    absent (tables aggregated before it was written) or holds no point of a finished run."""
+    """The learning curves of curves.csv, every status (the figures draw the runs that finished ok and
+    count the others); None when the file is absent (tables aggregated before it was written) or holds
+    no point of a finished run."""
     path = Path(tables_dir) / "curves.csv"
     if not path.exists():
         return None
     curves = _read_csv(path, _CURVES_COLUMNS)
-    curves = curves.loc[curves["status"] == OK_STATUS]
-    return curves if len(curves) else None
+    return curves if (curves["status"] == OK_STATUS).any() else None
 
 
-def _seed_band(points: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
-    """Per x (step or epoch): the mean, min and max of y over the seeds that logged it."""
-    logged = points.dropna(subset=[x, y])
-    return logged.groupby(x)[y].agg(["mean", "min", "max"]).sort_index()
-
-
-def curves_figure(curves: pd.DataFrame, models: list[str], methods: list[str], tasks: list[str]) -> Figure:
-    """Per model, two rows of panels with one column per task: the training loss against the optimizer
-    step, and the dev primary metric (points) against the epoch; per method a line at the mean over its
-    seeds and a band from their minimum to their maximum. A panel without points says so."""
-    figure = Figure(figsize=(1.7 * len(tasks) + 0.4, 2.9 * len(models) + 0.4), layout="constrained")
-    axes = figure.subplots(2 * len(models), len(tasks), squeeze=False)
-    for i, model in enumerate(models):
-        for j, task in enumerate(tasks):
-            loss_ax, dev_ax = axes[2 * i][j], axes[2 * i + 1][j]
-            cell = curves.loc[(curves["model"] == model) & (curves["task"] == task)]
-            for k, method in enumerate(methods):
-                runs = cell.loc[cell["method"] == method]
-                for ax, x, y in ((loss_ax, "step", "train_loss"), (dev_ax, "epoch", "dev_score")):
-                    band = _seed_band(runs, x, y)
-                    if band.empty:
-                        continue
-                    ax.fill_between(band.index, band["min"], band["max"], color=f"C{k}", alpha=0.2, lw=0)
-                    # Markers too: a run evaluated once has a single dev point, which a line alone hides.
-                    ax.plot(band.index, band["mean"], color=f"C{k}", lw=1, marker="o", ms=2, label=method)
-            title = paper_task_name(task)
-            loss_ax.set_title(f"{model}\n{title}" if j == 0 else title)
-            loss_ax.set_xlabel("optimizer step")
-            dev_ax.set_xlabel("epoch")
-            metrics = sorted(cell.loc[cell["dev_score"].notna(), "metric"].unique())
-            dev_ax.set_ylabel(f"dev {'/'.join(metrics) or 'score'} (points)")
-            if j == 0:
-                loss_ax.set_ylabel("training loss")
-            for ax in (loss_ax, dev_ax):
-                if not ax.lines:
-                    ax.text(0.5, 0.5, "nothing logged", ha="center", va="center", transform=ax.transAxes)
-    handles = [Line2D([], [], color=f"C{k}", lw=1, marker="o", ms=2, label=m) for k, m in enumerate(methods)]
-    figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
-    return figure
-
-
-def curves_caption(curves: pd.DataFrame) -> str:
-    """What the curves figure plots, with the number of seeds behind each line."""
-    seeds = curves.groupby(["model", "task", "method"])["seed"].nunique()
-    fewest, most = int(seeds.min()), int(seeds.max())
-    count = f"{most} seeds" if fewest == most else f"{fewest}-{most} seeds"
-    return (
-        f"Learning curves ({count} per task and method; runs that diverged or failed are left out). "
-        "Upper row: the training loss of each logging window against the optimizer step. Lower row: the "
-        "dev set's primary metric (points, as in the tables) at each evaluation against the epoch. Line: "
-        "the mean over the seeds of a method; band: their minimum to maximum."
-    )
-
-
-def make_curves_figure(
-    tables_dir: Path, tables: ReportTables, spec: ReportSpec, figures_dir: Path, stem: str
-) -> tuple[Path, str] | None:
-    """Write the learning-curve figure (SVG) of the shown models, methods and tasks from curves.csv;
-    (path, caption), or None when there are no curves to draw (no curves.csv, or none of those runs)."""
+def make_curve_figures(
+    tables_dir: Path, tables: ReportTables, spec: ReportSpec, figures_dir: Path, curves_dir: Path, stem: str
+) -> list[tuple[str, str]]:
+    """The GLUE track's learning curves, one figure per shown model x task with a point in curves.csv:
+    PNG and PDF in `curves_dir`, the PDF also in `figures_dir` to embed; [(path from the typst root,
+    caption)], none without curves.csv."""
+    remove_curve_figures(curves_dir, "glue")
     curves = load_curves(tables_dir)
     if curves is None:
-        return None
+        return []
     models, methods = _models(tables.summary, spec), _methods(tables.summary, spec)
-    curves = curves.loc[curves["model"].isin(models) & curves["method"].isin(methods)]
-    tasks = [task for task in _tasks(tables.summary) if task in set(curves["task"])]
-    if not tasks:
-        return None
-    models = [model for model in models if model in set(curves["model"])]
-    figures_dir.mkdir(parents=True, exist_ok=True)
-    path = figures_dir / f"{stem}_curves.svg"
-    with matplotlib.rc_context(_FIGURE_STYLE):
-        curves_figure(curves, models, methods, tasks).savefig(path, **_SVG_OPTIONS)
-    return path, curves_caption(curves)
+    curves = curves.loc[curves["method"].isin(methods)]
+    cells = glue_cells(curves, models, _tasks(tables.summary), lambda model: _model_title(spec, model))
+    return write_curve_figures(cells, methods, curves_dir, figures_dir, f"{stem}_curves_")
 
 
-def _curves_section(curves: tuple[str, str] | None) -> str:
-    """The learning-curve figure, (path from the typst root, caption), under the other figures."""
+def make_xtreme_curve_figures(
+    tables_dir: Path, spec: ReportSpec, figures_dir: Path, curves_dir: Path, stem: str
+) -> list[tuple[str, str]]:
+    """The XTREME track's learning curves from xtreme_curves.csv, one figure per model x setting x task,
+    every method of the table (the track has its own methods, not `spec.methods`): the report's baseline
+    first, so it keeps its colour, then the others by name."""
+    remove_curve_figures(curves_dir, "xtreme")
+    curves = load_xtreme_curves(tables_dir)
     if curves is None:
-        return ""
-    path, caption = curves
-    return f"#figure(fitted-image({typst_string(path)}), caption: [{plain_text(caption)}])\n"
+        return []
+    present = sorted(curves["method"].unique())
+    methods = sorted(present, key=lambda method: method != spec.baseline)  # stable: the rest stay sorted
+    return write_curve_figures(xtreme_cells(curves), methods, curves_dir, figures_dir, f"{stem}_curves_")
 
 
 # ---------------------------------------------------------------- entry point
@@ -1127,29 +1092,29 @@ def build_report(
     figures_dir: Path | None = None,
     artifact_dirs: Sequence[Path] = (),
 ) -> None:
-    """Write the report PDF to `out_pdf` and its figures (SVG) to `figures_dir` (default: next to it).
+    """Write the report PDF to `out_pdf` and its figures (SVG; the learning curves as PDF) to `figures_dir`
+    (default: next to it). The learning curves are also written as PNG and PDF, one file per figure, to
+    `<out_pdf without .pdf>/curves/` (glue_<model>_<task>, xtreme_<model>_<setting>_<task>).
 
     `artifact_dirs` hold the paper artifacts (robustft.artifacts) to append, in order.
     """
     out_pdf = Path(out_pdf)
     figures_dir = Path(figures_dir) if figures_dir is not None else out_pdf.parent
+    curves_dir = out_pdf.with_suffix("") / "curves"
     artifacts = load_artifacts(artifact_dirs, figures_dir)
+    # The figures directory is the typst root, so images are addressed by name from the root.
+    xtreme_curves = make_xtreme_curve_figures(Path(tables_dir), spec, figures_dir, curves_dir, out_pdf.stem)
     if (Path(tables_dir) / "runs.csv").exists():
         tables = load_tables(Path(tables_dir))
         shown_spec, shown_tables = _with_average_tasks(spec, tables)
         paths = make_figures(shown_tables, shown_spec, figures_dir, out_pdf.stem)
-        curves = make_curves_figure(Path(tables_dir), shown_tables, shown_spec, figures_dir, out_pdf.stem)
-        # The figures directory is the typst root, so images are addressed by name from the root.
-        source = _render(
-            tables,
-            spec,
-            ["/" + path.name for path in paths],
-            artifacts,
-            curves=None if curves is None else ("/" + curves[0].name, curves[1]),
+        curves = make_curve_figures(
+            Path(tables_dir), shown_tables, shown_spec, figures_dir, curves_dir, out_pdf.stem
         )
+        source = _render(tables, spec, ["/" + path.name for path in paths], artifacts, curves, xtreme_curves)
     else:
         # A config without the GLUE track (e.g. XTREME alone): the paper's artifacts are the report.
         figures_dir.mkdir(parents=True, exist_ok=True)
-        source = _render_artifacts_only(spec, artifacts)
+        source = _render_artifacts_only(spec, artifacts, xtreme_curves)
     out_pdf.parent.mkdir(parents=True, exist_ok=True)
     write_pdf(source, figures_dir, out_pdf)

@@ -172,7 +172,9 @@ def collect_runs(
 # curves.csv: one row per logged point of a run's history.jsonl. A training log carries `train_loss` (the
 # mean loss over that logging window); an evaluation carries `dev_score` (the run's primary metric on the
 # dev set, in points like `score`) and `dev_loss`. The closing record (the mean loss of the whole run)
-# is not a point on a curve and is left out.
+# is not a point on a curve and is left out. `baseline_score`, on every row of a run, is the dev score of
+# predicting the training split's majority class (regression: its mean) for every example, from
+# metrics.json's `constant_baseline` (empty for runs written before it was recorded).
 CURVE_COLUMNS = [
     "model",
     "task",
@@ -185,12 +187,21 @@ CURVE_COLUMNS = [
     "metric",
     "dev_score",
     "dev_loss",
+    "baseline_score",
 ]
 
 
 def _logged_number(value: Any) -> float:
     """A logged number as a float; absent (or null, as a non-finite value may be written) is NaN."""
     return float(value) if isinstance(value, int | float) else math.nan
+
+
+def _baseline_score(run_dir: Path, metric: str) -> float:
+    """The run's constant-prediction dev score of `metric`, in points; NaN when it was not recorded."""
+    record = _read_json(run_dir / "metrics.json")
+    baseline = record.get("constant_baseline")
+    scores = baseline.get("metrics") if isinstance(baseline, dict) else None
+    return _points(metric, _logged_number((scores or {}).get(metric)))
 
 
 def collect_curves(runs: pd.DataFrame) -> pd.DataFrame:
@@ -206,6 +217,7 @@ def collect_curves(runs: pd.DataFrame) -> pd.DataFrame:
         if not history.exists():
             continue
         dev_key = f"eval_dev_{run.metric}"
+        baseline = _baseline_score(Path(run.run_dir), run.metric)
         for record in read_jsonl(history, skip_malformed=True):
             if not any(key in record for key in ("loss", dev_key, "eval_dev_loss")):
                 continue
@@ -222,6 +234,7 @@ def collect_curves(runs: pd.DataFrame) -> pd.DataFrame:
                     "metric": run.metric,
                     "dev_score": _points(run.metric, _logged_number(record.get(dev_key))),
                     "dev_loss": _logged_number(record.get("eval_dev_loss")),
+                    "baseline_score": baseline,
                 }
             )
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)

@@ -8,6 +8,9 @@ running, preempted or interrupted) is simply absent, as in tables.collect_runs.
 
 `xtreme_run_scores` turns the table into per-run scores: each task's mean over its languages (XTREME's
 per-task number) and the run's XTREME average over the nine tasks, by the rule `xtreme_average` states.
+
+`collect_xtreme_curves` writes the runs' learning curves beside it, `xtreme_curves.csv`: the training loss
+of each logging window, and the one evaluation an XTREME run makes, after training.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from robustft.io import write_text_atomic
+from robustft.io import read_jsonl, write_text_atomic
 from robustft.runs import parse_run_dir
 
 XTREME_COLUMNS = [
@@ -191,6 +194,93 @@ def read_xtreme(path: str | os.PathLike[str]) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{path}: not an xtreme table (missing columns {missing})")
     return frame
+
+
+# ------------------------------------------------------------------------------------------ curves
+
+# xtreme_curves.csv: one row per training log of a run's history.jsonl (`train_loss`, the mean loss over
+# that logging window), then, for a run that finished ok, one evaluation row at the step and epoch where
+# training ended: `eval_score`, the run's primary metric on `eval_split` averaged over its `n_languages`
+# languages, in points. An XTREME run evaluates once, after training (no model selection on the target
+# languages), so that row is the only evaluation; it logs no evaluation loss. Runs that train nothing
+# (BUCC, Tatoeba: they read an XNLI run's encoder) have no history.jsonl and no rows.
+XTREME_CURVE_COLUMNS = [
+    "model",
+    "task",
+    "setting",
+    "method",
+    "seed",
+    "status",
+    "step",
+    "epoch",
+    "train_loss",
+    "metric",
+    "eval_split",
+    "n_languages",
+    "eval_score",
+]
+XTREME_CURVES = "xtreme_curves.csv"
+
+
+def _training_end(history: list[dict[str, Any]]) -> tuple[Any, Any]:
+    """(step, epoch) where training ended: the Trainer's closing record, else the last record logged."""
+    closing = [record for record in history if "train_runtime" in record]
+    last = (closing or history)[-1]
+    return last.get("step"), last.get("epoch")
+
+
+def _primary_metric(run_dir: Path, task: str) -> str:
+    """The metric a run names as its primary one (metrics.json), else the first that enters the average."""
+    record = _read_json(run_dir / "metrics.json") or {}
+    return str(record.get("primary_metric") or AVERAGE_METRICS.get(task, ("accuracy",))[0])
+
+
+def _curve_rows(run: pd.DataFrame) -> list[dict[str, Any]]:
+    """The curve rows of one run, given its rows of xtreme.csv."""
+    first = run.iloc[0]
+    run_dir = Path(first["run_dir"])
+    history = read_jsonl(run_dir / "history.jsonl", skip_malformed=True)
+    if not history:
+        return []
+    identity = {key: first[key] for key in ("model", "task", "setting", "method", "seed", "status")}
+    rows = [
+        {**identity, "step": record.get("step"), "epoch": record.get("epoch"), "train_loss": record["loss"]}
+        for record in history
+        if "loss" in record
+    ]
+    if first["status"] == "ok":
+        metric = _primary_metric(run_dir, first["task"])
+        scores = run.loc[run["metric"] == metric, "value"].dropna()
+        step, epoch = _training_end(history)
+        rows.append(
+            {
+                **identity,
+                "step": step,
+                "epoch": epoch,
+                "metric": metric,
+                "eval_split": first["eval_split"],
+                "n_languages": len(scores),
+                "eval_score": 100.0 * float(scores.mean()) if len(scores) else math.nan,
+            }
+        )
+    return rows
+
+
+def collect_xtreme_curves(frame: pd.DataFrame) -> pd.DataFrame:
+    """The learning curves of the runs in `frame` (collect_xtreme's table, so exactly the runs it counts),
+    from each run's history.jsonl and its scores in `frame`; see XTREME_CURVE_COLUMNS. A training loss
+    that was not finite is logged as null and read as NaN."""
+    rows = [row for _, run in frame.groupby("run_dir", sort=True) for row in _curve_rows(run)]
+    curves = pd.DataFrame(rows, columns=XTREME_CURVE_COLUMNS)
+    curves["train_loss"] = pd.to_numeric(curves["train_loss"], errors="coerce")
+    return curves
+
+
+def write_xtreme_curves(curves: pd.DataFrame, out_dir: str | os.PathLike[str]) -> Path:
+    """Write `<out_dir>/xtreme_curves.csv` at full float precision, atomically; returns its path."""
+    path = Path(out_dir) / XTREME_CURVES
+    write_text_atomic(path, curves[XTREME_CURVE_COLUMNS].to_csv(index=False))
+    return path
 
 
 # ------------------------------------------------------------------------------------------ averages

@@ -1,13 +1,13 @@
 """The TrainingArguments of a run, for every track: the settings they share here, each track's own as
 keyword overrides (GLUE: the sampling order; SFT: TRL's SFTConfig with its schedule, optimizer and
-sequence settings)."""
+sequence settings), and where the experiment trackers a run reports to write their files."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Protocol
 
-from robustft.runs import CHECKPOINT_DIR
+from robustft.runs import CHECKPOINT_DIR, TENSORBOARD_DIR
 
 
 class SharedSettings(Protocol):
@@ -21,6 +21,7 @@ class SharedSettings(Protocol):
     weight_decay: float
     logging_steps: int
     checkpoint_steps: int
+    report_to: str | list[str]
 
 
 def training_arguments(
@@ -59,7 +60,7 @@ def training_arguments(
         "logging_steps": settings.logging_steps,
         "logging_first_step": True,  # the step-1 loss: the start a blow-up is measured from (callbacks.py)
         "logging_nan_inf_filter": False,  # the default hides NaN losses, and divergence with them
-        "report_to": "none",
+        "report_to": settings.report_to,  # trackers, or "none"; point_trackers_at places their files
         "seed": seed,
         "data_seed": seed,
         # Always explicit: SFTConfig defaults to bf16=True.
@@ -70,3 +71,17 @@ def training_arguments(
         "dataloader_pin_memory": torch.cuda.is_available(),
     }
     return (arguments_class or TrainingArguments)(**{**shared, **overrides})
+
+
+def point_trackers_at(trainer: Any, out_dir: Path) -> None:
+    """Make the trackers of `trainer` that write local files (TensorBoard) write them into the run
+    directory, `<out_dir>/tensorboard`, beside the run's other results.
+
+    Transformers' default is under output_dir, the run's checkpoints/, which is deleted when the run
+    ends; a resumed run appends new event files to the same folder, and TensorBoard reads them as one.
+    """
+    from transformers.integrations import TensorBoardCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback):
+            callback.logging_dir = str(Path(out_dir) / TENSORBOARD_DIR)

@@ -39,6 +39,9 @@ class TrainConfig:
     max_eval_samples: int | None = None
     data_seed: int = 0  # the same subsample for every seed and method, so comparisons are paired
     logging_steps: int = 10
+    # Experiment trackers the Trainer also sends its logs to: transformers' report_to, one name or a list
+    # ("tensorboard", "wandb", ...), "none" for none. TensorBoard writes into <run dir>/tensorboard.
+    report_to: str | list[str] = "none"
     report_epoch: str = "last"  # "last" or "best" (best dev epoch is optimistic; the papers do not say)
     # "auto" | "fp32" | "bf16" | "fp16" (bf16/fp16: autocast over fp32 weights). auto: bf16 on a GPU that
     # has it or a CPU with fast bf16 kernels, fp32 otherwise or when a component needs fp32 (precision.py).
@@ -76,25 +79,38 @@ class RunSpec:
 
     def validate(self) -> Method:
         """Fail before any heavy work on a bad name or setting."""
-        get_model_spec(self.model)
+        get_model_spec(self.model, self.cache_dir)
         get_task(self.task)
-        validate_run_inputs(self.model, self.seed, self.train)
+        validate_run_inputs(self.model, self.seed, self.train, self.cache_dir)
         return build_method(self.method, self.components)
 
 
-def validate_run_inputs(model: str, seed: object, train: TrainConfig) -> None:
+def validate_run_inputs(model: str, seed: object, train: TrainConfig, cache_dir: str | None = None) -> None:
     """The checks a classification run (GLUE or XTREME) shares: an encoder, a seed numpy takes, train
-    settings the schema allows, and inputs no longer than the model's position embeddings."""
+    settings the schema allows, and inputs no longer than the model's position embeddings (a Hub model's
+    from its config.json, in `cache_dir`)."""
     problem = seed_error(seed)
     if problem:
         raise RunError(f"--seed: {problem}")
-    problem = model_kind_error(model, "encoder")
+    problem = model_kind_error(model, "encoder", cache_dir)
     if problem:
         raise RunError(f"--model: {problem}")
     validate_train_settings(asdict(train))
-    problem = sequence_length_error(model, train.max_seq_length)
+    problem = sequence_length_error(model, train.max_seq_length, cache_dir)
     if problem:
         raise RunError(f"train setting 'max_seq_length': {problem}")
+
+
+def report_to_error(report_to: object) -> str | None:
+    """Why `report_to` names no trackers a run may report to, or None: the schema's `train.report_to`,
+    which the SFT settings take too."""
+    from jsonschema import Draft202012Validator
+
+    schema = load_schema()["properties"]["train"]["properties"]["report_to"]
+    if Draft202012Validator(schema).is_valid(report_to):
+        return None
+    trackers = schema["anyOf"][1]["enum"]
+    return f"must be 'none', one of {trackers} or a list of them, got {report_to!r}"
 
 
 def validate_train_settings(settings: dict[str, Any]) -> None:

@@ -22,17 +22,22 @@ from robustft import provenance
 from robustft.data import TaskSpec, get_task, split_task_variant, subsample_fraction
 from robustft.data.glue import SplitData, load_split
 from robustft.errors import RunError, RunPreempted
-from robustft.evals.metrics import compute_metrics, is_constant_prediction, predictions_from_logits
+from robustft.evals.metrics import (
+    compute_metrics,
+    constant_baseline,
+    is_constant_prediction,
+    predictions_from_logits,
+)
 from robustft.io import write_json_atomic, write_text_atomic
 from robustft.methods import Method, RunContext
-from robustft.runs import checkpoint_step, finish_run, prepare_run_dir, record_failure
+from robustft.runs import TENSORBOARD_DIR, checkpoint_step, finish_run, prepare_run_dir, record_failure
 from robustft.train.checkpoints import CheckpointCallback, stop_on_sigterm
 from robustft.train.config import RunSpec, TrainConfig
 
 logger = logging.getLogger(__name__)
 
 DEGENERATE = "degenerate"  # the eval metric key that flags a constant prediction
-RUN_FILES = ("metrics.json", "history.jsonl", "norms.jsonl", "run.json", "predictions.jsonl")
+RUN_FILES = ("metrics.json", "history.jsonl", "norms.jsonl", "run.json", "predictions.jsonl", TENSORBOARD_DIR)
 
 
 def _subsample(split: SplitData, limit: int | None, seed: int) -> SplitData:
@@ -230,6 +235,11 @@ def _train(
         n_eval=len(eval_splits["dev"]),
         resumed_from_step=run_record["resumed_from_step"],
     )
+    # The dev score of a model that learned nothing (the majority class, or a constant for regression):
+    # the line a learning curve has to rise above.
+    result["constant_baseline"] = constant_baseline(
+        task.metrics, train_split.labels, eval_splits["dev"].labels, task.is_regression
+    )
     run_record.update(method_log=context.log, train_metrics=train_output.metrics)
     return finish_run(out_dir, run_record, result, keep_checkpoints=config.keep_checkpoints, started=started)
 
@@ -331,7 +341,7 @@ def _build_trainer(
     and writes history.jsonl and norms.jsonl as it trains."""
     from transformers import DataCollatorWithPadding
 
-    from robustft.train.arguments import training_arguments
+    from robustft.train.arguments import point_trackers_at, training_arguments
     from robustft.train.callbacks import DivergenceCallback, HistoryCallback, NormCallback
     from robustft.train.trainer import RobustTrainer
 
@@ -369,6 +379,7 @@ def _build_trainer(
             nonfinite,
         ],
     )
+    point_trackers_at(trainer, out_dir)
     return trainer, checkpoints, nonfinite
 
 

@@ -36,14 +36,14 @@ from typing import Any
 from robustft import provenance
 from robustft.errors import QLoRAUnavailableError, RunError, RunPreempted
 from robustft.io import append_jsonl, read_jsonl, write_json_atomic, write_text_atomic
-from robustft.runs import finish_run, prepare_run_dir, record_failure
+from robustft.runs import TENSORBOARD_DIR, finish_run, prepare_run_dir, record_failure
 
 logger = logging.getLogger(__name__)
 
 ADAPTERS = ("full", "lora", "qlora")
 PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
-RUN_FILES = ("metrics.json", "history.jsonl", "losses.jsonl", "run.json")
+RUN_FILES = ("metrics.json", "history.jsonl", "losses.jsonl", "run.json", TENSORBOARD_DIR)
 MODEL_DIR = "model"
 MODEL_INFO_FILE = "robustft_model.json"  # inside model/: base model name and adapter kind
 
@@ -90,6 +90,7 @@ class SFTSettings:
     eval_steps: int = 0  # evaluate every N optimizer steps (0: at each epoch's end), and always at the end
     eval_batch_size: int = 4
     logging_steps: int = 10
+    report_to: str | list[str] = "none"  # trackers, as the train setting (robustft.train.config.TrainConfig)
     data_seed: int = 0  # the same data split and subsets for every seed and method (paired comparisons)
     checkpoint_steps: int = 500  # 0: none, except on SIGTERM
     keep_checkpoints: bool = False
@@ -145,6 +146,11 @@ class SFTSettings:
         )
         for name in ("packing", "padding_free", "gradient_checkpointing", "keep_checkpoints", "save_model"):
             check(name, isinstance(getattr(self, name), bool), "true or false")
+        from robustft.train.config import report_to_error
+
+        problem = report_to_error(self.report_to)
+        if problem:
+            raise ValueError(f"sft setting 'report_to' {problem}")
         factor = self.divergence_factor
         check(
             "divergence_factor",
@@ -196,7 +202,7 @@ class SFTRunSpec:
         from robustft.methods.base import overrides
         from robustft.models import get_model_spec
 
-        spec = get_model_spec(self.model)
+        spec = get_model_spec(self.model, self.cache_dir)
         if spec.kind != "causal-lm":
             raise RunError(f"sft: model {self.model!r} is not a causal language model (kind {spec.kind!r})")
         get_instruct_dataset(self.dataset)
@@ -208,7 +214,7 @@ class SFTRunSpec:
         problem = seed_error(self.seed)
         if problem:
             raise RunError(f"--seed: {problem}")
-        problem = sequence_length_error(self.model, self.sft.max_seq_length)
+        problem = sequence_length_error(self.model, self.sft.max_seq_length, self.cache_dir)
         if problem:
             raise RunError(f"sft setting 'max_seq_length': {problem}")
         method = build_method(self.method, self.components)
@@ -618,6 +624,7 @@ def _build_sft_trainer(
 ) -> tuple[Any, Any, Any, Any]:
     """(trainer, history, divergence, checkpoints): the RobustSFTTrainer and the callbacks the run reads
     afterwards; history.jsonl's noise-free evaluations need the trainer, so it is handed to them here."""
+    from robustft.train.arguments import point_trackers_at
     from robustft.train.callbacks import DivergenceCallback
     from robustft.train.checkpoints import CheckpointCallback
 
@@ -637,6 +644,7 @@ def _build_sft_trainer(
         callbacks=[checkpoints, history, divergence],  # checkpoints before divergence (it may veto a save)
     )
     history.trainer = trainer
+    point_trackers_at(trainer, out_dir)
     return trainer, history, divergence, checkpoints
 
 

@@ -25,13 +25,13 @@ import numpy as np
 from robustft import provenance
 from robustft.errors import RunError, RunPreempted
 from robustft.io import write_json_atomic
-from robustft.runs import finish_run, prepare_run_dir, record_failure
+from robustft.runs import TENSORBOARD_DIR, finish_run, prepare_run_dir, record_failure
 from robustft.train.config import TrainConfig, validate_run_inputs
 
 logger = logging.getLogger(__name__)
 
 ENCODER_DIR = "encoder"  # the fine-tuned XNLI model that the retrieval tasks read
-RUN_FILES = ("metrics.json", "history.jsonl", "run.json", ENCODER_DIR)  # what a run writes
+RUN_FILES = ("metrics.json", "history.jsonl", "run.json", ENCODER_DIR, TENSORBOARD_DIR)  # what a run writes
 # MLQA's official script normalises answers per language; XQuAD and TyDiQA-GoldP use SQuAD's.
 QA_NORMALIZATION = {"mlqa": "mlqa"}
 
@@ -90,12 +90,12 @@ class XtremeRunSpec:
         from robustft.methods.base import overrides
         from robustft.models import get_model_spec
 
-        get_model_spec(self.model)
+        get_model_spec(self.model, self.cache_dir)
         if self.task not in XTREME_TASKS:
             raise KeyError(f"unknown XTREME task {self.task!r}; known: {sorted(XTREME_TASKS)}")
         if self.setting not in SETTINGS:
             raise RunError(f"unknown XTREME setting {self.setting!r}; known: {list(SETTINGS)}")
-        validate_run_inputs(self.model, self.seed, self.train)
+        validate_run_inputs(self.model, self.seed, self.train, self.cache_dir)
         # GLUE-track settings an XTREME run has no use for: refused rather than silently ignored.
         unused = {
             "report_epoch": "last",
@@ -242,7 +242,7 @@ def _load_model(spec: XtremeRunSpec, task) -> tuple[Any, list[str]]:
         "tagging": AutoModelForTokenClassification,
         "qa": AutoModelForQuestionAnswering,
     }[task.kind]
-    model_spec = get_model_spec(spec.model)
+    model_spec = get_model_spec(spec.model, spec.cache_dir)
     kwargs = _common_kwargs(spec.cache_dir, False)
     extra = {"num_labels": len(task.labels)} if task.kind != "qa" else {}
     with _hub_files(model_spec, spec.cache_dir):
@@ -363,7 +363,7 @@ def _build_trainer(
     evaluating and writes history.jsonl."""
     from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
 
-    from robustft.train.arguments import training_arguments
+    from robustft.train.arguments import point_trackers_at, training_arguments
     from robustft.train.callbacks import DivergenceCallback, HistoryCallback
     from robustft.train.checkpoints import CheckpointCallback
     from robustft.train.trainer import RobustTrainer
@@ -395,6 +395,7 @@ def _build_trainer(
         data_collator=collator,
         callbacks=[checkpoints, HistoryCallback(out_dir / "history.jsonl"), nonfinite],
     )
+    point_trackers_at(trainer, out_dir)
     return trainer, checkpoints, nonfinite
 
 
