@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ from robustft.report.typeset import (
     load_artifacts,
     magnitude_glossary,
     plain_text,
+    refuse_unknown_keys,
     table_cell,
     text_list_section,
     typst_string,
@@ -166,10 +167,7 @@ class ReportSpec:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ReportSpec:
         """Build from plain data (YAML/JSON); unknown keys are an error so a typo cannot pass silently."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ValueError(f"unknown report spec keys {unknown}; known keys: {sorted(known)}")
+        refuse_unknown_keys(raw, cls, "report spec")
         missing = sorted({"title", "paper", "artifact"} - set(raw))
         if missing:
             raise ValueError(f"report spec lacks required keys {missing}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from robustft.report.typeset import (
     fmt_points,
     load_artifacts,
     plain_text,
+    refuse_unknown_keys,
     table_cell,
     text_list_section,
     write_pdf,
@@ -51,10 +52,7 @@ class InstructReportSpec:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> InstructReportSpec:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ValueError(f"unknown instruct report keys {unknown}; known keys: {sorted(known)}")
+        refuse_unknown_keys(raw, cls, "instruct report")
         return cls(**dict(raw))
 
 

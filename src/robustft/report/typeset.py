@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -296,3 +297,12 @@ def appendix_part(artifacts: Sequence[tuple[Mapping[str, Any], pd.DataFrame, str
             + "]\n"
         )
     return "#pagebreak()\n= Appendix\n" + "#pagebreak()\n".join(parts) if parts else ""
+
+
+def refuse_unknown_keys(raw: Mapping[str, Any], spec_class: type, what: str) -> None:
+    """A report spec built from plain data (YAML/JSON) refuses keys its dataclass lacks, so a typo cannot
+    pass silently."""
+    known = {f.name for f in fields(spec_class)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} keys {unknown}; known keys: {sorted(known)}")
