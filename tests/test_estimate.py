@@ -50,7 +50,8 @@ def test_job_counts_follow_the_grids():
     assert counts["text_stats"] == counts["overlap"] == runs and "train" not in counts
 
 
-@pytest.mark.parametrize("configfile", FIXTURES)
+# config/neftune-cpu.yaml: a shipped config whose artifacts read the embedding analyses (NEFTune Figures 6-8).
+@pytest.mark.parametrize("configfile", [*FIXTURES, "config/neftune-cpu.yaml"])
 def test_job_counts_equal_the_dry_runs(configfile):
     from tests.workflow.test_shipped_configs import dry_run_jobs
 

@@ -256,6 +256,10 @@ LEADERBOARD_SOURCE = f"documents of each task's scored split; tokens per documen
 JUDGE_TOKENS = 1_500  # a pairwise judging prompt: instruction and two answers
 API_JUDGE_S = 2.0  # one API judgement, wall time
 TEXT_STATS_S = 60.0  # text statistics and overlap: CPU jobs
+# Assumed, not measured: one embedding-analysis job (NEFTune Figures 6 and 8, or Figure 7) beyond start-up.
+# Timed pieces on 2 CPU cores put the CPU config's at about 5 CPU minutes; a 7B vocabulary on a GPU is
+# taken as the same order.
+EMBEDDING_ANALYSIS_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -663,17 +667,28 @@ def instruct_jobs(config: dict[str, Any], rates: Rates) -> list[Job]:
     return jobs
 
 
+def embedding_jobs(config: dict[str, Any], tables: set[str]) -> list[Job]:
+    """The NEFTune embedding analyses (Figures 6-8): one job per table they read, on at most one GPU."""
+    gpus = min(int(config.get("instruct", {}).get("gpus_per_run", 0)), 1)
+    return [
+        Job(table, f"{table}/0", STARTUP_S + EMBEDDING_ANALYSIS_S, gpus)
+        for table in ("embedding_flips", "embedding_spectra")
+        if table in tables
+    ]
+
+
 def bookkeeping_jobs(config: dict[str, Any]) -> list[Job]:
-    """The local rules that collect tables and typeset reports, and `all`: seconds each, no GPU."""
-    from robustft.artifacts.index import ARTIFACT_TABLES
+    """The local rules that collect tables and typeset reports, and `all`: seconds each, no GPU; and the
+    embedding analyses that the instruction-tuning artifacts read."""
+    from robustft.artifacts.index import ARTIFACT_TABLES, INSTRUCT_TABLES
 
     tracks = config["tracks"]
     paper_report = "glue" in tracks or "xtreme" in tracks
     artifacts = [
         key
         for key in config["artifacts"]
-        if (ARTIFACT_TABLES[key] == "instruct" and "instruct" in tracks)
-        or (ARTIFACT_TABLES[key] != "instruct" and paper_report)
+        if (ARTIFACT_TABLES[key] in INSTRUCT_TABLES and "instruct" in tracks)
+        or (ARTIFACT_TABLES[key] not in INSTRUCT_TABLES and paper_report)
     ]
     tables = {ARTIFACT_TABLES[key] for key in artifacts}
     tables |= {
@@ -692,7 +707,8 @@ def bookkeeping_jobs(config: dict[str, Any]) -> list[Job]:
     ]
     rules += ["artifact"] * len(artifacts)
     rules += ["report"] * paper_report + ["instruct_report"] * ("instruct" in tracks) + ["all"]
-    return [Job(rule, f"{rule}/{index}", 0.0, 0, compute=False) for index, rule in enumerate(rules)]
+    bookkeeping = [Job(rule, f"{rule}/{index}", 0.0, 0, compute=False) for index, rule in enumerate(rules)]
+    return embedding_jobs(config, tables) + bookkeeping
 
 
 def scheduled_jobs(config: dict[str, Any], rates: Rates) -> list[Job]:
@@ -733,6 +749,8 @@ RULE_ORDER = (
     "lm_eval",
     "text_stats",
     "overlap",
+    "embedding_flips",
+    "embedding_spectra",
     "aggregate",
     "collect_xtreme",
     "collect_instruct",
