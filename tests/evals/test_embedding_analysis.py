@@ -55,6 +55,16 @@ def test_without_noise_no_token_flips() -> None:
     assert [r["n_flipped"] for r in samples] == [0, 0]
 
 
+def test_no_spurious_flips_from_rounding_in_a_large_offset_vocabulary() -> None:
+    # Rows far from the origin (‖x‖² ~ 1e6) but 1e-2 apart: the expanded distance ‖x‖² − 2x·Eᵀ + ‖E‖²
+    # rounds in float32 by more than their separation, so the flip is decided on direct distances.
+    generator = torch.Generator().manual_seed(0)
+    vocabulary = 100.0 + 1e-2 * torch.randn(512, 128, generator=generator)
+    ids = torch.arange(len(vocabulary))
+    _, flipped = snap_to_vocabulary(vocabulary.clone(), ids, vocabulary, chunk_rows=64)
+    assert not flipped.any()
+
+
 def test_isolated_tokens_never_flip_and_near_duplicates_do() -> None:
     vocabulary = grid_vocabulary()
     length, alpha = 4, 5.0  # noise at most α/√(L·d) = 1.25 per coordinate, far below the spacing of 10

@@ -166,9 +166,9 @@ def snap_to_vocabulary(
     """(nearest row of `vocabulary` for each row of `noisy`, whether it flipped), Euclidean.
 
     Squared distances ‖x‖² − 2x·Eᵀ + ‖E‖² for `chunk_rows` vectors at a time (chunk_rows × V floats in
-    memory), argmin per row. A vector flipped when some row is strictly nearer than its own token's
-    (`token_ids`): a vocabulary with duplicate rows then does not count a tie as a flip, whichever of the
-    equal rows argmin happens to return.
+    memory), argmin per row. A vector flipped when the row argmin found is strictly nearer than its own
+    token's (`token_ids`), both measured directly: a vocabulary with duplicate rows then does not count a
+    tie as a flip, whichever of the equal rows argmin happens to return.
     """
     import torch
 
@@ -184,8 +184,12 @@ def snap_to_vocabulary(
     for start in range(0, noisy.size(0), chunk_rows):
         block = noisy[start : start + chunk_rows]
         distances = block.pow(2).sum(dim=1, keepdim=True) - 2 * block @ vocabulary.T + row_norms
-        best, index = distances.min(dim=1)
-        own = distances.gather(1, token_ids[start : start + chunk_rows].view(-1, 1)).squeeze(1)
+        index = distances.argmin(dim=1)
+        # The expanded form loses ~1e-7·‖x‖² to rounding, more than a small noise moves a vector: decide
+        # the flip on the direct distances to the own row and to the row argmin found.
+        own_rows = vocabulary[token_ids[start : start + chunk_rows]]
+        own = (block - own_rows).pow(2).sum(dim=1)
+        best = (block - vocabulary[index]).pow(2).sum(dim=1)
         nearest[start : start + len(block)] = index
         flipped[start : start + len(block)] = best < own
     return nearest, flipped
