@@ -339,3 +339,30 @@ def xtreme_prefetch_items():
         settings = {"eval_split": "test", "train_split": "train", **xtreme_run_settings(config, task)}
         items[f"{task}:{setting}:{settings['eval_split']}:{settings['train_split']}"] = None
     return list(items)
+
+
+# NEFTune Figures 6-8 (workflow/rules/instruct.smk): the analysed models' settings, the SFT runs Figure 7
+# reads, and the jobs' resources.
+from robustft.evals.embedding_analysis import embedding_settings, spectrum_runs  # no torch at import
+
+EMBEDDINGS = embedding_settings(INSTRUCT_BLOCK)
+SPECTRUM_RUNS = [
+    {**run, "run_dir": instruct_run_dir(run["model"], run["dataset"], run["recipe"], run["method"], run["seed"])}
+    for run in spectrum_runs(INSTRUCT_GRID, EMBEDDINGS)
+]
+
+
+def embedding_resources():
+    """Sized as a generation job of the largest analysed model: the job holds one model at a time."""
+
+    def evaluate(attempt):
+        from robustft.job_resources import instruct_job_resources, model_parameters
+
+        model = max(EMBEDDINGS["models"], key=lambda name: model_parameters(name, config["cache_dir"]))
+        gpus = min(INSTRUCT_BLOCK["gpus_per_run"], 1)
+        return instruct_job_resources(
+            "generate", model, attempt, gpus=gpus, cache_dir=config["cache_dir"]
+        ).snakemake_resources()
+
+    names = ("mem_mb", "runtime", "slurm_extra")
+    return {name: (lambda wildcards, attempt, name=name: evaluate(attempt)[name]) for name in names}

@@ -202,31 +202,6 @@ rule instruct_report:
 # NEFTune Figures 6-8: measured on the analysed models' input-embedding matrices, no training
 # (robustft.evals.embedding_analysis). Figures 6 and 8 need the base models only; Figure 7 also reads the
 # config's plain and NEFTune SFT runs of them, so its table waits for those runs.
-from robustft.evals.embedding_analysis import embedding_settings, spectrum_runs  # no torch at import
-
-EMBEDDINGS = embedding_settings(INSTRUCT_BLOCK)
-SPECTRUM_RUNS = [
-    {**run, "run_dir": instruct_run_dir(run["model"], run["dataset"], run["recipe"], run["method"], run["seed"])}
-    for run in spectrum_runs(INSTRUCT_GRID, EMBEDDINGS)
-]
-
-
-def embedding_resources():
-    """Sized as a generation job of the largest analysed model: the job holds one model at a time."""
-
-    def evaluate(attempt):
-        from robustft.job_resources import instruct_job_resources, model_parameters
-
-        model = max(EMBEDDINGS["models"], key=lambda name: model_parameters(name, config["cache_dir"]))
-        gpus = min(INSTRUCT_BLOCK["gpus_per_run"], 1)
-        return instruct_job_resources(
-            "generate", model, attempt, gpus=gpus, cache_dir=config["cache_dir"]
-        ).snakemake_resources()
-
-    names = ("mem_mb", "runtime", "slurm_extra")
-    return {name: (lambda wildcards, attempt, name=name: evaluate(attempt)[name]) for name in names}
-
-
 rule embedding_flips:
     output:
         table=f"{TABLES}/embedding_flips.csv",
