@@ -29,6 +29,10 @@ if not workflow.overwrite_configfiles:
 include: "workflow/rules/common.smk"
 
 
+# The front page of `snakemake --report report.zip`; each table's and figure's caption is in workflow/report/.
+report: "workflow/report/workflow.rst"
+
+
 wildcard_constraints:
     model=r"[A-Za-z0-9_.-]+",
     task=r"[A-Za-z0-9_.@-]+",
@@ -54,6 +58,7 @@ include: "workflow/rules/xtreme.smk"
 
 
 onstart:
+    check_pack_components(workflow)
     logger.info(log_locations(getattr(workflow.executor_plugin, "name", None)))
 
 

@@ -1,7 +1,8 @@
-"""The arithmetic and bookkeeping of benchmarks/throughput.py and benchmarks/precision_agreement.py.
+"""The arithmetic and bookkeeping of benchmarks/throughput.py, precision_agreement.py and packing.py.
 
 The scripts train models, which tests do not; what they compute from the runs (token counts, FLOPs,
-pairing, verdicts, the run plan) is checked here on small inputs whose answers are known by hand.
+pairing, verdicts, the run plan, the runs both packing modes train) is checked here on small inputs whose
+answers are known by hand.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def _load(name: str):
 
 throughput = _load("throughput")
 agreement = _load("precision_agreement")
+packing = _load("packing")
 
 
 def test_padded_tokens_count_each_batch_at_its_longest_example():
@@ -163,7 +165,7 @@ def test_importing_a_benchmark_leaves_the_environment_alone():
 
     probe = (
         "import importlib.util, json, os, sys\n"
-        "for name in ('throughput', 'precision_agreement'):\n"
+        "for name in ('throughput', 'precision_agreement', 'packing'):\n"
         f"    spec = importlib.util.spec_from_file_location(name, {str(BENCHMARKS)!r} + f'/{{name}}.py')\n"
         "    module = importlib.util.module_from_spec(spec)\n"
         "    sys.modules[name] = module\n"
@@ -183,3 +185,52 @@ def test_importing_a_benchmark_leaves_the_environment_alone():
         "TQDM_DISABLE": None,
         "TRANSFORMERS_VERBOSITY": None,
     }
+
+
+def _packing_settings(tmp_path: Path):
+    import argparse
+
+    return argparse.Namespace(
+        model="minilm-l6",
+        task="rte",
+        data_dir=str(tmp_path / "data"),
+        cache_dir=str(tmp_path / "hf"),
+        train_samples=16,
+    )
+
+
+def test_packing_trains_the_same_runs_as_separate_processes_and_as_one_pack(tmp_path):
+    """Each run the benchmark starts on its own (`robustft train` arguments) is the run its pack trains
+    (the runs file of `robustft train-many`): same spec, same directory."""
+    from robustft.cli import build_parser
+    from robustft.cli.glue import packed_run, run_spec
+
+    runs = packing.run_options(3, _packing_settings(tmp_path), tmp_path / "runs")
+    assert [run["method"] for run in runs] == ["finetune", "noisytune", "finetune"]
+    assert len({run["seed"] for run in runs}) == len({run["out"] for run in runs}) == 3
+    for run in runs:
+        alone = build_parser().parse_args(["train", *packing.train_arguments(run)])
+        packed = packed_run(run)
+        assert run_spec(alone) == packed.spec
+        assert alone.out == packed.out_dir
+
+
+def test_packing_summary_is_the_ratio_of_the_medians_and_the_saving_per_run():
+    startup = {"process_s": 9.0, "import_s": 7.0, "first_load_s": 1.5, "later_load_s": 0.5}
+    summary = packing.summarize(4, {"separate": [40.0, 44.0, 80.0], "packed": [20.0, 21.0, 30.0]}, startup)
+    assert summary["separate_s"] == 44.0 and summary["packed_s"] == 21.0
+    assert summary["ratio"] == pytest.approx(44 / 21)
+    assert summary["saved_per_run_s"] == pytest.approx((44 - 21) / 4)
+    assert summary["startup_saved_s"] == pytest.approx(8.5)
+    assert packing.interleaved(packing.MODES, 1) == ["packed", "separate"]
+
+
+def test_packing_slurm_config_packs_its_runs_into_one_job(tmp_path):
+    from robustft.workflow_config import pack_group_components, run_grid, validate_config
+
+    for runs in (2, 3):
+        config = validate_config(packing.slurm_config(runs, _packing_settings(tmp_path), runs))
+        assert len(run_grid(config)) >= runs
+        assert pack_group_components(config) == {"train": runs}
+    alone = validate_config(packing.slurm_config(2, _packing_settings(tmp_path), 1))
+    assert pack_group_components(alone) == {}

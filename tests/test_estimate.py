@@ -19,6 +19,7 @@ from robustft.estimate import (
     STARTUP_S,
     estimate,
     format_estimate,
+    train_priorities,
 )
 from robustft.workflow_config import instruct_grid, load_config, run_grid, xtreme_grid
 from tests.helpers import REPO
@@ -48,6 +49,8 @@ def test_job_counts_follow_the_grids():
         2 * runs,
     )
     assert counts["text_stats"] == counts["overlap"] == runs and "train" not in counts
+    # Generation variants (NEFTune Tables 5 and 10): three on the plain run, one on NEFTune's, each judged.
+    assert counts["generate_variant"] == counts["judge_variant"] == 4
 
 
 # config/neftune-cpu.yaml: a shipped config whose artifacts read the embedding analyses (NEFTune Figures 6-8).
@@ -176,3 +179,18 @@ def test_the_command_prints_json_and_rejects_a_bad_check(tmp_path, capsys):
     assert "not a robustft gpu-check report" in capsys.readouterr().err
     with pytest.raises(DataFormatError):
         estimate(load_config(Path(configfile)), check=bad)
+
+
+def test_train_priorities_start_the_longest_runs_first() -> None:
+    """The demo's STS-B runs (longer pairs, 3 epochs, a 1,500-pair dev set) outrank its SST-2 runs; SMART
+    (several passes per example) outranks fine-tuning on one task; a smaller cap moves a task down."""
+    demo = train_priorities(load_config(REPO / "config" / "config.yaml"))
+    assert min(demo["stsb", m] for m in ("finetune", "noisytune")) > max(
+        demo["sst2", m] for m in ("finetune", "noisytune")
+    )
+    methods = train_priorities(load_config(REPO / "config" / "methods.yaml"))
+    assert methods["sst2", "smart"] > methods["sst2", "freelb"] > methods["sst2", "finetune"]
+    assert sorted(methods.values()) == list(range(len(methods)))
+    config = load_config(REPO / "config" / "config.yaml")
+    config["train_by_task"]["stsb"] = {**config["train_by_task"]["stsb"], "max_train_samples": 10}
+    assert train_priorities(config)["stsb", "finetune"] < train_priorities(config)["sst2", "finetune"]

@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "provenance": 1,
     "stats": 1,
     "job_resources": 1,
+    "resource_usage": 1,  # benchmark files against the workflow profile (robustft resource-usage)
     "schema": 1,  # the workflow config's JSON schema: a run checks its train settings against it too
     "runs": 1,  # a run directory's lifecycle and path: the training code and the tables both use it
     # One run: training and evaluation (evaluation reuses the training code of its track).

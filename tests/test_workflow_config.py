@@ -161,6 +161,21 @@ BAD_INPUTS = {
         "instruct.seeds",
         "numpy's seed range",
     ),
+    "pack-of-multi-gpu-runs": (
+        {"pack": {"runs_per_job": 4}, "gpus_per_run": 2},
+        "pack.runs_per_job",
+        "'gpus_per_run' is 2",
+    ),
+    "pack-of-multi-gpu-xtreme-runs": (
+        {
+            "tracks": ["xtreme"],
+            "pack": {"runs_per_job": 2},
+            "xtreme": {"models": ["xlm-r-base"], "tasks": ["xnli"], "gpus_per_run": 4},
+        },
+        "pack.runs_per_job",
+        "'xtreme.gpus_per_run' is 4",
+    ),
+    "pack-of-no-runs": ({"pack": {"runs_per_job": 0}}, "pack.runs_per_job", "less than the minimum of 1"),
 }
 
 
@@ -198,6 +213,18 @@ def test_bad_input_is_one_error_naming_its_key(config: dict, key: str, says: str
 )
 def test_published_settings_at_the_edges_are_accepted(config: dict) -> None:
     validate_config(copy.deepcopy(config))
+
+
+def test_packing_needs_the_group_sizes_of_the_tracks_that_train() -> None:
+    from robustft.workflow_config import pack_group_components
+
+    assert pack_group_components(validate_config({})) == {}  # default: one job per run
+    # A multi-GPU run alone is fine, and so is a multi-GPU track that does not run.
+    validate_config({"gpus_per_run": 2, "xtreme": {"gpus_per_run": 2}})
+    packed = validate_config({"pack": {"runs_per_job": 8}, "gpus_per_run": 1, "xtreme": {"gpus_per_run": 2}})
+    assert pack_group_components(packed) == {"train": 8}
+    both = validate_config({"tracks": ["glue", "xtreme"], "pack": {"runs_per_job": 3}})
+    assert pack_group_components(both) == {"train": 3, "xtreme_train": 3}
 
 
 def test_three_errors_are_reported_at_once() -> None:
@@ -468,3 +495,48 @@ def test_report_to_enters_a_runs_key_and_its_job_only_when_set() -> None:
         assert expected_run_dirs(tracked)[table], table
         assert not set(expected_run_dirs(tracked)[table]) & set(expected_run_dirs(default)[table]), table
     assert {json.dumps(job["train"]["report_to"]) for job in training_jobs(tracked)} == {'["tensorboard"]'}
+
+
+# --------------------------------------------------------------------------- generation variants
+
+
+def test_generation_variants_attach_to_grids_and_never_move_a_run() -> None:
+    from robustft.workflow_config import (
+        generation_variant_arguments,
+        instruct_grid,
+        instruct_run_dir,
+        instruct_variant_dir,
+        instruct_variants,
+        load_config,
+    )
+
+    config = load_config(FIXTURES / "neftune-tiny.yaml")
+    plain = copy.deepcopy(config)
+    plain["instruct"]["generation"]["variants"] = {}
+    plain["instruct"]["grids"] = {}
+    # The run directories (their settings keys) are those of the config without variants or grids.
+    assert [instruct_run_dir(config, *run) for run in instruct_grid(config)] == [
+        instruct_run_dir(plain, *run) for run in instruct_grid(plain)
+    ]
+    variants = instruct_variants(config)
+    finetune, neftune = (("smollm2-135m", "alpaca_seed", "default", m, 0) for m in ("finetune", "neftune_a5"))
+    assert variants == {finetune: ["llama2", "long", "min_new_tokens"], neftune: ["llama2"]}
+    folder = instruct_variant_dir(config, *finetune, "long")
+    assert folder.startswith(instruct_run_dir(config, *finetune) + "/variants/long-")
+    assert generation_variant_arguments(config, "long") == (
+        "--prompts alpaca_eval --max-prompts 4 --system-prompt 'Write a long response.'"
+    )
+    assert generation_variant_arguments(config, "llama2").endswith(
+        "--top-p 0.9 --temperature 0.6 --do-sample"
+    )
+
+
+def test_bad_generation_variants_name_their_key() -> None:
+    config = yaml.safe_load((FIXTURES / "neftune-tiny.yaml").read_text())
+    config["instruct"]["generation"]["variants"]["greedy_p"] = {"top_p": 0.5}
+    config["instruct"]["generation"]["variants"]["short"] = {"min_new_tokens": 12}
+    config["instruct"]["grids"]["table5"]["variants"].append("no_such_variant")
+    errors = "\n".join(_errors(config))
+    assert "'instruct.generation.variants.greedy_p': top_p need do_sample" in errors
+    assert "'instruct.generation.variants.short': min_new_tokens must be" in errors
+    assert "'instruct.grids.table5.variants': ['no_such_variant']" in errors

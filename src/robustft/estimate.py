@@ -506,6 +506,40 @@ def glue_jobs(config: dict[str, Any], rates: Rates) -> list[Job]:
     return jobs
 
 
+def train_priorities(config: dict[str, Any]) -> dict[tuple[str, str], int]:
+    """The `train` rule's job priorities: per (task, method) of the GLUE grid, its rank by expected work,
+    the longest first (Snakemake starts higher priorities first). On a machine that runs a few jobs at a
+    time, the last jobs then are short ones, instead of one long run training alone while the other cores
+    idle (the demo's last STS-B run did, for 3 of its 17 minutes).
+
+    Work is the same arithmetic as the estimate on any device: training examples x epochs x the method's
+    passes x the task's typical batch length, plus the evaluations' forward passes; the model and seed do
+    not change the order among a config's runs. A task without a size row ranks first."""
+    from robustft.train.config import TrainConfig
+
+    defaults, work = vars(TrainConfig()), {}
+    for task, method in dict.fromkeys((task, method) for _, task, method, _ in run_grid(config)):
+        settings = {**defaults, **train_settings(config, task)}
+        base, fraction = split_task_variant(task)
+        if base not in TASK_SIZES:
+            work[task, method] = math.inf
+            continue
+        size = TASK_SIZES[base]
+        length = (
+            settings["max_seq_length"]
+            if settings["pad_to_max_length"]
+            else min(settings["max_seq_length"], size.length)
+        )
+        passes, fp32_passes = method_passes(
+            config["methods"][method], resolved_precision(settings["precision"])
+        )
+        examples = capped(size.train, settings["max_train_samples"]) * (fraction or 1.0) * settings["epochs"]
+        evaluations = capped(size.eval, settings["max_eval_samples"]) * math.ceil(settings["epochs"])
+        work[task, method] = length * (examples * (passes + fp32_passes) + evaluations / 3)
+    ordered = sorted(work, key=work.__getitem__)
+    return {key: rank for rank, key in enumerate(ordered)}
+
+
 def xtreme_training_examples(task: str, setting: str, train_split: str) -> tuple[XtremeSize, int]:
     if task not in XTREME_SIZES:
         raise KeyError(f"XTREME task {task!r}: its size is not in robustft.estimate.XTREME_SIZES")
@@ -619,23 +653,65 @@ def leaderboard_seconds(task: str, limit: int | None, target: Architecture, rate
 
 
 def judge_job(
-    run_key: str, name: str, settings: dict[str, Any], prompts: int, gpus: int, rates: Rates, cache_dir
+    run_key: str,
+    name: str,
+    settings: dict[str, Any],
+    prompts: int,
+    gpus: int,
+    rates: Rates,
+    cache_dir,
+    generations: str = "alpaca_eval",
 ) -> Job:
-    """A judge of one run's AlpacaEval generations: a local model's forwards on a GPU, or API calls."""
+    """A judge of one run's AlpacaEval generations (`generations`: alpaca_eval, or variants/<name> for a
+    generation variant, judged by the rules judge_variant / judge_api_variant): a local model's forwards
+    on a GPU, or API calls."""
     from robustft.evals.judges import build_judge, judge_needs_network
 
-    after = (f"generate/{run_key}/alpaca_eval",)
+    after = (f"generate/{run_key}/{generations}",)
+    plain = generations == "alpaca_eval"
+    suffix, job_key = ("", f"{run_key}/{name}") if plain else ("_variant", f"{run_key}/{generations}/{name}")
     if judge_needs_network(settings):
         seconds = prompts * API_JUDGE_S / max(int(settings.get("workers", 1)), 1)
-        return Job("judge_api", f"judge_api/{run_key}/{name}", seconds, 0, after, compute=False)
+        return Job(f"judge_api{suffix}", f"judge_api/{job_key}", seconds, 0, after, compute=False)
     target = architecture(build_judge(settings).model, cache_dir)
     seconds = rates.forward_seconds(rates.reference("causal-lm", "bf16"), target, JUDGE_TOKENS, prompts)
-    return Job("judge", f"judge/{run_key}/{name}", STARTUP_S + seconds, gpus, after)
+    return Job(f"judge{suffix}", f"judge/{job_key}", STARTUP_S + seconds, gpus, after)
+
+
+def variant_jobs(
+    config: dict[str, Any], run: tuple[str, str, str, str, int], gpus: int, rates: Rates
+) -> list[Job]:
+    """The generation variants of one run (NEFTune Tables 5 and 10: instruct_variants): each generated on
+    its AlpacaEval prompts (priced as the plain generation: every batch to max_new_tokens) and judged by
+    every judge."""
+    from robustft.workflow_config import instruct_variants
+
+    block, cache_dir = config["instruct"], config["cache_dir"]
+    generation, run_key = block["generation"], "/".join(map(str, run))
+    jobs = []
+    for variant in instruct_variants(config).get(run, []):
+        settings = generation["variants"][variant]
+        prompts = min(
+            settings.get("max_prompts") or instruct_prompt_sets(block)["alpaca_eval"], ALPACA_EVAL_PROMPTS
+        )
+        seconds = generation_seconds(
+            model_parameters(run[0], cache_dir),
+            prompts,
+            generation["batch_size"],
+            generation["max_new_tokens"],
+        )
+        generate = f"generate/{run_key}/variants/{variant}"
+        jobs.append(Job("generate_variant", generate, STARTUP_S + seconds, gpus, (f"sft/{run_key}",)))
+        for name, judge in block["judges"].items():
+            jobs.append(
+                judge_job(run_key, name, judge, prompts, gpus, rates, cache_dir, f"variants/{variant}")
+            )
+    return jobs
 
 
 def instruct_jobs(config: dict[str, Any], rates: Rates) -> list[Job]:
-    """Per run of instruct_grid: sft, then generate per prompt set, the judges, lm_eval per task, and the
-    text statistics (common.smk's instruct_run_outputs)."""
+    """Per run of instruct_grid: sft, then generate per prompt set, the judges, the generation variants and
+    their judges, lm_eval per task, and the text statistics (common.smk's instruct_run_outputs)."""
     block, cache_dir = config["instruct"], config["cache_dir"]
     gpus, eval_gpus = block["gpus_per_run"], min(block["gpus_per_run"], 1)
     generation, leaderboard, jobs = block["generation"], block["leaderboard"], []
@@ -655,6 +731,7 @@ def instruct_jobs(config: dict[str, Any], rates: Rates) -> list[Job]:
             jobs.append(
                 judge_job(run, name, settings, prompt_sets["alpaca_eval"], eval_gpus, rates, cache_dir)
             )
+        jobs += variant_jobs(config, (model, dataset, recipe, method, seed), eval_gpus, rates)
         target = architecture(model, cache_dir)
         for task in leaderboard["tasks"]:
             seconds = leaderboard_seconds(task, leaderboard["limit"], target, rates)
@@ -746,6 +823,9 @@ RULE_ORDER = (
     "generate",
     "judge",
     "judge_api",
+    "generate_variant",
+    "judge_variant",
+    "judge_api_variant",
     "lm_eval",
     "text_stats",
     "overlap",

@@ -10,10 +10,12 @@ import functools
 import io
 from dataclasses import dataclass
 from importlib import resources
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from robustft.errors import AmbiguousPaperValue
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Our GLUE task keys (lowercase, as in the datasets library) -> the names the papers print.
 PAPER_TASK_NAME: dict[str, str] = {
@@ -82,6 +84,9 @@ def paper_dataset_name(paper: str, artifact: str, task: str) -> str:
 
 @functools.cache
 def _load() -> pd.DataFrame:
+    # pandas only here: the workflow reads this module's tables (task names, split sizes) at parse time.
+    import pandas as pd
+
     text = resources.files("robustft").joinpath("reference", "paper_results.csv").read_text(encoding="utf-8")
     # keep_default_na=False: an empty note stays "" and no name (e.g. "NA") is read as missing.
     frame = pd.read_csv(io.StringIO(text), dtype={"value": float}, keep_default_na=False)

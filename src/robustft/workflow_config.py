@@ -65,6 +65,7 @@ def config_errors(config: dict[str, Any], *, malformed: bool = False) -> list[st
     for check in (
         _glue_errors,
         _seed_errors,
+        _pack_errors,
         _method_errors,
         _report_errors,
         _instruct_errors,
@@ -183,6 +184,34 @@ def _seed_errors(config: dict[str, Any]) -> Iterator[str]:
             yield f"config key {where!r}: seeds must be unique, got {seeds!r}"
 
 
+# The Snakemake group of each track's train rule when runs are packed (config `pack`); the run is given
+# `--group-components <group>=<runs_per_job>` for each (workflow/rules/common.smk checks it).
+PACK_GROUPS = {"glue": "train", "xtreme": "xtreme_train"}
+
+
+def _pack_errors(config: dict[str, Any]) -> Iterator[str]:
+    """Packed runs share one GPU: a run that needs several GPUs cannot be packed."""
+    if config["pack"]["runs_per_job"] == 1:
+        return
+    blocks = [("gpus_per_run", config["gpus_per_run"], "glue")]
+    blocks.append(("xtreme.gpus_per_run", config["xtreme"]["gpus_per_run"], "xtreme"))
+    for where, gpus, track in blocks:
+        if track in config["tracks"] and gpus > 1:
+            yield (
+                f"config key 'pack.runs_per_job': packed runs share one GPU, but {where!r} is {gpus}; "
+                "pack runs of at most one GPU, or set pack.runs_per_job to 1"
+            )
+
+
+def pack_group_components(config: dict[str, Any]) -> dict[str, int]:
+    """The `--group-components` a run of `config` needs: {group: runs per job} for each track that trains
+    runs, or {} when runs are not packed."""
+    runs_per_job = config["pack"]["runs_per_job"]
+    if runs_per_job == 1:
+        return {}
+    return {group: runs_per_job for track, group in PACK_GROUPS.items() if track in config["tracks"]}
+
+
 def _method_errors(config: dict[str, Any]) -> Iterator[str]:
     for name, components in config["methods"].items():
         try:
@@ -264,6 +293,7 @@ def _instruct_errors(config: dict[str, Any]) -> Iterator[str]:
     if unknown:
         known = sorted(LEADERBOARD_TASKS)
         yield f"config key 'instruct.leaderboard.tasks': unknown {unknown}; known: {known}"
+    yield from _variant_errors(block)
     if block["report"]["baseline"] not in config["methods"]:
         yield (
             f"config key 'instruct.report.baseline': {block['report']['baseline']!r} "
@@ -274,6 +304,25 @@ def _instruct_errors(config: dict[str, Any]) -> Iterator[str]:
             "config keys 'report.name' and 'instruct.report.name' must differ: both tracks write "
             f"results/reports/{config['report']['name']}.pdf"
         )
+
+
+def _variant_errors(block: dict[str, Any]) -> Iterator[str]:
+    """The generation variants: each one's settings make sense, and the grids name configured ones."""
+    from robustft.evals.generation import variant_error
+
+    generation = block["generation"]
+    for name, settings in generation["variants"].items():
+        problem = variant_error(settings, generation["max_new_tokens"])
+        if problem:
+            yield f"config key 'instruct.generation.variants.{name}': {problem}"
+    for grid_name, grid in block["grids"].items():
+        unknown = [name for name in grid.get("variants", []) if name not in generation["variants"]]
+        if unknown:
+            known = sorted(generation["variants"])
+            yield (
+                f"config key 'instruct.grids.{grid_name}.variants': {unknown} are not in "
+                f"'instruct.generation.variants' ({known})"
+            )
 
 
 def _xtreme_errors(config: dict[str, Any]) -> Iterator[str]:
@@ -533,12 +582,60 @@ def instruct_run_dir(
 ) -> str:
     """results/instruct/<model>/<dataset>/<recipe>/<method>/seed<S>-<settings key>."""
     # The generation, judge and leaderboard settings are part of the key: their outputs live inside the
-    # run directory, so two configs that differ only in them must not share (and overwrite) it.
+    # run directory, so two configs that differ only in them must not share (and overwrite) it. The
+    # generation variants are not: each has its own keyed folder (instruct_variant_dir), and adding one
+    # must not move (and retrain) the run.
     block = config["instruct"]
     evaluation = {name: block[name] for name in ("generation", "judges", "leaderboard")}
+    evaluation["generation"] = {k: v for k, v in block["generation"].items() if k != "variants"}
     key = settings_key(config["methods"][method], recipe_settings(config, recipe), evaluation)
     model_level = model_path_name(model)
     return f"{RESULTS}/instruct/{model_level}/{dataset}/{recipe}/{method}/{seed_dir_name(seed, key)}"
+
+
+def instruct_variants(config: dict[str, Any]) -> dict[tuple[str, str, str, str, int], list[str]]:
+    """Run -> the generation variants it gets: those of every grid it belongs to, in config order. Runs
+    without variants are left out."""
+    block, axes = config["instruct"], ("models", "datasets", "recipes", "methods", "seeds")
+    variants: dict[tuple[str, str, str, str, int], dict[str, None]] = {}
+    for grid in block["grids"].values():
+        if not grid.get("variants"):
+            continue
+        for run in itertools.product(*(grid.get(axis, list(block[axis])) for axis in axes)):
+            variants.setdefault(run, {}).update(dict.fromkeys(grid["variants"]))
+    return {run: list(names) for run, names in variants.items()}
+
+
+def instruct_variant_dir(
+    config: dict[str, Any], model: str, dataset: str, recipe: str, method: str, seed: int, variant: str
+) -> str:
+    """<run dir>/variants/<name>-<key>: a variant's generations/ and judge/, laid out as the run's own."""
+    from robustft.evals.generation import variant_dir_name
+
+    settings = config["instruct"]["generation"]["variants"][variant]
+    return f"{instruct_run_dir(config, model, dataset, recipe, method, seed)}/variants/" + variant_dir_name(
+        variant, settings
+    )
+
+
+def generation_variant_arguments(config: dict[str, Any], variant: str) -> str:
+    """The `robustft generate` options of a generation variant on the AlpacaEval prompts, quoted
+    (sampling takes --seed, which the rule passes: the run's seed)."""
+    generation = config["instruct"]["generation"]
+    settings = generation["variants"][variant]
+    options = {
+        "system_prompt": "--system-prompt",
+        "min_new_tokens": "--min-new-tokens",
+        "top_p": "--top-p",
+        "temperature": "--temperature",
+    }
+    arguments = ["--prompts alpaca_eval"]
+    max_prompts = settings.get("max_prompts") or generation["max_prompts"]
+    arguments += [f"--max-prompts {max_prompts}"] if max_prompts else []
+    arguments += [
+        f"{flag} {shlex.quote(str(settings[key]))}" for key, flag in options.items() if key in settings
+    ]
+    return " ".join(arguments + (["--do-sample"] if settings.get("do_sample") else []))
 
 
 def training_jobs(config: dict[str, Any]) -> list[dict[str, Any]]:

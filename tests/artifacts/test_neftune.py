@@ -511,3 +511,131 @@ def test_instruct_report_renders_the_embedding_figures(instruct_table, tmp_path:
     pdf = tmp_path / "neftune.pdf"
     build_instruct_report(table_path, pdf, spec, tmp_path / "figures", dirs)
     assert pdf.read_bytes().startswith(b"%PDF")
+
+
+# ------------------------------------------------------------------------------------------ Tables 5, 10
+
+VARIANT_KEY = "0123abcd"  # a variant folder is <name>-<8 hex digits of its settings>
+
+
+def make_variant(run: Path, name: str, wins: list[float], words: int, settings: dict) -> Path:
+    """One generation variant of a run, as generate_variant and judge_variant write it."""
+    folder = run / "variants" / f"{name}-{VARIANT_KEY}"
+    outputs = [" ".join(f"v{(i + k) % 5}" for k in range(words)) for i in range(len(wins))]
+    _jsonl(
+        folder / "generations" / "alpaca_eval.jsonl",
+        [{"id": i, "instruction": f"q{i}", "output": output} for i, output in enumerate(outputs)],
+    )
+    summary = {"n": len(wins), "mean_output_tokens": float(words), "n_hit_max_new_tokens": 0}
+    _json(folder / "generations" / "alpaca_eval.summary.json", {**summary, "settings": settings})
+    _jsonl(
+        folder / "judge" / "local.annotations.jsonl",
+        [{"id": i, "preference": 1 + w, "model_first": True} for i, w in enumerate(wins)],
+    )
+    judge = {"name": "local", "kind": "local_hf", "model": "smollm2-135m"}
+    _json(folder / "judge" / "local.json", {"judge": judge, "n": len(wins), "win_rate": 100 * np.mean(wins)})
+    return folder
+
+
+VARIANT_SETTINGS = {
+    "long": {"system_prompt": "Write a long response."},
+    "min_new_tokens": {"min_new_tokens": 8},
+    "llama2": {"do_sample": True, "top_p": 0.9, "temperature": 0.6, "sampling_seed": 0},
+}
+
+
+@pytest.fixture()
+def variant_table(instruct_table):
+    """The two runs of instruct_table with Table 5's variants on the plain run (30 of its 40 prompts) and a
+    sampled decoding (Table 10's LLaMA-2 row) on both."""
+    _, runs = instruct_table
+    rng = np.random.default_rng(1)
+    wins = {
+        "long": list(rng.choice([0.0, 1.0], size=30, p=[0.5, 0.5])),
+        "min_new_tokens": list(rng.choice([0.0, 1.0], size=30, p=[0.8, 0.2])),
+        "llama2": list(rng.choice([0.0, 1.0], size=N_PROMPTS, p=[0.6, 0.4])),
+    }
+    make_variant(runs[0], "long", wins["long"], 120, VARIANT_SETTINGS["long"])
+    make_variant(runs[0], "min_new_tokens", wins["min_new_tokens"], 200, VARIANT_SETTINGS["min_new_tokens"])
+    make_variant(runs[0], "llama2", wins["llama2"], 70, VARIANT_SETTINGS["llama2"])
+    neft_llama2 = [1.0 if i % 3 == 0 else w for i, w in enumerate(wins["llama2"])]
+    make_variant(runs[1], "llama2", neft_llama2, 90, VARIANT_SETTINGS["llama2"])
+    folders = [f"{name}-{VARIANT_KEY}" for name in VARIANT_SETTINGS]
+    return collect_instruct(runs, variants=folders), runs, {**wins, "neftune llama2": neft_llama2}
+
+
+def _preferences(run: Path, folder: str = "") -> np.ndarray:
+    path = run / folder / "judge" / "local.annotations.jsonl"
+    return np.array([json.loads(line)["preference"] - 1 for line in path.open()])
+
+
+def test_collect_reads_only_the_named_variant_folders(variant_table):
+    table, runs, wins = variant_table
+    long_rows = table[table["source"] == "variant:long"].set_index("metric")
+    assert long_rows.loc["mean_char_length", "value"] == pytest.approx(len(" ".join(["v0"] * 120)))
+    assert json.loads(long_rows.loc["mean_char_length", "detail"])["settings"] == VARIANT_SETTINGS["long"]
+    judged = table[(table["source"] == "variant:long:judge:local") & (table["metric"] == "win_rate")]
+    assert judged["value"].iloc[0] == pytest.approx(100 * np.mean(wins["long"])) and judged["n"].iloc[0] == 30
+    assert table["source"].str.startswith("judge:").sum() == 2  # the runs' own judgements stay as they were
+    # A folder the config does not name (another config's settings) is left out.
+    assert not collect_instruct(runs)["source"].str.startswith("variant:").any()
+
+
+def test_table5_pairs_each_variant_and_neftune_with_plain_sft(variant_table):
+    table, runs, _ = variant_table
+    context = ArtifactContext(paper_model={"smollm2-135m": "llama-2-7b"}, n_boot=500)
+    result = get_artifact("neftune/table5").build(table, context)
+    assert result.status == "regenerated"
+    claims = result.claims.set_index(["task", "method", "baseline"])
+    base, neft = _preferences(runs[0]), _preferences(runs[1])
+    long_wins = _preferences(runs[0], f"variants/long-{VARIANT_KEY}")
+    # The long prompt against plain SFT, paired over the 30 prompts both answered.
+    helped = claims.loc[("win rate (Alpaca)", "finetune + long", "finetune")]
+    assert helped["n_pairs"] == 30 and helped["delta"] == pytest.approx(100 * (long_wins - base[:30]).mean())
+    assert (helped["paper_value"], helped["paper_baseline"]) == (44.84, 32.36)
+    assert helped["paper_model"] == "llama-1-7b"  # the paper's only Table 5 cell, a stand-in for ours
+    length = claims.loc[("character length (Alpaca)", "finetune + min_new_tokens", "finetune")]
+    assert length["mean_method"] == pytest.approx(len(" ".join(["v0"] * 200)))
+    assert (length["paper_value"], length["paper_baseline"]) == (1110.97, 375.22)
+    # NEFTune against the length-forced plain model, and against plain SFT.
+    gap = claims.loc[("win rate (Alpaca)", "neftune", "finetune + long")]
+    assert gap["delta"] == pytest.approx(100 * (neft[:30] - long_wins).mean())
+    assert (gap["paper_value"], gap["paper_baseline"]) == (61.99, 44.84)
+    neft_length = claims.loc[("character length (Alpaca)", "neftune", "finetune")]
+    assert (neft_length["paper_value"], neft_length["paper_baseline"]) == (1058.46, 375.22)
+    assert len(result.claims) == 2 + 2 * 2 + 2  # NEFTune row, two variants x 2 metrics, two gaps
+    assert any("stand-in" in note for note in result.notes)
+    assert any("system_prompt = 'Write a long response.'" in choice for choice in result.choices)
+
+
+def test_table10_pairs_the_arms_decoded_the_same_way(variant_table, tmp_path: Path):
+    table, runs, wins = variant_table
+    context = ArtifactContext(
+        paper_model={"smollm2-135m": "llama-2-7b"},
+        n_boot=500,
+        extra={"paper_dataset": {"alpaca_seed": "Evol-Instruct"}},  # the paper's own Table 10 cell
+    )
+    result = get_artifact("neftune/table10").build(table, context)
+    claims = result.claims.set_index("task")
+    greedy = claims.loc["greedy (base): Evol-Instruct, judge local"]
+    assert greedy["delta"] == pytest.approx(100 * (_preferences(runs[1]) - _preferences(runs[0])).mean())
+    assert (greedy["paper_value"], greedy["paper_baseline"]) == (67.58, 62.55)
+    sampled = claims.loc["LLaMA-2 (top_p=0.9, temp=0.6): Evol-Instruct, judge local"]
+    assert (sampled["method"], sampled["baseline"]) == ("neftune + llama2", "finetune + llama2")
+    expected = 100 * (np.mean(wins["neftune llama2"]) - np.mean(wins["llama2"]))
+    assert sampled["delta"] == pytest.approx(expected) and sampled["n_pairs"] == N_PROMPTS
+    assert (sampled["paper_value"], sampled["paper_baseline"]) == (65.47, 63.73)
+    assert len(result.claims) == 2  # greedy and the one sampled decoding that ran
+    assert not any("stand-in" in note for note in result.notes)
+    assert any("top_p = 0.9" in choice and "sampling_seed = 0" in choice for choice in result.choices)
+    write_result(result, tmp_path / "table10")
+    assert (tmp_path / "table10" / "result.json").exists()
+
+
+def test_tables_5_and_10_are_not_run_without_their_variants(instruct_table):
+    table, _ = instruct_table
+    for key in ("neftune/table5", "neftune/table10"):
+        result = get_artifact(key).build(table, ArtifactContext(n_boot=200))
+        assert result.status == "not run" and "instruct.generation.variants" in result.reason
+    no_judge = table[~table["source"].str.startswith("judge:")]
+    assert "judge" in get_artifact("neftune/table5").build(no_judge, ArtifactContext()).reason

@@ -275,3 +275,94 @@ def test_generations_of_another_model_are_set_aside_not_mixed(tiny, tmp_path):
     assert summary["complete"] and {r["generator"] for r in read(out).values()} == {"retrained"}
     (aside,) = tmp_path.glob("alpaca_eval.stale-*.jsonl")
     assert aside.read_text() == old  # nothing generated so far is lost
+
+
+# ------------------------------------------------------------------------------------------ variants
+
+
+def test_min_new_tokens_blocks_every_stop_until_then(tiny, tmp_path):
+    plain = read_summary_and_rows(run(tiny, tmp_path / "plain.jsonl"), tmp_path / "plain.jsonl")
+    forced = read_summary_and_rows(
+        run(tiny, tmp_path / "forced.jsonl", min_new_tokens=8), tmp_path / "forced.jsonl"
+    )
+    assert min(r["output_tokens"] for r in plain[1].values()) < 8  # some answers stop early unforced
+    assert all(r["output_tokens"] >= 8 for r in forced[1].values())
+    assert forced[0]["settings"]["min_new_tokens"] == 8
+    # The plain summary lists no variant field: its settings are what they were before variants existed.
+    assert not {"min_new_tokens", "system_prompt", "do_sample", "sampling_seed"} & set(plain[0]["settings"])
+
+
+def read_summary_and_rows(summary, path):
+    return summary, read(path)
+
+
+def test_sampling_is_seeded_per_batch_and_survives_a_resume(tiny, tmp_path):
+    sampled = {"do_sample": True, "top_p": 0.9, "temperature": 1.5, "batch_size": 2}
+    summary = run(tiny, tmp_path / "a.jsonl", **sampled)
+    run(tiny, tmp_path / "b.jsonl", **sampled)
+    run(tiny, tmp_path / "c.jsonl", **sampled, sampling_seed=1)
+    run(tiny, tmp_path / "greedy.jsonl", batch_size=2)
+    a, b, c, greedy = (read(tmp_path / f"{name}.jsonl") for name in ("a", "b", "c", "greedy"))
+    outputs = lambda rows: {i: r["output"] for i, r in rows.items()}  # noqa: E731
+    assert outputs(a) == outputs(b)
+    assert outputs(a) != outputs(c) and outputs(a) != outputs(greedy)
+    assert {k: summary["settings"][k] for k in ("do_sample", "top_p", "temperature", "sampling_seed")} == {
+        "do_sample": True,
+        "top_p": 0.9,
+        "temperature": 1.5,
+        "sampling_seed": 0,
+    }
+    # A killed job resumes with whole batches of the same prompts: the same draws as an uninterrupted run.
+    partial = tmp_path / "partial.jsonl"
+    partial.write_text("".join((tmp_path / "a.jsonl").read_text().splitlines(keepends=True)[:2]))
+    summary_path(tmp_path / "a.jsonl").replace(summary_path(partial))
+    run(tiny, partial, **sampled)
+    assert outputs(read(partial)) == outputs(a)
+    with pytest.raises(RunError, match=r"sampling_seed: 0 -> 1"):
+        run(tiny, partial, **sampled, sampling_seed=1)
+
+
+def test_a_system_prompt_goes_after_the_templates_system_part(tiny):
+    from robustft.data.instruct import VICUNA_SYSTEM
+    from robustft.evals.generation import encode_prompt, template_formatter, with_system_prompt
+
+    fields = {"instruction": "List the planets.", "input": "Inner ones only."}
+    alpaca = template_formatter("alpaca", "Write a long response.")(fields)
+    assert alpaca.startswith("Below is an instruction")
+    assert "the request. Write a long response.\n\n### Instruction:\nList the planets." in alpaca
+    assert alpaca.endswith("### Input:\nInner ones only.\n\n### Response:")
+    assert template_formatter("alpaca")(fields) == alpaca.replace(" Write a long response.", "")
+    vicuna = template_formatter("vicuna", "Be thorough.")({"instruction": "Hi"})
+    assert vicuna == f"{VICUNA_SYSTEM} Be thorough. USER: Hi ASSISTANT:"
+    with pytest.raises(RunError, match="no system part"):
+        with_system_prompt("### Response:", "x")
+    _, tokenizer = tiny
+    ids = encode_prompt(tokenizer, PROMPTS[1], None, "Be brief.")
+    assert tokenizer.decode(ids).startswith("<s>system\nBe brief.</s>\n<s>user\nWrite a poem.")
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"top_p": 0.5}, "need do_sample"),
+        ({"do_sample": True, "top_p": 1.5}, "top_p"),
+        ({"do_sample": True, "temperature": 0}, "temperature"),
+        ({"min_new_tokens": 12}, "below max_new_tokens"),
+    ],
+)
+def test_variant_settings_are_checked(tiny, tmp_path, settings, named):
+    from robustft.evals.generation import variant_error
+
+    assert named in variant_error(settings, 12)
+    with pytest.raises(RunError, match=named):
+        run(tiny, tmp_path / "x.jsonl", **settings)
+
+
+def test_a_variant_folder_is_named_by_its_settings():
+    from robustft.evals.generation import batch_seed, variant_dir_name
+
+    name = variant_dir_name("long", {"system_prompt": "Write a long response."})
+    assert name.startswith("long-") and len(name) == len("long-") + 8
+    assert name == variant_dir_name("long", {"system_prompt": "Write a long response."})
+    assert name != variant_dir_name("long", {"system_prompt": "Write a longer response."})
+    assert batch_seed(0, [1, 2]) == batch_seed(0, ["1", "2"]) != batch_seed(1, [1, 2])

@@ -1,4 +1,7 @@
-"""Report assembly: verdicts, escaping, proxy wording, and a reproducible, valid PDF."""
+"""Report assembly: verdicts, proxy wording, text printed verbatim, and a reproducible, valid PDF.
+
+The report is a document (data) that templates/report.typ lays out: tests read that document, and the
+PDF's text through pdftotext where poppler is installed."""
 
 from __future__ import annotations
 
@@ -11,7 +14,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import typst
 
 from robustft.report import (
     CONTRADICTED,
@@ -28,13 +30,14 @@ from robustft.report import (
     fmt_signed,
     load_curves,
     precision_choice,
-    render_typst_source,
-    typst_string,
+    report_document,
     verdict,
 )
 from tests.helpers import REPO
 
 NASTY = 'a_b#c$*"x"\\ [y] <z> @w //c /*d*/ `e` ~f = - +'
+# Text that typst markup would read as code, maths, emphasis, a reference or a label, and escapes.
+VERBATIM = [NASTY, "ünïcode Δ ±", "\\u{41} \\\\ \\#"]
 SEEDS = [1, 2, 3, 4, 5]
 TASK_METRIC = {"rte": "accuracy", "mrpc": "accuracy", "cola": "mcc", "stsb": "pearson"}
 # Per task: (baseline mean, method shift, CI) chosen to hit each verdict for the default model.
@@ -152,6 +155,44 @@ def tables_dir(tmp_path: Path) -> Path:
     return path
 
 
+def _text(report: dict) -> str:
+    """The report document as the JSON text the template reads: every string in it, quoted."""
+    return json.dumps(report, ensure_ascii=False)
+
+
+def _source(tables_dir: Path, spec: ReportSpec) -> str:
+    return _text(report_document(tables_dir, spec))
+
+
+def _section(report: dict, title: str) -> list[dict]:
+    """The blocks of the section headed `title`, up to the next section."""
+    blocks = report["blocks"]
+    start = blocks.index({"kind": "heading", "level": 1, "text": title}) + 1
+    ends = [
+        i for i in range(start, len(blocks)) if blocks[i]["kind"] == "heading" and blocks[i]["level"] == 1
+    ]
+    return blocks[start : ends[0] if ends else len(blocks)]
+
+
+def _cells(report: dict) -> list[dict]:
+    """Every cell of every table of the report."""
+    return [
+        cell
+        for block in report["blocks"]
+        if block["kind"] == "table"
+        for row in block["rows"]
+        for cell in row
+    ]
+
+
+def _verdicts(report: dict) -> set[str]:
+    return {cell["verdict"] for cell in _cells(report) if "verdict" in cell}
+
+
+def _pdf_text(pdf: Path) -> str:
+    return subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+
+
 @pytest.mark.parametrize(
     ("paper_delta", "low", "high", "n_pairs", "expected"),
     [
@@ -226,9 +267,35 @@ def test_number_formats() -> None:
     assert fmt_p(math.nan) == "–"
 
 
-def test_typst_string_round_trips_nasty_text() -> None:
-    for text in [NASTY, "line\nbreak\ttab", "ünïcode Δ ±", "\\u{41}"]:
-        assert json.loads(typst.eval(b"", typst_string(text), format="json")) == text
+def test_text_with_typst_markup_reaches_the_pdf_verbatim(tmp_path: Path) -> None:
+    """Names and notes are data the template reads, never markup: each is printed as it is, whatever
+    typst would make of it in markup (code, maths, emphasis, a reference, a label, an escape)."""
+    model, method = f"model {NASTY}", f"method {VERBATIM[2]}"
+    _write_tables(tmp_path / "tables", [model])
+    for name in ("runs.csv", "summary.csv", "comparisons.csv"):
+        frame = pd.read_csv(tmp_path / "tables" / name, keep_default_na=False, na_values=[""])
+        frame["method"] = frame["method"].replace({"noisytune": method})
+        frame.to_csv(tmp_path / "tables" / name, index=False)
+    spec = _spec(
+        title=f"Title {VERBATIM[1]}",
+        methods=["finetune", method],
+        paper_model={model: "bert-base"},
+        choices=VERBATIM,
+        notes=[f"note {text}" for text in VERBATIM],
+        provenance={f"key {NASTY}": f"value {VERBATIM[2]}"},
+    )
+    out = tmp_path / "out" / "report.pdf"
+    build_report(tmp_path / "tables", out, spec)
+    report = json.loads((tmp_path / "out" / "report.json").read_text("utf-8"))  # what the template read
+    assert report["title"] == spec.title
+    assert {"kind": "bullets", "items": spec.notes} in report["blocks"]
+    if not shutil.which("pdftotext"):
+        pytest.skip("pdftotext (poppler) is not installed")
+    # Line breaks fall where the layout puts them: compare without whitespace.
+    text = "".join(_pdf_text(out).split())
+    provenance = [part for item in spec.provenance.items() for part in item]
+    expected = [spec.title, model, method, *spec.choices, *spec.notes, *provenance]
+    assert [item for item in expected if "".join(item.split()) not in text] == []
 
 
 def test_spec_from_dict_defaults_and_typos() -> None:
@@ -253,14 +320,14 @@ def test_spec_paper_method_per_paper_model() -> None:
 
 
 def test_source_states_proxy_verdicts_and_failures(tables_dir: Path) -> None:
-    source = render_typst_source(tables_dir, _spec())
+    report = report_document(tables_dir, _spec())
+    source = _text(report)
     proxy = (
         "paper column is bert-base; our runs use minilm-l6: "
         "compare the direction of the effect, not the level"
     )
     assert proxy in source
-    for word in (REPRODUCED, CONTRADICTED, WITHIN_NOISE, NOT_RUN):
-        assert f'verdict("{word}")' in source
+    assert {REPRODUCED, CONTRADICTED, WITHIN_NOISE, NOT_RUN} <= _verdicts(report)
     assert "84.4" not in source  # MNLI was not run, so its paper value must not appear
     assert '"67.7"' in source and '"68.8"' in source  # RTE paper values for bert-base
     assert "diverged" in source and "about 23 would be needed" in source
@@ -270,7 +337,7 @@ def test_source_states_proxy_verdicts_and_failures(tables_dir: Path) -> None:
 
 def test_same_model_is_not_called_a_proxy(tmp_path: Path) -> None:
     _write_tables(tmp_path, ["bert-base"])
-    source = render_typst_source(tmp_path, _spec(paper_model={"bert-base": "bert-base"}))
+    source = _source(tmp_path, _spec(paper_model={"bert-base": "bert-base"}))
     assert "compare the direction" not in source
     assert "the same model as the paper" in source
 
@@ -280,7 +347,7 @@ def test_summary_that_averages_a_diverged_run_is_rejected(tables_dir: Path) -> N
     summary.loc[(summary["task"] == "rte") & (summary["method"] == "noisytune"), "n"] = 5
     summary.to_csv(tables_dir / "summary.csv", index=False)
     with pytest.raises(ValueError, match="status 'ok'"):
-        render_typst_source(tables_dir, _spec())
+        _source(tables_dir, _spec())
 
 
 def test_pdf_is_valid_and_reproducible(tables_dir: Path, tmp_path: Path) -> None:
@@ -307,7 +374,7 @@ def test_nasty_names_compile(tmp_path: Path) -> None:
     build_report(tmp_path / "tables", out, spec)
     assert out.read_bytes().startswith(b"%PDF")
     if shutil.which("pdftotext"):
-        text = subprocess.run(["pdftotext", str(out), "-"], capture_output=True, text=True, check=True).stdout
+        text = _pdf_text(out)
         assert "a_b#c$*" in text
 
 
@@ -331,7 +398,7 @@ def test_artifact_appendix_is_printed_on_appendix_pages(tables_dir: Path, tmp_pa
     from robustft.artifacts import ArtifactResult, write_result
     from robustft.artifacts.base import CLAIM_COLUMNS
     from robustft.report import load_tables
-    from robustft.report.glue import _render
+    from robustft.report.glue import _glue_document
     from robustft.report.typeset import load_artifacts
 
     languages = [f"q{i:03d}" for i in range(150)]  # longer than a page: the table must continue
@@ -356,15 +423,19 @@ def test_artifact_appendix_is_printed_on_appendix_pages(tables_dir: Path, tmp_pa
         appendix_title="Per-language scores, mean over seeds",
     )
     write_result(result, tmp_path / "table3")
-    source = _render(load_tables(tables_dir), _spec(), [], load_artifacts([tmp_path / "table3"], tmp_path))
-    assert source.index("= Provenance") < source.index("#pagebreak()\n= Appendix")
+    artifacts = load_artifacts([tmp_path / "table3"], tmp_path)
+    report = _glue_document(load_tables(tables_dir), _spec(), [], artifacts)
+    blocks, source = report["blocks"], _text(report)
+    appendix = blocks.index({"kind": "heading", "level": 1, "text": "Appendix"})
+    assert blocks.index({"kind": "heading", "level": 1, "text": "Provenance"}) < appendix
+    assert blocks[appendix - 1] == {"kind": "pagebreak"}
     assert '"q149"' in source and '"51.49"' in source and "Per-language scores" in source
 
     out = tmp_path / "out" / "report.pdf"
     build_report(tables_dir, out, _spec(), artifact_dirs=[tmp_path / "table3"])
     assert out.read_bytes().startswith(b"%PDF")
     if shutil.which("pdftotext"):
-        text = subprocess.run(["pdftotext", str(out), "-"], capture_output=True, text=True, check=True).stdout
+        text = _pdf_text(out)
         pages = text.split("\f")
         first = next(i for i, page in enumerate(pages) if "Per-language scores" in page)
         assert "q000" in pages[first] and "q149" not in pages[first]
@@ -398,7 +469,7 @@ def test_a_config_without_glue_runs_reports_its_artifacts_alone(tmp_path: Path) 
     build_report(tables, out, spec, figures_dir=tmp_path / "figures", artifact_dirs=[tmp_path / "table3"])
     assert out.read_bytes().startswith(b"%PDF")
     if shutil.which("pdftotext"):
-        text = subprocess.run(["pdftotext", str(out), "-"], capture_output=True, text=True, check=True).stdout
+        text = _pdf_text(out)
         for expected in (
             "Table 3",
             "a note that must reach the PDF",
@@ -419,9 +490,9 @@ def _all_degenerate(tables_dir: Path) -> None:
 
 
 def test_report_counts_degenerate_runs_and_warns_when_all_are(tables_dir: Path) -> None:
-    assert "degenerate" not in render_typst_source(tables_dir, _spec())  # older tables: nothing to say
+    assert "degenerate" not in _source(tables_dir, _spec())  # older tables: nothing to say
     _all_degenerate(tables_dir)
-    source = render_typst_source(tables_dir, _spec())
+    source = _source(tables_dir, _spec())
     assert "5/5 degenerate" in source and "4/4 degenerate" in source  # beside each mean
     assert "Every run of this report is degenerate" in source
     assert "39 of the 39 runs that finished ok are degenerate" in source
@@ -440,14 +511,14 @@ def test_precision_choice_counts_the_precisions_the_runs_used() -> None:
 
 
 def test_report_choices_state_the_precision_the_runs_used(tables_dir: Path) -> None:
-    assert "Precision:" not in render_typst_source(tables_dir, _spec())  # older tables: nothing to say
+    assert "Precision:" not in _source(tables_dir, _spec())  # older tables: nothing to say
     runs = pd.read_csv(tables_dir / "runs.csv")
     runs["precision"] = ["bf16" if seed == 1 else "fp32" for seed in runs["seed"]]
     runs["precision_why"] = "auto: test"
     runs.to_csv(tables_dir / "runs.csv", index=False)
-    source = render_typst_source(tables_dir, _spec())
-    choices = source.split("Choices where the paper is silent")[1].split("= Notes")[0]
-    assert typst_string(precision_choice(runs)) in choices
+    choices = _section(report_document(tables_dir, _spec()), "Choices where the paper is silent")
+    assert precision_choice(runs) in choices[0]["items"]
+    choices = _text({"blocks": choices})
     assert "fp32 (32 of 40 runs; auto: test) and bf16 (8 of 40 runs; auto: test)" in choices
 
 
@@ -457,7 +528,7 @@ def test_report_warns_only_about_the_cells_that_are_all_degenerate(tables_dir: P
     summary.loc[(summary["task"] == "mrpc") & (summary["method"] == "finetune"), "n_degenerate"] = 5
     summary.loc[(summary["task"] == "cola") & (summary["method"] == "finetune"), "n_degenerate"] = 2
     summary.to_csv(tables_dir / "summary.csv", index=False)
-    source = render_typst_source(tables_dir, _spec())
+    source = _source(tables_dir, _spec())
     assert "2/5 degenerate" in source
     assert "cells consist only of degenerate runs" in source and "minilm-l6 MRPC finetune" in source
     assert "minilm-l6 CoLA finetune" not in source
@@ -468,16 +539,18 @@ def test_report_shows_diverged_runs_beside_the_delta_and_the_magnitude(tables_di
     comparisons["n_diverged_method"] = (comparisons["task"] == "rte").astype(int)
     comparisons["n_diverged_baseline"] = 0
     comparisons.to_csv(tables_dir / "comparisons.csv", index=False)
-    source = render_typst_source(tables_dir, _spec())
+    report = report_document(tables_dir, _spec())
+    source = _text(report)
     assert '"1 / 0 diverged"' in source
     assert source.count(' diverged"') == 1  # only where a run diverged
-    assert 'paper-num("paper Δ in CI")' in source  # RTE: paper Δ 1.1 inside our CI [0.6, 2.4]
+    # RTE: paper Δ 1.1 inside our CI [0.6, 2.4], in grey under the verdict.
+    assert "paper Δ in CI" in [cell.get("sub") for cell in _cells(report) if "verdict" in cell]
     assert "too few seeds = fewer paired seeds than 3 (report.min_seeds)" in source
 
 
 def test_report_min_seeds_comes_from_the_spec(tables_dir: Path) -> None:
-    source = render_typst_source(tables_dir, _spec(min_seeds=6))
-    assert f'verdict("{TOO_FEW_SEEDS}")' in source and f'verdict("{REPRODUCED}")' not in source
+    verdicts = _verdicts(report_document(tables_dir, _spec(min_seeds=6)))
+    assert TOO_FEW_SEEDS in verdicts and REPRODUCED not in verdicts
     with pytest.raises(ValueError, match="min_seeds"):
         _spec(min_seeds=0)
 
@@ -488,19 +561,19 @@ def test_a_method_that_lost_more_seeds_to_divergence_is_unstable_not_reproduced(
     comparisons = pd.read_csv(tables_dir / "comparisons.csv")
     rte = comparisons["task"] == "rte"
 
-    def render(method: int, baseline: int) -> str:
+    def render(method: int, baseline: int) -> dict:
         comparisons["n_diverged_method"] = 0
         comparisons["n_diverged_baseline"] = 0
         comparisons.loc[rte, ["n_diverged_method", "n_diverged_baseline"]] = [method, baseline]
         comparisons.to_csv(tables_dir / "comparisons.csv", index=False)
-        return render_typst_source(tables_dir, _spec())
+        return report_document(tables_dir, _spec())
 
-    assert f'verdict("{REPRODUCED}")' in render(0, 0)
-    source = render(2, 0)
-    assert 'verdict("unstable")' in source and f'verdict("{REPRODUCED}")' not in source
-    assert '"2 / 0 diverged"' in source
-    assert "unstable = the effect would be reproduced" in source  # the glossary explains the word
-    assert f'verdict("{REPRODUCED}")' in render(2, 2)
+    assert REPRODUCED in _verdicts(render(0, 0))
+    report = render(2, 0)
+    assert "unstable" in _verdicts(report) and REPRODUCED not in _verdicts(report)
+    assert '"2 / 0 diverged"' in _text(report)
+    assert "unstable = the effect would be reproduced" in _text(report)  # the glossary explains the word
+    assert REPRODUCED in _verdicts(render(2, 2))
 
 
 def test_every_verdict_has_a_colour_in_the_report_template() -> None:
@@ -556,18 +629,8 @@ def test_load_curves_keeps_every_status_for_the_figures_to_count(tmp_path: Path)
     assert load_curves(tables) is None  # no finished run: nothing to draw
 
 
-def test_report_draws_the_learning_curves_when_the_tables_have_them(
-    tables_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_report_draws_the_learning_curves_when_the_tables_have_them(tables_dir: Path, tmp_path: Path) -> None:
     _curves(["minilm-l6"]).to_csv(tables_dir / "curves.csv", index=False)
-    sources: list[str] = []
-    compile_pdf = typst.compile
-
-    def compile_and_keep(source: bytes, **kwargs: object) -> bytes:
-        sources.append(source.decode("utf-8"))
-        return compile_pdf(source, **kwargs)
-
-    monkeypatch.setattr(typst, "compile", compile_and_keep)
     pdf = tmp_path / "out" / "report.pdf"
     build_report(tables_dir, pdf, _spec())
     assert pdf.read_bytes().startswith(b"%PDF")
@@ -577,18 +640,18 @@ def test_report_draws_the_learning_curves_when_the_tables_have_them(
     assert sorted(path.name for path in curves_dir.iterdir()) == sorted(
         f"{name}.{extension}" for name in names for extension in ("png", "pdf")
     )
-    section = sources[0].split("= Learning curves")[1].split("\n= ")[0]
-    # In the paper's task order, each embedding its PDF copy in the typst root (here the report's folder).
-    places = [section.index(f'fitted-image("/report_curves_{name}.pdf"') for name in names]
-    assert places == sorted(places)
+    # The document the template read: beside the figures, in the typst root (here the report's folder).
+    section = _section(json.loads((tmp_path / "out" / "report.json").read_text("utf-8")), "Learning curves")
+    # In the paper's task order, each embedding its PDF copy in the typst root.
+    paths = [block["path"] for block in section if block["kind"] == "figure"]
+    assert paths == [f"/report_curves_{name}.pdf" for name in names]
+    section = _text({"blocks": section})
     assert all((tmp_path / "out" / f"report_curves_{name}.pdf").exists() for name in names)
     assert "minilm-l6 (paper: bert-base, proxy) · RTE: seeds: finetune 5, noisytune 4;" in section
     assert "band: ± one standard deviation" in section
 
 
-def test_report_draws_the_xtreme_curves_when_the_tables_have_them(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_report_draws_the_xtreme_curves_when_the_tables_have_them(tmp_path: Path) -> None:
     """An XTREME-only config (no runs.csv): the curves follow the artifacts, with the track's own methods
     (not the GLUE table's `methods`)."""
     from tests.report.test_curves import xtreme_curves
@@ -598,18 +661,16 @@ def test_report_draws_the_xtreme_curves_when_the_tables_have_them(
     curves = xtreme_curves().replace({"method": {"noisytune": "noisytune_xtreme"}})
     curves = curves.loc[(curves["method"] == "finetune") | (curves["seed"] == 1)]
     curves.to_csv(tables / "xtreme_curves.csv", index=False)
-    sources: list[str] = []
-    compile_pdf = typst.compile
-    monkeypatch.setattr(
-        typst, "compile", lambda source, **kw: sources.append(source.decode()) or compile_pdf(source, **kw)
-    )
     pdf = tmp_path / "out" / "report.pdf"
     build_report(tables, pdf, _spec(), figures_dir=tmp_path / "figures")
     assert pdf.read_bytes().startswith(b"%PDF")
     assert (tmp_path / "out" / "report" / "curves" / "xtreme_xlm-r-base_zero-shot_xnli.png").exists()
     assert (tmp_path / "figures" / "report_curves_xtreme_xlm-r-base_zero-shot_xnli.pdf").exists()
-    section = sources[0].split("= XTREME learning curves")[1]
-    assert 'fitted-image("/report_curves_xtreme_xlm-r-base_zero-shot_xnli.pdf"' in section
+    report = json.loads((tmp_path / "figures" / "report.json").read_text("utf-8"))
+    section = _section(report, "XTREME learning curves")
+    figures = [block["path"] for block in section if block["kind"] == "figure"]
+    assert "/report_curves_xtreme_xlm-r-base_zero-shot_xnli.pdf" in figures
+    section = _text({"blocks": section})
     assert "xlm-r-base · XNLI · zero-shot: seeds: finetune 2, noisytune_xtreme 1." in section
 
 
@@ -620,4 +681,4 @@ def test_report_without_curves_csv_builds_without_the_figure(tables_dir: Path, t
     assert pdf.read_bytes().startswith(b"%PDF")
     assert (tmp_path / "out" / "report_levels.svg").exists()
     assert not list((tmp_path / "out").glob("report_curves_*")) and not (tmp_path / "out" / "report").exists()
-    assert "Learning curves" not in render_typst_source(tables_dir, _spec())
+    assert "Learning curves" not in _source(tables_dir, _spec())

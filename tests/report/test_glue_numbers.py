@@ -3,6 +3,7 @@ and averages that cover one named task set per model."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +15,7 @@ from robustft.artifacts import ArtifactContext, get_artifact
 from robustft.artifacts.smart import TABLE6_COLUMNS
 from robustft.data import get_task
 from robustft.reference import GLUE_AVG, GLUE_TABLE_ORDER, load_paper_results, paper_task_name
-from robustft.report import ReportSpec, load_tables, render_typst_source
+from robustft.report import ReportSpec, load_tables, report_document
 from robustft.report.glue import _paper_number, _with_average_tasks
 from robustft.tables import average_tasks, compare, full_data_tasks, summarize, write_tables
 from robustft.workflow_config import load_config, run_grid
@@ -53,6 +54,11 @@ def _paper_has_cell(
     if split is not None:
         rows = rows[(rows["split"] == split) | rows["split"].str.match(rf"{re.escape(split)}[| (]")]
     return any(_normalised(dataset).startswith(task) for dataset in rows["dataset"])
+
+
+def _report_text(tables_dir: Path, spec: ReportSpec) -> str:
+    """The report's document (what the PDF prints) as JSON text."""
+    return json.dumps(report_document(tables_dir, spec), ensure_ascii=False)
 
 
 def _report_spec(config: dict) -> ReportSpec:
@@ -295,7 +301,7 @@ def test_the_report_names_the_one_task_set_of_every_average(tmp_path: Path) -> N
     spec = ReportSpec.from_dict(
         {"title": "t", "paper": "NoisyTune", "artifact": "Table 2", "paper_model": {"minilm-l6": "bert-base"}}
     )
-    source = render_typst_source(tmp_path, spec)
+    source = _report_text(tmp_path, spec)
     assert "Avg of minilm-l6: average over MRPC, RTE" in source
     assert f"{GLUE_AVG} of minilm-l6: average over MRPC, RTE" in source
     # The paper's side is recomputed over the same two tasks (NoisyTune Table 2, BERT-base).
@@ -320,7 +326,7 @@ def test_csv_average_rows_over_another_set_are_recomputed_for_the_table(tmp_path
     averages = shown.summary[shown.summary["task"] == GLUE_AVG].set_index("method")
     assert set(averages["average_over"]) == {"mrpc;rte"}
     assert averages.loc["x", "mean"] == pytest.approx(50.5)
-    assert "Avg of minilm-l6: average over MRPC, RTE" in render_typst_source(tmp_path, spec)
+    assert "Avg of minilm-l6: average over MRPC, RTE" in _report_text(tmp_path, spec)
 
 
 # SMART's shipped grid (config/smart.yaml): Table 1's finetune and smart on 8 GLUE tasks, Table 3's
@@ -382,7 +388,7 @@ def test_smart_ablations_never_shrink_the_main_tables_average(tmp_path: Path) ->
     smart_average = shown.comparisons[shown.comparisons["task"] == GLUE_AVG].set_index("method").loc["smart"]
     assert smart_average["average_over"] == ";".join(all_tasks)
     assert smart_average["delta"] == pytest.approx(2.0)
-    source = render_typst_source(tmp_path, spec)
+    source = _report_text(tmp_path, spec)
     named = ", ".join(paper_task_name(t) for t in all_tasks)
     assert f"Avg of bert-base: average over {named}, the tasks every method in this table ran" in source
     assert f"{GLUE_AVG} of bert-base: average over {named}, for every method." in source
@@ -394,7 +400,7 @@ def test_smart_ablations_never_shrink_the_main_tables_average(tmp_path: Path) ->
     averages = shown.summary[shown.summary["task"] == GLUE_AVG].set_index("method")
     assert averages.loc["finetune", "mean"] == pytest.approx(_mean_over(ABLATION_TASKS, "finetune"))
     named = ", ".join(paper_task_name(t) for t in sorted(ABLATION_TASKS))
-    assert f"Avg of bert-base: average over {named}," in render_typst_source(tmp_path, everything)
+    assert f"Avg of bert-base: average over {named}," in _report_text(tmp_path, everything)
 
     # The artifacts: Table 1 (finetune, smart) averages the 8 tasks; Table 3 (with the ablation) the 5,
     # for each of its comparisons (smart and smart_no_rs against finetune, smart against smart_no_rs).

@@ -1,11 +1,15 @@
-"""The Snakemake workflow: config validation at parse time, and one real end-to-end run."""
+"""The Snakemake workflow: config validation at parse time, real end-to-end runs, and the HTML report
+(`snakemake --report`) of a finished run."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -31,6 +35,27 @@ def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.Compl
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     env = {**os.environ, "PATH": path, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def page_variable(page: str, name: str) -> object:
+    """A JSON value the HTML report's page defines in `<script id="NAME"> var NAME = ...; </script>`."""
+    match = re.search(rf'<script id="{name}">\s*var {name} = (.*?);\s*</script>', page, re.DOTALL)
+    assert match, f"no {name} in the report page"
+    return json.loads(match.group(1))
+
+
+def html_report(workdir: Path, config_file: Path) -> tuple[dict[str, dict], dict[str, dict[str, list[str]]]]:
+    """`snakemake --report report.zip` of a finished run in `workdir`: ({path: entry with its caption},
+    {category: {subcategory: paths}}), read from the report's page once every entry's file is in the zip."""
+    result = snakemake(workdir, "--report", str(workdir / "report.zip"), "--configfile", str(config_file))
+    assert result.returncode == 0, result.stderr[-4000:]
+    with zipfile.ZipFile(workdir / "report.zip") as archive:
+        stored = set(archive.namelist())
+        page = archive.read("report/report.html").decode("utf-8")
+    results, categories = page_variable(page, "results"), page_variable(page, "categories")
+    for path, entry in results.items():
+        assert f"report/{entry['data_uri']}" in stored, path
+    return results, categories
 
 
 def resolved(config_file: Path, **overrides: object) -> dict:
@@ -76,6 +101,21 @@ def test_dry_run_fans_out_the_grid(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     train_line = next(line for line in result.stdout.splitlines() if line.startswith("train "))
     assert train_line.split()[-1] == str(1 * 2 * 2 * 2)  # models x tasks x methods x seeds
+
+
+def test_packed_runs_make_one_group_job_per_pack(tmp_path: Path) -> None:
+    """Config `pack`: the tiny grid's 8 runs join the group `train`, and --group-components train=4 makes
+    two jobs of 4 runs of them (a dry run shows the groups a cluster would get); unpacked, no groups."""
+    packed = tmp_path / "packed.yaml"
+    packed.write_text(TINY_CONFIG.read_text() + "pack: {runs_per_job: 4}\n")
+    result = snakemake(tmp_path, "-n", "--configfile", str(packed), "--group-components", "train=4")
+    assert result.returncode == 0, result.stderr
+    groups = (result.stdout + result.stderr).split("Group job train (jobs in lexicogr. order):")[1:]
+    assert [group.count("rule train:") for group in groups] == [4, 4]
+
+    alone = snakemake(tmp_path, "-n", "--configfile", str(TINY_CONFIG))
+    assert alone.returncode == 0, alone.stderr
+    assert "Group job" not in alone.stdout + alone.stderr
 
 
 def test_tables_kept_from_another_grid_are_rebuilt_without_metadata(tmp_path: Path) -> None:
@@ -284,6 +324,31 @@ def test_noisytune_paper_dag_produces_every_artifact_and_the_pdf(tmp_path: Path)
     )
     assert (artifacts / "noisytune/table3/appendix.csv").exists()
 
+    # `snakemake --report`: each artifact's claims, figure and appendix under its paper and artifact, every
+    # table, learning curve and report figure, and the PDF, each with a caption naming the config.
+    from robustft.workflow_config import artifacts_dir, tables_dir
+
+    results, categories = html_report(tmp_path, tmp_path / "noisytune-tiny.yaml")
+    name = config["report"]["name"]
+    tables = ("runs", "summary", "comparisons", "curves", "xtreme", "xtreme_curves")
+    expected = {f"{tables_dir(config)}/{table}.csv" for table in tables}
+    expected |= {f"results/reports/{name}.pdf", f"figures/{name}/{name}_levels.svg"}
+    expected |= {f"figures/{name}/{name}_effects.svg"}
+    curves = sorted(path.name for path in (tmp_path / f"results/reports/{name}/curves").glob("*.png"))
+    assert {curve.split("_")[0] for curve in curves} == {"glue", "xtreme"}, curves
+    expected |= {f"results/reports/{name}/curves/{curve}" for curve in curves}
+    for key, record in records.items():
+        folder = f"{artifacts_dir(config)}/{key}"
+        # result.json names the figure and the appendix of the artifacts that have them.
+        present = ("claims.csv", record["figure"], record.get("appendix"))
+        files = [f"{folder}/{file}" for file in present if file]
+        assert set(files) <= set(categories[record["paper"]][record["artifact"]]), key
+        expected |= set(files)
+    assert expected <= set(results), sorted(expected - set(results))
+    for path in expected:
+        caption = results[path]["caption"]
+        assert f">{name}<" in caption and "system-message" not in caption, (path, caption)
+
 
 @pytest.mark.integration
 def test_smart_paper_dag_produces_every_artifact_and_the_pdf(tmp_path: Path) -> None:
@@ -309,3 +374,61 @@ def test_smart_paper_dag_produces_every_artifact_and_the_pdf(tmp_path: Path) -> 
     claims = pd.read_csv(artifacts_of(tmp_path, config) / "smart/table1/claims.csv")
     assert set(claims["task"]) == {"rte", "mrpc", "GLUE-avg"}
     assert claims["verdict"].notna().all() and claims["best_method"].notna().sum() == 2
+
+
+# Headless Chromium as in a CI container: no sandbox (root), no GPU, nothing fetched in the background.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1000",
+    # The page draws itself with React once loaded: let its scripts run before the DOM or pixels are read.
+    "--virtual-time-budget=10000",
+]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_html_report_opens_in_a_headless_browser(tmp_path: Path) -> None:
+    """The demo-like tiny DAG with NoisyTune Table 2, its `snakemake --report` unzipped and opened from
+    file:// in headless Chromium: the page draws its menu of categories and the front page's text, and
+    its screenshot is not blank. A DAG run of its own, so not in `make test` (pytest -m slow)."""
+    import yaml
+    from PIL import Image, ImageStat
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium on PATH (Debian: apt-get install chromium)")
+    if not (SHARED_DATA / "glue" / "RTE" / "train.tsv").exists():
+        pytest.skip(f"real GLUE files not found at {SHARED_DATA}")
+    config = {**yaml.safe_load(TINY_CONFIG.read_text()), "data_dir": str(SHARED_DATA)}
+    config_file = tmp_path / "tiny.yaml"
+    config_file.write_text(yaml.safe_dump({**config, "artifacts": ["noisytune/table2"]}, sort_keys=False))
+    result = snakemake(tmp_path, "--cores", "2", "--configfile", str(config_file))
+    assert result.returncode == 0, result.stderr[-4000:]
+    _, categories = html_report(tmp_path, config_file)
+    assert {"Reports", "Tables", "Figures", "NoisyTune"} <= set(categories)
+    with zipfile.ZipFile(tmp_path / "report.zip") as archive:
+        archive.extractall(tmp_path / "unzipped")
+    page = (tmp_path / "unzipped" / "report" / "report.html").as_uri()
+    browser = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium'}"]
+
+    dom = subprocess.run([*browser, "--dump-dom", page], capture_output=True, text=True, timeout=180)
+    assert dom.returncode == 0, dom.stderr[-3000:]
+    # What the scripts drew, not the data and code the page carries in its <script> elements.
+    drawn = re.sub(r"<script\b.*?</script>", "", dom.stdout, flags=re.DOTALL)
+    for text in [*categories, "Statistics", "Every table and figure this config"]:
+        assert text in drawn, text
+
+    screenshot = tmp_path / "report.png"
+    shot = subprocess.run([*browser, f"--screenshot={screenshot}", page], capture_output=True, timeout=180)
+    assert shot.returncode == 0 and screenshot.is_file(), shot.stderr[-3000:]
+    image = Image.open(screenshot).convert("RGB")
+    assert image.size == (1400, 1000)
+    # A blank or single-colour page has no spread; the report's menu, text and rule graph have plenty.
+    assert max(ImageStat.Stat(image).stddev) > 20 and len(image.getcolors(1400 * 1000)) > 100

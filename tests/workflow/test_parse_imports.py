@@ -82,6 +82,10 @@ for path in sys.argv[2:]:
         rules["instruct_report_spec"](wildcards)
         for prompts in rules["PROMPT_SETS"]:
             rules["generation_prompt_arguments"](Wildcards(wildcards, prompts=prompts))
+        for variant, folder in rules["VARIANT_FOLDERS"].items():
+            vkey = folder.rsplit("-", 1)[1]
+            rules["variant_generation_arguments"](Wildcards(wildcards, variant=variant, vkey=vkey))
+        rules["instruct_run_outputs"]((model, dataset, recipe, method, seed))
         for judge, settings in config["instruct"]["judges"].items():
             job = "judge_api" if judge_needs_network(settings) else "judge_model"
             for resource in rules["instruct_resources"](job).values():

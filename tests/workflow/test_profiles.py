@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -240,3 +241,17 @@ def test_api_judges_run_where_snakemake_runs(neftune_slurm_dry_run) -> None:
     local_rules = set(json.loads(line.removeprefix("LOCAL=")))
     assert "judge_api" in local_rules
     assert not local_rules & {"judge", "sft", "generate", "lm_eval"}
+
+
+def test_every_compute_rule_writes_a_benchmark_file() -> None:
+    """Each compute rule (one that declares its threads) records its wall time and peak memory (Snakemake
+    `benchmark:`) under BENCHMARKS/<rule>/, so `robustft resource-usage` can set the profile's requests
+    against them. `use rule judge as judge_api` inherits judge's."""
+    rules: dict[str, str] = {}
+    for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for block in re.split(r"\n(?=rule )", path.read_text())[1:]:
+            rules[block.split()[1].rstrip(":")] = block
+    compute = {name for name, block in rules.items() if "\n    threads:" in block}
+    assert {"train", "xtreme_train", "xtreme_retrieve", "sft", "generate", "judge", "lm_eval"} <= compute
+    missing = sorted(name for name in compute if f"{{BENCHMARKS}}/{name}/" not in rules[name])
+    assert not missing, f"compute rules without a benchmark file under BENCHMARKS/<rule>/: {missing}"

@@ -58,11 +58,19 @@ def slurm_cluster() -> None:
         unavailable(f"real GLUE files not found at {SHARED_DATA}")
 
 
-def snakemake(workdir: Path, *targets: str, timeout: int = 540) -> str:
-    """Run the workflow from the repository root, so `--profile slurm` is this repository's slurm/."""
-    command = [sys.executable, "-m", "snakemake", *targets, "--profile", "slurm", *CLUSTER_OPTIONS]
+def snakemake(
+    workdir: Path,
+    *targets: str,
+    timeout: int = 540,
+    configfile: Path = CONFIG,
+    options: tuple[str, ...] = (),
+    succeeds: bool = True,
+) -> str:
+    """Run the workflow from the repository root, so `--profile slurm` is this repository's slurm/;
+    `options`: further Snakemake options."""
+    command = [sys.executable, "-m", "snakemake", *targets, "--profile", "slurm", *CLUSTER_OPTIONS, *options]
     command += ["--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
-    command += ["--configfile", str(CONFIG), "--config", f"data_dir={SHARED_DATA}"]
+    command += ["--configfile", str(configfile), "--config", f"data_dir={SHARED_DATA}"]
     # Jobs inherit this environment (sbatch --export=ALL): `python -m robustft` must be this interpreter.
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     env = {**os.environ, "PATH": path, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
@@ -85,7 +93,7 @@ def snakemake(workdir: Path, *targets: str, timeout: int = 540) -> str:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=120)
         pytest.fail(f"snakemake ran over {timeout} s:\n{output[-6000:]}")
-    assert process.returncode == 0, output[-6000:]
+    assert (process.returncode == 0) == succeeds, output[-6000:]
     return output
 
 
@@ -116,3 +124,24 @@ def test_workflow_through_sbatch(slurm_cluster: None, tmp_path: Path) -> None:
         assert "100%|" in log and ("it/s]" in log or "s/it]" in log), log[-2000:]
     assert recorded == set(submitted)  # each run recorded the id of the SLURM job that ran it
     assert (tmp_path / "results/reports/slurm.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_a_packed_grid_runs_in_fewer_slurm_jobs_than_runs(slurm_cluster: None, tmp_path: Path) -> None:
+    """Config `pack`: the two runs join one Snakemake group and go to SLURM as one job, side by side."""
+    from robustft.workflow_config import glue_run_dir, load_config
+
+    packed = tmp_path / "packed.yaml"  # --config would pass the nested number as text
+    packed.write_text(CONFIG.read_text() + "pack: {runs_per_job: 2}\n")
+    config = load_config(packed)
+    run_dirs = [Path(glue_run_dir(config, *run)) for run in RUNS]
+    targets = [str(run_dir / "metrics.json") for run_dir in run_dirs]
+    # Without the group sizes on the command line Snakemake would submit one job per run: it stops first.
+    output = snakemake(tmp_path, *targets, configfile=packed, succeeds=False)
+    assert "--group-components train=2" in output and "submitted with SLURM jobid" not in output
+
+    output = snakemake(tmp_path, *targets, configfile=packed, options=("--group-components", "train=2"))
+    submitted = re.findall(r"submitted with SLURM jobid (\d+) \(log: .*/group_train_train/", output)
+    assert len(submitted) == 1, output[-6000:]  # two runs, one job
+    for run_dir in run_dirs:
+        assert json.loads((tmp_path / run_dir / "metrics.json").read_text())["status"] == "ok"
+        assert json.loads((tmp_path / run_dir / "run.json").read_text())["slurm_job_id"] == submitted[0]

@@ -10,10 +10,11 @@ rule aggregate:
     input:
         all_run_metrics(),
     output:
-        runs=f"{TABLES}/runs.csv",
-        summary=f"{TABLES}/summary.csv",
-        comparisons=f"{TABLES}/comparisons.csv",
-        curves=f"{TABLES}/curves.csv",
+        # table_report(): each table in `snakemake --report`, captioned with the config and its runs.
+        runs=table_report(f"{TABLES}/runs.csv", "runs.rst", "GLUE track"),
+        summary=table_report(f"{TABLES}/summary.csv", "summary.rst", "GLUE track"),
+        comparisons=table_report(f"{TABLES}/comparisons.csv", "comparisons.rst", "GLUE track"),
+        curves=table_report(f"{TABLES}/curves.csv", "curves-table.rst", "GLUE track"),
         grid=GRID_MANIFEST["runs"],
     log:
         f"logs/aggregate/{NAME}.log",

@@ -6,14 +6,20 @@ from pathlib import Path
 
 from robustft.artifacts.index import ARTIFACT_TABLES, INSTRUCT_TABLES
 from robustft.artifacts.index import artifact_table as table_of_artifact
+from robustft.errors import ConfigError
+from robustft.estimate import train_priorities  # the train rule's job order
 from robustft.models import model_from_path_name  # a {model} wildcard is the model's path-safe name
 from robustft.provenance import config_hash, grid_manifest_path
+from robustft.evals.generation import variant_dir_name  # stdlib only at import
 from robustft.workflow_config import (
     artifacts_dir,
     config_name,
     expected_run_dirs,
+    generation_variant_arguments,
     glue_run_dir,
     instruct_grid,
+    instruct_variants,
+    pack_group_components,
     recipe_settings,
     run_grid,
     sft_arguments,
@@ -34,6 +40,9 @@ ENV = "../../envs/robustft.yaml"
 # configs that differ in settings never share a run; each config's tables and artifacts live under its
 # name (report.name), so configs never overwrite each other's tables.
 RUNS = "results/runs"
+# Each compute job's Snakemake benchmark (wall time, peak memory, CPU time) is BENCHMARKS/<rule>/<job>.tsv;
+# `robustft resource-usage` reads them against the profile's requests (resource_usage.BENCHMARKS_DIR).
+BENCHMARKS = "results/benchmarks"
 NAME = config_name(config)
 TABLES = config_tables_dir(config)
 ARTIFACTS = artifacts_dir(config)
@@ -87,10 +96,54 @@ TRAIN_ARGUMENTS = {
 }
 
 
+# Longest runs first (robustft.estimate.train_priorities): a machine running a few jobs at a time then ends
+# on short runs, not on one long run training alone while the other cores idle.
+TRAIN_PRIORITY = train_priorities(config)
+
+
+def train_priority(wildcards):
+    return TRAIN_PRIORITY[wildcards.task, wildcards.method]
+
+
 def method_arguments(wildcards):
     w = wildcards
     run_dir = glue_run_dir(config, model_from_path_name(w.model), w.task, w.method, int(w.seed))
     return checked_key(wildcards, run_dir, TRAIN_ARGUMENTS[w.method, w.task])
+
+
+# ---- several runs per cluster job (config `pack`; docs/cluster.md, "Many small runs in one job")
+# The train rules join a Snakemake group each; Snakemake takes how many runs make one job from the command
+# line only (--group-components), so check_pack_components checks it there when the run starts.
+PACK_COMPONENTS = pack_group_components(config)  # {group: runs per job}; {} when runs are not packed
+
+
+def pack_group(group):
+    """A train rule's Snakemake group: `group` when runs are packed, else none (one job per run)."""
+    return group if group in PACK_COMPONENTS else None
+
+
+def run_gpu_resources(gpus_per_run, group):
+    """A train rule's GPU request. Snakemake adds up the resources of the jobs of a group that run side by
+    side, so packed runs each ask for no `gpu` and for the text resource `gres` (gpu:1), which is the same
+    for every run of the pack and so taken once: a pack's job gets one GPU, its runs share it."""
+    if pack_group(group) is None or gpus_per_run == 0:
+        return {"gpu": gpus_per_run}
+    return {"gpu": 0, "gres": f"gpu:{gpus_per_run}"}
+
+
+def check_pack_components(workflow):
+    """Stop before submitting anything when runs are packed for a cluster but the command line does not
+    give the groups' sizes: Snakemake would submit one job per run. Locally, groups do nothing."""
+    if not PACK_COMPONENTS or workflow.local_exec:
+        return
+    given = dict(workflow.group_settings.group_components)
+    if any(given.get(group) != runs for group, runs in PACK_COMPONENTS.items()):
+        flag = " ".join(f"{group}={runs}" for group, runs in PACK_COMPONENTS.items())
+        raise ConfigError(
+            f"config key 'pack.runs_per_job' is {config['pack']['runs_per_job']}: run Snakemake with "
+            f"`--group-components {flag}` (Snakemake reads group sizes from its command line only); "
+            f"given: {given or 'none'}"
+        )
 
 
 def report_pdf():
@@ -186,12 +239,27 @@ INSTRUCT = "results/instruct"
 INSTRUCT_RUN = f"{INSTRUCT}/{{model}}/{{dataset}}/{{recipe}}/{{method}}/seed{{seed}}-{{key}}"
 INSTRUCT_GRID = instruct_grid(config) if "instruct" in config["tracks"] else []
 INSTRUCT_BLOCK = config["instruct"]
+# The generate rules' settings, the variants left out: Snakemake reruns a job whose params changed, and
+# adding a variant must not rerun every plain generation (nor the other variants).
+GENERATION_SETTINGS = {key: value for key, value in INSTRUCT_BLOCK["generation"].items() if key != "variants"}
 # The AlpacaEval generations feed the judges and Table 4; the training-prompt ones Figure 5.
 PROMPT_SETS = ["alpaca_eval"] + (["train_prompts"] if INSTRUCT_BLOCK["generation"]["train_prompts"] else [])
 
 
 def instruct_run_dir(model, dataset, recipe, method, seed):
     return package_instruct_run_dir(config, model, dataset, recipe, method, seed)
+
+
+# NEFTune Tables 5 and 10: generation variants of a run (instruct.generation.variants, named by a grid's
+# `variants`), generated and judged beside its plain generation in <run>/variants/<name>-<key>/, the key
+# naming the variant's settings (generate_variant, judge_variant in instruct.smk).
+INSTRUCT_VARIANTS = instruct_variants(config) if "instruct" in config["tracks"] else {}
+VARIANT_FOLDERS = {
+    name: variant_dir_name(name, settings) for name, settings in INSTRUCT_BLOCK["generation"]["variants"].items()
+}
+# The folders of the variants some run gets: collect_instruct reads these (and no folder of other settings).
+USED_VARIANT_FOLDERS = [VARIANT_FOLDERS[name] for name in dict.fromkeys(sum(INSTRUCT_VARIANTS.values(), []))]
+VARIANT_WILDCARDS = {"variant": r"[A-Za-z0-9_.]+", "vkey": r"[0-9a-f]{8}"}  # the schema's variant names
 
 
 def instruct_run_outputs(run):
@@ -202,7 +270,22 @@ def instruct_run_outputs(run):
     outputs += [f"{run_dir}/leaderboard/{task}.json" for task in INSTRUCT_BLOCK["leaderboard"]["tasks"]]
     if "train_prompts" in PROMPT_SETS:
         outputs.append(f"{run_dir}/overlap.json")
+    for variant in INSTRUCT_VARIANTS.get(tuple(run), []):
+        folder = f"{run_dir}/variants/{VARIANT_FOLDERS[variant]}"
+        outputs.append(f"{folder}/generations/alpaca_eval.summary.json")
+        outputs += [f"{folder}/judge/{judge}.json" for judge in INSTRUCT_BLOCK["judges"]]
     return outputs
+
+
+def variant_generation_arguments(wildcards):
+    """A variant's `robustft generate` options; its folder must be the one the config names for it."""
+    expected = VARIANT_FOLDERS.get(wildcards.variant)
+    if f"{wildcards.variant}-{wildcards.vkey}" != expected:
+        raise ValueError(
+            f"generation variant folder {wildcards.variant}-{wildcards.vkey} is not this config's "
+            f"(instruct.generation.variants names {expected or f'no variant {wildcards.variant!r}'})"
+        )
+    return generation_variant_arguments(config, wildcards.variant)
 
 
 def sft_method_arguments(wildcards):
@@ -366,3 +449,51 @@ def embedding_resources():
 
     names = ("mem_mb", "runtime", "slurm_extra")
     return {name: (lambda wildcards, attempt, name=name: evaluate(attempt)[name]) for name in names}
+
+
+# ---- `snakemake --report report.zip`: how Snakemake's HTML report files each table and figure (the
+# report() flags of the rules; captions in workflow/report/). Called only when the report is built, after
+# every job has run, so an artifact's result.json is there to name its paper and title.
+def table_report(path, caption, track):
+    """A table flagged for the report: category Tables, one subcategory per track, its file name as label.
+    `caption` is a file of workflow/report/ (the path is relative to the rule files)."""
+    return report(
+        path,
+        caption=f"../report/{caption}",
+        category="Tables",
+        subcategory=track,
+        labels={"table": Path(path).name, "config": NAME},
+    )
+
+
+def artifact_record(output):
+    return json.loads(Path(output.result).read_text(encoding="utf-8"))
+
+
+def artifact_paper(wildcards, output):
+    """An artifact's category: its paper as the artifact names it (NoisyTune, SMART, NEFTune, robustft)."""
+    return artifact_record(output)["paper"]
+
+
+def artifact_name(wildcards, output):
+    """An artifact's subcategory: the paper's name for it (Table 2, Figure 3, ...)."""
+    return artifact_record(output)["artifact"]
+
+
+def artifact_labels(wildcards, output):
+    """The file first: Snakemake never turns the first label into a toggle, so each file keeps its row."""
+    record = artifact_record(output)
+    # A file of the artifact's folder has the `file` wildcard of the folder's report patterns.
+    file = getattr(wildcards, "file", Path(output.claims).name)
+    return {"file": file, "title": record["title"], "status": record["status"]}
+
+
+def curve_track(wildcards):
+    """A learning curve's subcategory: the XTREME track's file names have a setting, GLUE's do not."""
+    return "Learning curves: XTREME" if getattr(wildcards, "setting", None) else "Learning curves: GLUE"
+
+
+def curve_labels(wildcards):
+    """One label, so no column becomes a toggle that hides half the rows."""
+    parts = [wildcards.model, getattr(wildcards, "setting", None), wildcards.task]
+    return {"figure": " · ".join(part for part in parts if part)}

@@ -12,15 +12,21 @@ rule train:
         metrics=f"{RUNS}/{{model}}/{{task}}/{{method}}/seed{{seed}}-{{key}}/metrics.json",
     log:
         "logs/train/{model}/{task}/{method}/seed{seed}-{key}.log",
+    benchmark:
+        f"{BENCHMARKS}/train/{{model}}/{{task}}/{{method}}/seed{{seed}}-{{key}}.tsv"
     params:
         method_args=method_arguments,
         data_dir=config["data_dir"],
         cache_dir=config["cache_dir"],
         offline_env=OFFLINE_ENV,
+    group:
+        pack_group("train")  # several runs per cluster job: config `pack` (common.smk)
+    priority:
+        train_priority
     threads: config["threads"]
     resources:
         # From the config, not the profile: how many GPUs a run needs depends on its model.
-        gpu=config["gpus_per_run"],
+        **run_gpu_resources(config["gpus_per_run"], "train"),
     conda:
         ENV
     shell:

@@ -15,6 +15,8 @@ rule sft:
         metrics=f"{INSTRUCT_RUN}/sft/metrics.json",
     log:
         "logs/sft/{model}/{dataset}/{recipe}/{method}/seed{seed}-{key}.log",
+    benchmark:
+        f"{BENCHMARKS}/sft/{{model}}/{{dataset}}/{{recipe}}/{{method}}/seed{{seed}}-{{key}}.tsv"
     params:
         method_args=sft_method_arguments,
         data_dir=config["data_dir"],
@@ -41,8 +43,10 @@ rule generate:
         summary=f"{INSTRUCT_RUN}/generations/{{prompts}}.summary.json",
     log:
         "logs/generate/{model}/{dataset}/{recipe}/{method}/seed{seed}-{key}/{prompts}.log",
+    benchmark:
+        f"{BENCHMARKS}/generate/{{model}}/{{dataset}}/{{recipe}}/{{method}}/seed{{seed}}-{{key}}/{{prompts}}.tsv"
     params:
-        settings=INSTRUCT_BLOCK["generation"],
+        settings=GENERATION_SETTINGS,
         prompt_args=generation_prompt_arguments,
         data_dir=config["data_dir"],
         cache_dir=config["cache_dir"],
@@ -71,6 +75,8 @@ rule judge:
         result=f"{INSTRUCT_RUN}/judge/{{judge}}.json",
     log:
         "logs/judge/{model}/{dataset}/{recipe}/{method}/seed{seed}-{key}/{judge}.log",
+    benchmark:
+        f"{BENCHMARKS}/judge/{{model}}/{{dataset}}/{{recipe}}/{{method}}/seed{{seed}}-{{key}}/{{judge}}.tsv"
     params:
         judge_config=lambda wildcards: json.dumps(INSTRUCT_BLOCK["judges"][wildcards.judge]),
         data_dir=config["data_dir"],
@@ -102,6 +108,69 @@ use rule judge as judge_api with:
         **instruct_resources("judge_api"),
 
 
+# NEFTune Tables 5 and 10: a variant of the plain generation (a length prompt, min_new_tokens, sampled
+# decoding seeded by the run's seed: instruct.generation.variants) on the AlpacaEval prompts, in the run's
+# variants/<name>-<key>/, laid out as the run's own generations/ and judge/. The plain generation is untouched.
+rule generate_variant:
+    input:
+        sft=rules.sft.output.metrics,
+    output:
+        summary=f"{INSTRUCT_RUN}/variants/{{variant}}-{{vkey}}/generations/alpaca_eval.summary.json",
+    log:
+        "logs/generate_variant/{model}/{dataset}/{recipe}/{method}/seed{seed}-{key}/{variant}-{vkey}.log",
+    benchmark:
+        f"{BENCHMARKS}/generate_variant/{{model}}/{{dataset}}/{{recipe}}/{{method}}/seed{{seed}}-{{key}}/{{variant}}-{{vkey}}.tsv"
+    params:
+        settings=GENERATION_SETTINGS,
+        variant_args=variant_generation_arguments,
+        data_dir=config["data_dir"],
+        cache_dir=config["cache_dir"],
+        offline_env=OFFLINE_ENV,
+    wildcard_constraints:
+        **VARIANT_WILDCARDS,
+    threads: config["threads"]
+    resources:
+        gpu=min(INSTRUCT_BLOCK["gpus_per_run"], 1),
+        **instruct_resources("generate"),
+    conda:
+        ENV
+    shell:
+        "{params.offline_env}python -m robustft generate --sft-dir $(dirname {input.sft})"
+        " {params.variant_args} --dataset {wildcards.dataset} --data-dir {params.data_dir}"
+        " --cache-dir {params.cache_dir} --out $(dirname {output.summary})/alpaca_eval.jsonl"
+        " --max-new-tokens {params.settings[max_new_tokens]} --batch-size {params.settings[batch_size]}"
+        " --repetition-penalty {params.settings[repetition_penalty]} --seed {wildcards.seed}"
+        " --prompt-overflow {params.settings[prompt_overflow]} --dtype {params.settings[precision]}"
+        " --threads {threads} > {log} 2>&1"
+
+
+# A variant's generations are judged by every judge, as the plain ones (its own rule per judge kind).
+use rule judge as judge_variant with:
+    input:
+        generations=rules.generate_variant.output.summary,
+    output:
+        result=f"{INSTRUCT_RUN}/variants/{{variant}}-{{vkey}}/judge/{{judge}}.json",
+    log:
+        "logs/judge_variant/{model}/{dataset}/{recipe}/{method}/seed{seed}-{key}/{variant}-{vkey}/{judge}.log",
+    benchmark:
+        f"{BENCHMARKS}/judge_variant/{{model}}/{{dataset}}/{{recipe}}/{{method}}/seed{{seed}}-{{key}}/{{variant}}-{{vkey}}/{{judge}}.tsv"
+    wildcard_constraints:
+        judge=judge_names(needs_network=False),
+        **VARIANT_WILDCARDS,
+
+
+use rule judge_variant as judge_api_variant with:
+    params:
+        offline_env="",
+    wildcard_constraints:
+        judge=judge_names(needs_network=True),
+        **VARIANT_WILDCARDS,
+    localrule: True
+    resources:
+        gpu=0,
+        **instruct_resources("judge_api"),
+
+
 rule lm_eval:
     input:
         sft=rules.sft.output.metrics,
@@ -109,6 +178,8 @@ rule lm_eval:
         result=f"{INSTRUCT_RUN}/leaderboard/{{lbtask}}.json",
     log:
         "logs/lm_eval/{model}/{dataset}/{recipe}/{method}/seed{seed}-{key}/{lbtask}.log",
+    benchmark:
+        f"{BENCHMARKS}/lm_eval/{{model}}/{{dataset}}/{{recipe}}/{{method}}/seed{{seed}}-{{key}}/{{lbtask}}.tsv"
     params:
         settings=INSTRUCT_BLOCK["leaderboard"],
         limit=lambda wildcards: (
@@ -161,16 +232,17 @@ rule collect_instruct:
     input:
         [output for run in INSTRUCT_GRID for output in instruct_run_outputs(run)],
     output:
-        table=f"{TABLES}/instruct.csv",
+        table=table_report(f"{TABLES}/instruct.csv", "instruct.rst", "Instruction-tuning track"),
         grid=GRID_MANIFEST["instruct"],
     log:
         f"logs/collect_instruct/{NAME}.log",
     params:
         run_dirs=[instruct_run_dir(*run) for run in INSTRUCT_GRID],
+        variants=" ".join(f"--variant {folder}" for folder in USED_VARIANT_FOLDERS),
     conda:
         ENV
     shell:
-        "python -m robustft collect-instruct --out {output.table} {params.run_dirs} > {log} 2>&1"
+        "python -m robustft collect-instruct --out {output.table} {params.variants} {params.run_dirs} > {log} 2>&1"
 
 
 rule instruct_report:
@@ -182,7 +254,7 @@ rule instruct_report:
             f"{ARTIFACTS}/{key}/result.json" for key in config["artifacts"] if ARTIFACT_TABLES[key] in INSTRUCT_TABLES
         ],
     output:
-        pdf=report(instruct_report_pdf(), category="Reports"),  # in `snakemake --report` too
+        pdf=report(instruct_report_pdf(), caption="../report/instruct-report-pdf.rst", category="Reports"),
     log:
         f"logs/report/{INSTRUCT_BLOCK['report']['name']}.log",
     params:
@@ -204,9 +276,11 @@ rule instruct_report:
 # config's plain and NEFTune SFT runs of them, so its table waits for those runs.
 rule embedding_flips:
     output:
-        table=f"{TABLES}/embedding_flips.csv",
+        table=table_report(f"{TABLES}/embedding_flips.csv", "embedding-flips.rst", "Instruction-tuning track"),
     log:
         f"logs/embedding_flips/{NAME}.log",
+    benchmark:
+        f"{BENCHMARKS}/embedding_flips/{NAME}.tsv"
     params:
         settings=json.dumps(EMBEDDINGS),
         data_dir=config["data_dir"],
@@ -228,9 +302,11 @@ rule embedding_spectra:
     input:
         [f"{run['run_dir']}/sft/metrics.json" for run in SPECTRUM_RUNS],
     output:
-        table=f"{TABLES}/embedding_spectra.csv",
+        table=table_report(f"{TABLES}/embedding_spectra.csv", "embedding-spectra.rst", "Instruction-tuning track"),
     log:
         f"logs/embedding_spectra/{NAME}.log",
+    benchmark:
+        f"{BENCHMARKS}/embedding_spectra/{NAME}.tsv"
     params:
         settings=json.dumps(EMBEDDINGS),
         runs=json.dumps(SPECTRUM_RUNS),

@@ -12,6 +12,8 @@ rule xtreme_train:
         metrics=f"{XTREME_RUN}/metrics.json",
     log:
         "logs/xtreme/{model}/{task}/{setting}/{method}/seed{seed}-{key}.log",
+    benchmark:
+        f"{BENCHMARKS}/xtreme_train/{{model}}/{{task}}/{{setting}}/{{method}}/seed{{seed}}-{{key}}.tsv"
     wildcard_constraints:
         task="xnli|pawsx|udpos|panx|xquad|mlqa|tydiqa",
     params:
@@ -19,9 +21,11 @@ rule xtreme_train:
         data_dir=xtreme_data_dir,
         cache_dir=config["cache_dir"],
         offline_env=OFFLINE_ENV,
+    group:
+        pack_group("xtreme_train")  # several runs per cluster job: config `pack` (common.smk)
     threads: config["threads"]
     resources:
-        gpu=XTREME_BLOCK["gpus_per_run"],
+        **run_gpu_resources(XTREME_BLOCK["gpus_per_run"], "xtreme_train"),
     conda:
         ENV
     shell:
@@ -39,6 +43,8 @@ rule xtreme_retrieve:
         metrics=f"{XTREME_RUN}/metrics.json",
     log:
         "logs/xtreme/{model}/{task}/{setting}/{method}/seed{seed}-{key}.log",
+    benchmark:
+        f"{BENCHMARKS}/xtreme_retrieve/{{model}}/{{task}}/{{setting}}/{{method}}/seed{{seed}}-{{key}}.tsv"
     wildcard_constraints:
         task="bucc2018|tatoeba",
     params:
@@ -63,8 +69,8 @@ rule collect_xtreme:
     input:
         [xtreme_run_metrics(*run) for run in XTREME_GRID],
     output:
-        table=f"{TABLES}/xtreme.csv",
-        curves=f"{TABLES}/xtreme_curves.csv",
+        table=table_report(f"{TABLES}/xtreme.csv", "xtreme.rst", "XTREME track"),
+        curves=table_report(f"{TABLES}/xtreme_curves.csv", "xtreme-curves.rst", "XTREME track"),
         grid=GRID_MANIFEST["xtreme"],
     log:
         f"logs/collect_xtreme/{NAME}.log",

@@ -23,6 +23,8 @@ ARTIFACT_TABLES: dict[str, str] = {
     "neftune/figure5": "instruct",
     "neftune/loss_curves": "instruct",
     "neftune/table4": "instruct",
+    "neftune/table5": "instruct",
+    "neftune/table10": "instruct",
     "neftune/figure6": "embedding_flips",
     "neftune/figure7": "embedding_spectra",
     "neftune/figure8": "embedding_flips",

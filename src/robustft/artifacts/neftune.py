@@ -1035,6 +1035,352 @@ def _table4_figure(claims: pd.DataFrame, title: str):
     return figure
 
 
+# ------------------------------------------------------------------------------------------ variants
+
+# Tables 5 and 10 compare generations of the same SFT runs made differently: the config's generation
+# variants (instruct.generation.variants; robustft.evals.generation), whose folders, <run>/variants/
+# <name>-<key>/, are laid out as a run's own generations/ and judge/, so the per-prompt readers above read
+# them as they read a run. instruct.csv names each run's variant folders (source "variant:<name>").
+TABLE5_VARIANTS = {
+    # our variant name -> the paper's row (its method in paper_results.csv)
+    "long": "finetune + prompt 'long'",
+    "comprehensive": "finetune + prompt 'comprehensive'",
+    "long_comprehensive": "finetune + prompt 'long + comprehensive'",
+    "min_new_tokens": "finetune + min_new_tokens=250 (EOS blocked)",
+}
+PLAIN = ""  # Table 10's greedy row: the run's plain generation, no variant
+TABLE10_DECODINGS = {
+    # our variant name -> the paper's decoding (its split in paper_results.csv: AlpacaEval|decoding=...)
+    PLAIN: "greedy (base)",
+    "hp0": "HP 0 (top_p=0.1, temp=0.1)",
+    "hp1": "HP 1 (top_p=0.35, temp=0.5)",
+    "wizardlm": "WizardLM (top_p=0.6, temp=0.9)",
+    "llama2": "LLaMA-2 (top_p=0.9, temp=0.6)",
+}
+VARIANTS_HOW = (
+    "Define the variants in instruct.generation.variants and name them in a grid's `variants` "
+    "(config/neftune.yaml's table5 and table10 grids)."
+)
+
+
+def variant_arms(frame: pd.DataFrame, runs: pd.DataFrame, variant: str) -> pd.DataFrame:
+    """`runs` (one row per run) as the arms of `variant`: each run that has it, with its variant folder as
+    run_dir and method "<method> + <variant>", so paired_claim pairs a variant like any run."""
+    rows = frame[(frame["source"] == f"variant:{variant}") & (frame["status"] == "ok")]
+    folders = {r.run_dir: json.loads(r.detail)["dir"] for r in rows.itertuples(index=False)}
+    arms = runs[runs["run_dir"].isin(list(folders))].copy()
+    arms["run_dir"] = arms["run_dir"].map(folders)
+    arms["method"] = arms["method"] + f" + {variant}"
+    return arms
+
+
+def variant_settings(frame: pd.DataFrame, variant: str) -> dict[str, Any]:
+    """The settings a variant's generations recorded (their summary's variant fields)."""
+    from robustft.evals.generation import VARIANT_FIELDS
+
+    details = frame.loc[(frame["source"] == f"variant:{variant}") & (frame["status"] == "ok"), "detail"]
+    recorded = json.loads(details.dropna().iloc[0]).get("settings", {}) if details.notna().any() else {}
+    return {key: recorded[key] for key in (*VARIANT_FIELDS, "sampling_seed") if key in recorded}
+
+
+def _paper_cell(artifact: str, paper_model: str | None, dataset_name: str) -> tuple[str, str, bool]:
+    """The paper's (model, dataset) a cell of ours is compared with, and whether it is that cell. Tables 5
+    and 10 were each measured on one cell only, which stands for any other cell of ours (said in the
+    notes: a proxy, comparable by direction)."""
+    from robustft.reference import load_paper_results
+
+    rows = load_paper_results()
+    cells = rows.loc[(rows["paper"] == PAPER) & (rows["artifact"] == artifact), ["model", "dataset"]]
+    cells = cells.drop_duplicates().reset_index(drop=True)
+    same = (cells["model"] == paper_model) & (cells["dataset"] == dataset_name)
+    if same.any():
+        return str(paper_model), dataset_name, True
+    return str(cells["model"].iloc[0]), str(cells["dataset"].iloc[0]), False
+
+
+def _arm_claim(
+    arms: pd.DataFrame,
+    frame: pd.DataFrame,
+    context: ArtifactContext,
+    keys: dict[str, Any],
+    arm_pair: tuple[str, str],
+    paper_pair: tuple[str, str],
+    diverged_pair: tuple[str, str],
+    values_of: Callable[[str], pd.Series],
+    paper: tuple[str, str, str, str, str | None],
+    task: str,
+) -> dict[str, Any] | None:
+    """One claim of arm `arm_pair[0]` over arm `arm_pair[1]` (runs or variants) in the cell `keys`, paired
+    over prompts within seeds; the paper's rows `paper_pair` of `paper` (artifact, model, dataset,
+    metric, split); the diverged SFT runs counted are those of the methods `diverged_pair`."""
+    method, baseline = arm_pair
+    stats = paired_claim(arms, keys, method, baseline, values_of, context.n_boot)
+    if stats is None:
+        return None
+    stats |= diverged_counts(frame, keys, *diverged_pair)
+    artifact, paper_model, paper_dataset, metric, split = paper
+    return claim_row(
+        stats,
+        model=keys["model"],
+        paper_model=paper_model,
+        task=task,
+        method=method,
+        paper_method=paper_pair[0],
+        baseline=baseline,
+        paper_value=_paper(artifact, paper_model, paper_dataset, paper_pair[0], metric, split),
+        paper_baseline=_paper(artifact, paper_model, paper_dataset, paper_pair[1], metric, split),
+    )
+
+
+def _cell_label(context: ArtifactContext, dataset: str, recipe: str) -> str:
+    name = paper_dataset_name(dataset, context)
+    return f"{name} [{recipe}]" if recipe != "default" else name
+
+
+def _proxy_note(artifact: str, cells: set[tuple[str, str, str, str]]) -> list[str]:
+    """A note per cell of ours compared with the paper's only cell of `artifact`, which is another."""
+    return [
+        f"{artifact} was measured on {paper_model} trained on {paper_dataset} only: our {model} on "
+        f"{dataset} is compared with it as a stand-in, so only the direction of each effect is comparable."
+        for model, dataset, paper_model, paper_dataset in sorted(cells)
+    ]
+
+
+def _variant_choices(frame: pd.DataFrame, variants: Iterable[str]) -> list[str]:
+    """What each variant did, as its generations recorded it."""
+    lines = []
+    for variant in variants:
+        settings = variant_settings(frame, variant)
+        shown = ", ".join(f"{key} = {value!r}" for key, value in settings.items())
+        lines.append(f"Variant {variant}: {shown or 'settings not recorded'}.")
+    return lines
+
+
+TABLE5_METRICS = (
+    # (our label, the paper's metric, per-prompt values of a run or variant folder given the judge)
+    ("win rate", "win_rate_gpt4", lambda folder, judge: judge_preferences(folder, judge)),
+    ("character length", "avg_char_length", lambda folder, judge: output_lengths(folder)),
+)
+
+
+@register_artifact(
+    "neftune/table5",
+    PAPER,
+    "Table 5",
+    "Does forcing longer outputs recover NEFTune's gain? Length prompts and min_new_tokens",
+    table="instruct",
+)
+def table5(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
+    spec = get_artifact("neftune/table5")
+    judge = _primary_judge(frame, context, "win_rate_gpt4")
+    if judge is None:
+        return not_run(spec, "no judged instruction-tuning runs (configure instruct.judges)")
+    runs, baseline = _runs(frame), _context_value(context, "baseline", "finetune")
+    variants = {v: variant_arms(frame, runs[runs["method"] == baseline], v) for v in TABLE5_VARIANTS}
+    variants = {v: arms for v, arms in variants.items() if not arms.empty}
+    if not variants:
+        return not_run(
+            spec,
+            f"no {baseline} run has a Table 5 generation variant ({', '.join(TABLE5_VARIANTS)}). "
+            + VARIANTS_HOW,
+        )
+    arms = pd.concat([runs, *variants.values()], ignore_index=True)
+    claims, proxies = [], set()
+    for (model, dataset, recipe), cell in pd.concat(variants.values()).groupby(
+        ["model", "dataset", "recipe"]
+    ):
+        keys = {"model": model, "dataset": dataset, "recipe": recipe}
+        paper_model, paper_dataset, same = _paper_cell(
+            "Table 5", context.paper_model.get(model), paper_dataset_name(dataset, context)
+        )
+        if not same:
+            proxies.add((model, dataset, paper_model, paper_dataset))
+        comparisons = _table5_comparisons(runs, keys, baseline, list(dict.fromkeys(cell["method"])))
+        for arm_pair, paper_pair, diverged_pair, labels in comparisons:
+            for label, metric, values_of in TABLE5_METRICS:
+                if label not in labels:
+                    continue
+                of_folder = lambda folder, values_of=values_of: values_of(folder, judge)  # noqa: E731
+                claim = _arm_claim(
+                    arms,
+                    frame,
+                    context,
+                    keys,
+                    arm_pair,
+                    paper_pair,
+                    diverged_pair,
+                    of_folder,
+                    ("Table 5", paper_model, paper_dataset, metric, None),
+                    f"{label} ({_cell_label(context, dataset, recipe)})",
+                )
+                claims += [claim] if claim is not None else []
+    result = ArtifactResult(spec.key, spec.paper, spec.artifact, spec.title, claims=_claims_frame(claims))
+    if result.claims.empty:
+        return not_run(
+            spec, "the Table 5 variants have no generations (or judgements) to pair with a plain run"
+        )
+    result.notes = [
+        *_judge_notes(frame, judge, "GPT-4 (alpaca_eval_gpt4)"),
+        *_proxy_note("Table 5", proxies),
+        *_censoring_notes(pd.concat(variants.values())),
+        f"Rows '{baseline} + <variant>' against {baseline}: does forcing length help the plain model? Rows "
+        f"of NEFTune against '{baseline} + <variant>': does NEFTune still beat it? (The paper: 61.99 against "
+        "at most 48.01; the longest forced outputs, min_new_tokens, won least.)",
+    ]
+    result.choices = [*TABLE5_CHOICES, *_variant_choices(frame, variants)]
+    result.figure = _table5_figure(result.claims, spec.title)
+    result.caption = (
+        f"Win rate ({_judge_description(frame, judge)}) and character length of the plain {baseline} model "
+        "prompted for length or kept from stopping, beside NEFTune's: ours (solid), the paper's (pale)."
+    )
+    return result
+
+
+TABLE5_CHOICES = [
+    "The paper does not print its length prompts: ours add one sentence after the template's system text "
+    "(the Alpaca preamble), as each variant's system_prompt below says; 'both' is one sentence naming both.",
+    "min_new_tokens blocks EOS (every stop id) until that many new tokens, as transformers' min_new_tokens; "
+    "decoding is otherwise the plain greedy one with its repetition penalty.",
+]
+
+
+def _table5_comparisons(
+    runs: pd.DataFrame, keys: dict[str, Any], baseline: str, variant_methods: list[str]
+) -> list[tuple[tuple[str, str], tuple[str, str], tuple[str, str], tuple[str, ...]]]:
+    """Table 5's comparisons in one cell: (arms, the paper's rows, methods whose diverged runs count,
+    metrics): NEFTune against plain SFT, each variant against plain SFT, NEFTune against each variant."""
+    cell = runs
+    for key, value in keys.items():
+        cell = cell[cell[key] == value]
+    nefts = [
+        m for m in dict.fromkeys(cell["method"]) if m != baseline and _is_neftune(m) and "gauss" not in m
+    ]
+    both = ("win rate", "character length")
+    out = [((m, baseline), ("neftune", "finetune"), (m, baseline), both) for m in nefts]
+    for arm in variant_methods:
+        paper_row = TABLE5_VARIANTS[arm.split(" + ", 1)[1]]
+        out.append(((arm, baseline), (paper_row, "finetune"), (baseline, baseline), both))
+        out += [((m, arm), ("neftune", paper_row), (m, baseline), ("win rate",)) for m in nefts]
+    return out
+
+
+def _bar_panel(ax: Any, part: pd.DataFrame, ylabel: str) -> None:
+    """Per claim: our baseline and method arms (solid) beside the paper's (pale)."""
+    x = np.arange(len(part))
+    ax.bar(x - 0.3, part["mean_baseline"], 0.2, color="C0", label="ours: baseline")
+    ax.bar(x - 0.1, part["mean_method"], 0.2, color="C1", label="ours: method")
+    ax.bar(
+        x + 0.1, part["paper_baseline"].astype(float), 0.2, color="C0", alpha=0.35, label="paper: baseline"
+    )
+    ax.bar(x + 0.3, part["paper_value"].astype(float), 0.2, color="C1", alpha=0.35, label="paper: method")
+    ax.set_xticks(x, [f"{r.method}\nvs {r.baseline}" for r in part.itertuples(index=False)], fontsize=6)
+    ax.set_ylabel(ylabel)
+
+
+def _table5_figure(claims: pd.DataFrame, title: str):
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 3.2), layout="constrained")
+    axes = figure.subplots(1, len(TABLE5_METRICS))
+    for ax, (label, _, _) in zip(axes, TABLE5_METRICS, strict=True):
+        _bar_panel(ax, claims[claims["task"].str.startswith(label)], label)
+    axes[0].legend(fontsize=6, frameon=False, ncols=2)
+    figure.suptitle(title, fontsize=10)
+    return figure
+
+
+TABLE10_JUDGES = (("win_rate_chatgpt", "ChatGPT (chatgpt_fn)"), ("win_rate_gpt4", "GPT-4 (alpaca_eval_gpt4)"))
+
+
+@register_artifact(
+    "neftune/table10",
+    PAPER,
+    "Table 10",
+    "Decoding ablation: greedy and four top-p/temperature samplings, ± NEFTune",
+    table="instruct",
+)
+def table10(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
+    spec = get_artifact("neftune/table10")
+    # The paper's main judge is ChatGPT, GPT-4 in parentheses: one set of claims per distinct judge.
+    judges = {}
+    for metric, paper_judge in TABLE10_JUDGES:
+        judge = _primary_judge(frame, context, metric)
+        if judge is not None and judge not in {j for j, _ in judges.values()}:
+            judges[metric] = (judge, paper_judge)
+    if not judges:
+        return not_run(spec, "no judged instruction-tuning runs (configure instruct.judges)")
+    runs, baseline = _runs(frame), _context_value(context, "baseline", "finetune")
+    sampled = {v: variant_arms(frame, runs, v) for v in TABLE10_DECODINGS if v != PLAIN}
+    sampled = {v: arms for v, arms in sampled.items() if not arms.empty}
+    if not sampled:
+        names = ", ".join(v for v in TABLE10_DECODINGS if v)
+        return not_run(spec, f"no run has a Table 10 generation variant ({names}). " + VARIANTS_HOW)
+    arms = pd.concat([runs, *sampled.values()], ignore_index=True)
+    # The cells whose both arms have a sampled variant: the greedy row of every other cell is Table 1's.
+    covered = {
+        (r.model, r.dataset, r.recipe, r.method.split(" + ", 1)[0])
+        for r in pd.concat(sampled.values()).itertuples(index=False)
+    }
+    claims, proxies = [], set()
+    for model, dataset, recipe, method in _method_comparisons(runs, baseline):
+        if not {(model, dataset, recipe, method), (model, dataset, recipe, baseline)} <= covered:
+            continue
+        keys = {"model": model, "dataset": dataset, "recipe": recipe}
+        paper_model, paper_dataset, same = _paper_cell(
+            "Table 10", context.paper_model.get(model), paper_dataset_name(dataset, context)
+        )
+        for decoding, paper_decoding in TABLE10_DECODINGS.items():
+            if decoding != PLAIN and decoding not in sampled:
+                continue
+            arm = (lambda m: m) if decoding == PLAIN else (lambda m, d=decoding: f"{m} + {d}")
+            for metric, (judge, _) in judges.items():
+                claim = _arm_claim(
+                    arms,
+                    frame,
+                    context,
+                    keys,
+                    (arm(method), arm(baseline)),
+                    ("neftune", "finetune"),
+                    (method, baseline),
+                    lambda folder, judge=judge: judge_preferences(folder, judge),
+                    ("Table 10", paper_model, paper_dataset, metric, f"AlpacaEval|decoding={paper_decoding}"),
+                    f"{paper_decoding}: {_cell_label(context, dataset, recipe)}, judge {judge}",
+                )
+                if claim is not None:
+                    claims.append(claim)
+                    proxies |= set() if same else {(model, dataset, paper_model, paper_dataset)}
+    result = ArtifactResult(spec.key, spec.paper, spec.artifact, spec.title, claims=_claims_frame(claims))
+    if result.claims.empty:
+        return not_run(
+            spec, "no NEFTune run with a matching baseline run has the Table 10 variants' judgements"
+        )
+    result.notes = [
+        *(
+            note
+            for judge, paper_judge in judges.values()
+            for note in _judge_notes(frame, judge, paper_judge)[:1]
+        ),
+        PROMPT_PAIRING,
+        *_proxy_note("Table 10", proxies),
+        "Each decoding pairs NEFTune's and plain SFT's outputs decoded the same way. The paper: NEFTune wins "
+        "under every decoding (ChatGPT judge), by 1.7 to 4.9 points.",
+    ]
+    result.choices = [*TABLE10_CHOICES, *_variant_choices(frame, sampled)]
+    result.figure = _winrate_figure(result.claims, spec.title, ", ".join(j for j, _ in judges.values()))
+    result.caption = "AlpacaEval win rate ± NEFTune per decoding: ours (solid) beside the paper's (pale)."
+    return result
+
+
+TABLE10_CHOICES = [
+    "Greedy is the runs' plain generation. The four other rows sample (do_sample) with the paper's top_p "
+    "and temperature, the repetition penalty still on (the paper: every decoding uses 1.2); one sample per "
+    "prompt, seeded per batch from the run's seed and the batch's prompts; top_k is transformers' default, "
+    "50, as in the authors' script, which sets none. (The authors' released "
+    "generation script passes top_p 0.1 and temperature 0.1 with sampling off, i.e. greedy; Table 10's "
+    "rows are read as sampled.)",
+]
+
+
 # ------------------------------------------------------------------------------------------ embeddings
 
 # Figures 6-8 need no training: robustft.evals.embedding_analysis measures the embedding matrices into

@@ -1,4 +1,5 @@
-"""What a launch will cost: `robustft gpu-check` measures a node, `robustft estimate` prices a config."""
+"""What a launch will cost: `robustft gpu-check` measures a node, `robustft estimate` prices a config, and
+`robustft resource-usage` sets what finished jobs used against what the workflow profile requests."""
 
 from __future__ import annotations
 
@@ -29,6 +30,18 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_resource_usage(args: argparse.Namespace) -> int:
+    from robustft.resource_usage import format_usage, profile_requests, read_benchmarks, usage_table
+
+    table = usage_table(read_benchmarks(Path(args.benchmarks)), profile_requests(Path(args.profile)))
+    print(format_usage(table))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.out, index=False)
+        print(f"table -> {args.out}")
+    return 0
+
+
 def add_parsers(commands: argparse._SubParsersAction) -> None:
     check = commands.add_parser(
         "gpu-check",
@@ -56,3 +69,16 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     estimate.add_argument("--check", help="a `robustft gpu-check` JSON report, e.g. results/gpu-check.json")
     estimate.add_argument("--json", action="store_true", help="print the estimate as JSON")
     estimate.set_defaults(func=cmd_estimate)
+
+    usage = commands.add_parser(
+        "resource-usage",
+        help="finished jobs' peak memory and wall time (benchmark files) against the profile's requests",
+        description="Reads every job's Snakemake benchmark file (results/benchmarks/<rule>/...tsv) and "
+        "prints, per rule, the jobs' peak and median memory against the workflow profile's mem_mb, and "
+        "the longest wall time against its runtime (attempt 1): 'over' means a first attempt is killed, "
+        "'generous' that every job used under a quarter of the request.",
+    )
+    usage.add_argument("--benchmarks", default="results/benchmarks", help="default: %(default)s")
+    usage.add_argument("--profile", default="profiles/default/config.yaml", help="default: %(default)s")
+    usage.add_argument("--out", help="also write the table as CSV here")
+    usage.set_defaults(func=cmd_resource_usage)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from robustft.cli.arguments import (
     HF_CACHE_HELP,
@@ -21,7 +23,9 @@ from robustft.cli.arguments import (
 from robustft.errors import RunError
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def run_spec(args: argparse.Namespace) -> Any:
+    """The RunSpec of the `train` options in `args` (a train.config.RunSpec; not imported at the top, so
+    the parser starts without it)."""
     from robustft.train.config import RunSpec, TrainConfig
 
     if not isinstance(args.train_config or {}, dict):
@@ -33,7 +37,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     for flag in ("max_train_samples", "max_eval_samples", "epochs"):
         if getattr(args, flag) is not None:
             train_settings[flag] = getattr(args, flag)
-    spec = RunSpec(
+    return RunSpec(
         model=args.model,
         task=args.task,
         method=args.method,
@@ -43,11 +47,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         cache_dir=args.cache_dir,
     )
-    spec.validate()  # names and settings fail here, before torch is even imported
-    if args.threads:
+
+
+def set_torch_threads(threads: int | None) -> None:
+    if threads:
         import torch
 
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(threads)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    spec = run_spec(args)
+    spec.validate()  # names and settings fail here, before torch is even imported
+    set_torch_threads(args.threads)
     from robustft.train.glue import train_run
 
     result = train_run(spec, args.out)
@@ -143,24 +155,162 @@ def cmd_artifact(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(commands: argparse._SubParsersAction) -> None:
-    train = commands.add_parser("train", help="fine-tune one model on one task with one method and seed")
-    train.add_argument("--model", required=True, type=model_name, help=MODEL_HELP)
-    train.add_argument("--task", required=True, help="task key, e.g. rte, mrpc, stsb")
-    train.add_argument("--method", required=True, help="method name: finetune, noisytune, or a+b")
-    train.add_argument("--seed", required=True, type=int)
-    train.add_argument("--out", required=True, type=Path, help="run directory to write")
-    train.add_argument("--data-dir", default="resources/data")
-    train.add_argument("--cache-dir", default=None, help=HF_CACHE_HELP)
-    train.add_argument("--max-train-samples", type=positive_int)
-    train.add_argument("--max-eval-samples", type=positive_int)
-    train.add_argument("--epochs", type=float)
-    train.add_argument("--train-config", type=json_value, help="JSON object of train settings")
-    train.add_argument(
+class _RunOptionsParser(argparse.ArgumentParser):
+    """The `train` options of one run of a pack: an error names the run instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise RunError(message)
+
+
+def packed_run(options: dict[str, Any]) -> Any:
+    """A train.many.PackedRun from one run's `train` options, as a JSON object: {"model": ..., "task": ...,
+    "method": ..., "seed": ..., "out": ..., "train_config": {...}, ...} (keys: the option names with `_`;
+    not `threads`, which the whole pack shares). Read by the `train` command's own parser, so a run of a
+    pack means exactly what the same `robustft train` options mean."""
+    from robustft.train.many import PackedRun
+
+    if not isinstance(options, dict):
+        raise RunError(f"a run must be a JSON object of `train` options, got {options!r}")
+    parser = _RunOptionsParser(prog="run", add_help=False)
+    add_train_options(parser)
+    argv = []
+    for key, value in options.items():
+        if value is not None:
+            text = json.dumps(value) if isinstance(value, dict | list) else str(value)
+            argv += [f"--{key.replace('_', '-')}", text]
+    args = parser.parse_args(argv)
+    return PackedRun(run_spec(args), args.out)
+
+
+def runs_of_file(path: Path) -> list[dict[str, Any]]:
+    try:
+        runs = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise RunError(f"--runs {path}: cannot read a JSON list of runs: {err}") from err
+    if not isinstance(runs, list) or not runs:
+        raise RunError(f"--runs {path}: expected a non-empty JSON list of runs, got {type(runs).__name__}")
+    return runs
+
+
+def runs_of_config_pack(config: dict[str, Any], pack: int, size: int) -> list[dict[str, Any]]:
+    """The `train` options of pack `pack` (from 0) of a workflow config's GLUE runs, cut in packs of `size`
+    in the config's order: the options its train rule passes, so each run lands in the run directory the
+    workflow names, and a later `snakemake` finds it done."""
+    from robustft.workflow_config import glue_run_dir, run_grid, train_settings
+
+    grid = run_grid(config)
+    packs = [grid[start : start + size] for start in range(0, len(grid), size)]
+    if not 0 <= pack < len(packs):
+        raise RunError(
+            f"--pack {pack}: the config's {len(grid)} GLUE runs make {len(packs)} packs of {size} "
+            f"(0 to {len(packs) - 1})"
+        )
+    return [
+        {
+            "model": model,
+            "task": task,
+            "method": method,
+            "seed": seed,
+            "out": glue_run_dir(config, model, task, method, seed),
+            "data_dir": config["data_dir"],
+            "cache_dir": config["cache_dir"],
+            "train_config": train_settings(config, task),
+            "method_components": config["methods"][method] or {},
+        }
+        for model, task, method, seed in packs[pack]
+    ]
+
+
+def cmd_train_many(args: argparse.Namespace) -> int:
+    threads = args.threads
+    if args.runs is not None:
+        if args.pack is not None or args.pack_size is not None:
+            raise RunError("--pack and --pack-size go with --configfile, not --runs")
+        options = runs_of_file(args.runs)
+    else:
+        from robustft.workflow_config import load_config
+
+        if args.pack is None:
+            raise RunError("--configfile needs --pack: which pack of the config's runs to train")
+        config = load_config(args.configfile)
+        options = runs_of_config_pack(config, args.pack, args.pack_size or config["pack"]["runs_per_job"])
+        threads = threads or config["threads"]
+    runs = []
+    for number, run_options in enumerate(options):
+        try:
+            runs.append(packed_run(run_options))
+        except RunError as err:
+            raise RunError(f"run {number} of the pack: {err}") from err
+    set_torch_threads(threads)
+    from robustft.train.many import train_runs
+
+    started = time.perf_counter()
+    outcomes = train_runs(runs)
+    for outcome in outcomes:
+        record = {"out": str(outcome.out_dir), "status": outcome.status, "seconds": round(outcome.seconds, 2)}
+        print(json.dumps({**record, "error": outcome.error} if outcome.error else record), flush=True)
+    failed = [outcome for outcome in outcomes if outcome.failed]
+    print(
+        f"robustft train-many: {len(outcomes) - len(failed)} of {len(outcomes)} runs finished in "
+        f"{time.perf_counter() - started:.1f} s",
+        file=sys.stderr,
+    )
+    for outcome in failed:
+        print(
+            f"robustft train-many: run {outcome.out_dir} {outcome.status}: {outcome.error}", file=sys.stderr
+        )
+    return 1 if failed else 0
+
+
+def add_train_options(parser: argparse.ArgumentParser, *, threads: bool = False) -> None:
+    """The options that name and set up one GLUE run (`train`, and each run of `train-many`)."""
+    parser.add_argument("--model", required=True, type=model_name, help=MODEL_HELP)
+    parser.add_argument("--task", required=True, help="task key, e.g. rte, mrpc, stsb")
+    parser.add_argument("--method", required=True, help="method name: finetune, noisytune, or a+b")
+    parser.add_argument("--seed", required=True, type=int)
+    parser.add_argument("--out", required=True, type=Path, help="run directory to write")
+    parser.add_argument("--data-dir", default="resources/data")
+    parser.add_argument("--cache-dir", default=None, help=HF_CACHE_HELP)
+    parser.add_argument("--max-train-samples", type=positive_int)
+    parser.add_argument("--max-eval-samples", type=positive_int)
+    parser.add_argument("--epochs", type=float)
+    parser.add_argument("--train-config", type=json_value, help="JSON object of train settings")
+    parser.add_argument(
         "--method-components", type=json_value, help='JSON, e.g. {"noisytune": {"noise_lambda": 0.1}}'
     )
-    train.add_argument("--threads", type=positive_int, help=THREADS_HELP)
+    if threads:
+        parser.add_argument("--threads", type=positive_int, help=THREADS_HELP)
+
+
+def add_parsers(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser("train", help="fine-tune one model on one task with one method and seed")
+    add_train_options(train, threads=True)
     train.set_defaults(func=cmd_train)
+
+    many = commands.add_parser(
+        "train-many",
+        help="train several GLUE runs in turn in one process (torch and transformers start once)",
+        description="Each run keeps its own run directory; a run finished before with the same settings is "
+        "skipped; a failed run does not stop the others, and the exit status is 1 when any failed.",
+    )
+    source = many.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--runs",
+        type=Path,
+        help="JSON list of runs, each an object of `train` options: "
+        '[{"model": "bert-base", "task": "rte", "method": "finetune", "seed": 1, "out": "DIR"}, ...]',
+    )
+    source.add_argument(
+        "--configfile", type=Path, help="a workflow config: train pack --pack of its GLUE runs (with --pack)"
+    )
+    many.add_argument("--pack", type=int, help="with --configfile: which pack, from 0")
+    many.add_argument(
+        "--pack-size", type=positive_int, help="with --configfile: runs per pack (default: pack.runs_per_job)"
+    )
+    many.add_argument(
+        "--threads", type=positive_int, help=THREADS_HELP + " (default with --configfile: its threads)"
+    )
+    many.set_defaults(func=cmd_train_many)
 
     aggregate = commands.add_parser("aggregate", help="collect runs into CSV/LaTeX tables with statistics")
     aggregate.add_argument("--runs", default="results/runs")

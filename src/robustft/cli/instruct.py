@@ -27,7 +27,7 @@ def cmd_collect_instruct(args: argparse.Namespace) -> int:
     from robustft.io import write_text_atomic
     from robustft.tables.instruct import collect_instruct
 
-    frame = collect_instruct([Path(p) for p in args.run_dirs])
+    frame = collect_instruct([Path(p) for p in args.run_dirs], variants=args.variants)
     write_text_atomic(args.out, frame.to_csv(index=False))
     from robustft.provenance import write_grid_manifest
 
@@ -110,6 +110,14 @@ def cmd_embedding_spectra(args: argparse.Namespace) -> int:
 def add_parsers(commands: argparse._SubParsersAction) -> None:
     collect = commands.add_parser("collect-instruct", help="instruction-tuning runs -> instruct.csv")
     collect.add_argument("--out", required=True, type=Path)
+    collect.add_argument(
+        "--variant",
+        dest="variants",
+        action="append",
+        default=[],
+        help="a generation variant's folder (<name>-<key>) to read in each run's variants/ where present; "
+        "repeatable",
+    )
     collect.add_argument("run_dirs", nargs="+", help="run directories results/instruct/<model>/.../seed<S>")
     collect.set_defaults(func=cmd_collect_instruct)
 
@@ -178,7 +186,8 @@ def add_generate_parser(commands: argparse._SubParsersAction) -> None:
 
     parser = commands.add_parser(
         "generate",
-        help="greedy generations of a fine-tuned (or base) causal LM on AlpacaEval or training prompts",
+        help="greedy (or variant) generations of a fine-tuned (or base) causal LM on AlpacaEval or training "
+        "prompts",
         description="Appends one JSON line per prompt to --out after each batch; rerunning continues where "
         "it stopped. Writes <out>.summary.json.",
     )
@@ -208,7 +217,15 @@ def add_generate_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--max-prompts", type=int, help="first N AlpacaEval prompts, or a sample of N train prompts"
     )
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed of --prompts train")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of --prompts train's sample and of --do-sample's draws"
+    )
+    variant = parser.add_argument_group("variants (NEFTune Tables 5 and 10; default: the plain generation)")
+    variant.add_argument("--system-prompt", help="text added to the template's system part")
+    variant.add_argument("--min-new-tokens", type=positive_int, help="block EOS until this many new tokens")
+    variant.add_argument("--do-sample", action="store_true", help="sample (seeded by --seed), not greedy")
+    variant.add_argument("--top-p", type=float, help="nucleus sampling (with --do-sample)")
+    variant.add_argument("--temperature", type=float, help="sampling temperature (with --do-sample)")
     parser.add_argument("--prompt-overflow", choices=OVERFLOW_POLICIES, default="truncate")
     parser.add_argument("--context-length", type=int, help="default: the model's max_position_embeddings")
     parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))

@@ -17,11 +17,19 @@ A prompt that does not fit the context (model positions minus max_new_tokens) is
 Response:" or the assistant turn header), without which the model would continue the instruction instead
 of answering it; the record says `truncated: true` and `prompt_tokens` keeps the original length. With
 `prompt_overflow: fail` such a prompt stops the run with an error naming its id and both lengths.
+
+Variants (NEFTune Tables 5 and 10) change one thing each against this plain generation: a system prompt
+(text added to the template's system part), `min_new_tokens` (EOS blocked until then), or sampled decoding
+(`do_sample` with `top_p` and `temperature`, the repetition penalty still on). Sampling is seeded per batch
+from (`sampling_seed`, the batch's prompt ids): a rerun reproduces every output, and a resumed run too,
+since it regenerates whole batches of the same prompts (the same batch size). A sampled output still
+depends on its batch mates, as the random stream is shared by the batch.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import random
@@ -46,7 +54,18 @@ RESUME_KEYS = (
     "repetition_penalty",
     "prompt_overflow",
     "context_length",
+    # a variant's (unset in the plain generation's summary)
+    "system_prompt",
+    "min_new_tokens",
+    "do_sample",
+    "top_p",
+    "temperature",
+    "sampling_seed",
 )
+# A variant's settings (instruct.generation.variants) and the fields of GenerationSettings they set; the
+# plain generation leaves them all unset, and its summary does not list them.
+VARIANT_FIELDS = ("system_prompt", "min_new_tokens", "do_sample", "top_p", "temperature")
+SAMPLING_TOP_K = 50  # transformers' default top_k (see generate_batch)
 
 
 @dataclass
@@ -56,6 +75,13 @@ class GenerationSettings:
     repetition_penalty: float = 1.2  # NEFTune README / experiment_code/eval_generate.py
     prompt_overflow: str = "truncate"  # "truncate" (keep the last tokens) | "fail"
     context_length: int | None = None  # None: the model's max_position_embeddings
+    # Variants (module docstring); None / False: the plain, greedy generation.
+    system_prompt: str | None = None
+    min_new_tokens: int | None = None
+    do_sample: bool = False
+    top_p: float | None = None
+    temperature: float | None = None
+    sampling_seed: int = 0
 
     def validate(self) -> None:
         if self.max_new_tokens < 1 or self.batch_size < 1:
@@ -68,6 +94,49 @@ class GenerationSettings:
             raise RunError(
                 f"prompt_overflow must be one of {OVERFLOW_POLICIES}, got {self.prompt_overflow!r}"
             )
+        problem = variant_error(asdict(self), self.max_new_tokens)
+        if problem:
+            raise RunError(problem)
+
+    def record(self) -> dict[str, Any]:
+        """The settings as a summary records them: a variant field only when it is set, so the plain
+        generation's summary stays as it was, and the sampling seed only when decoding samples."""
+        record = asdict(self)
+        for name in VARIANT_FIELDS:
+            if record[name] in (None, False):
+                del record[name]
+        if not self.do_sample:
+            del record["sampling_seed"]
+        return record
+
+
+def variant_error(settings: dict[str, Any], max_new_tokens: int) -> str | None:
+    """What is wrong with a variant's settings (a GenerationSettings' or a config entry's), or None."""
+    sampling = [name for name in ("top_p", "temperature") if settings.get(name) is not None]
+    if sampling and not settings.get("do_sample"):
+        return f"{' and '.join(sampling)} need do_sample: true (greedy decoding ignores them)"
+    if settings.get("top_p") is not None and not 0 < settings["top_p"] <= 1:
+        return f"top_p must be in (0, 1], got {settings['top_p']}"
+    if settings.get("temperature") is not None and settings["temperature"] <= 0:
+        return f"temperature must be > 0, got {settings['temperature']}"
+    minimum = settings.get("min_new_tokens")
+    if minimum is not None and not 1 <= minimum < max_new_tokens:
+        return f"min_new_tokens must be at least 1 and below max_new_tokens ({max_new_tokens}), got {minimum}"
+    return None
+
+
+def variant_dir_name(name: str, settings: dict[str, Any]) -> str:
+    """<name>-<8 hex digits of its settings>: the folder of a variant's generations and judgements in its
+    run directory, so two configs that give one name other settings never share (or mix) outputs."""
+    canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+    return f"{name}-{hashlib.sha256(canonical.encode()).hexdigest()[:8]}"
+
+
+def batch_seed(seed: int, prompt_ids: Sequence[int | str]) -> int:
+    """The seed of one sampled batch: from the run's seed and its prompts, so a rerun or a resumed run
+    draws the same outputs for the same batch (see the module docstring)."""
+    text = json.dumps([seed, [str(i) for i in prompt_ids]])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
 
 
 @dataclass
@@ -92,18 +161,24 @@ def user_message(fields: dict[str, str]) -> str:
     return fields["instruction"] + (f"\n\n{extra}" if extra else "")
 
 
-def encode_prompt(tokenizer: Any, prompt: Prompt, formatter: PromptFormatter | None) -> list[int]:
+def encode_prompt(
+    tokenizer: Any, prompt: Prompt, formatter: PromptFormatter | None, system_prompt: str | None = None
+) -> list[int]:
     """Token ids of one prompt: its own text or the formatted fields with the tokenizer's usual special
     tokens (BOS for Llama, as a tokenizer call in SFT adds them), else, when `formatter` is None, the
-    tokenizer's chat template (which places the special tokens itself)."""
+    tokenizer's chat template (which places the special tokens itself), with `system_prompt` as a system
+    message (a template formatter carries its own: template_formatter)."""
     if prompt.text is not None:
         return tokenizer(prompt.text)["input_ids"]
     fields = prompt.fields
     if formatter is None:
         if not getattr(tokenizer, "chat_template", None):
             raise RunError("the tokenizer has no chat template; give a prompt template instead")
+        system = [{"role": "system", "content": system_prompt}] if system_prompt else []
         text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": user_message(fields)}], add_generation_prompt=True, tokenize=False
+            [*system, {"role": "user", "content": user_message(fields)}],
+            add_generation_prompt=True,
+            tokenize=False,
         )
         return tokenizer(text, add_special_tokens=False)["input_ids"]
     return tokenizer(formatter(fields))["input_ids"]
@@ -166,7 +241,8 @@ def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
 def generate_batch(
     model: Any, tokenizer: Any, batch: Sequence[list[int]], settings: GenerationSettings
 ) -> list[tuple[list[int], bool]]:
-    """Greedy continuations of left-padded prompts: per prompt, (new ids up to EOS, hit max_new_tokens)."""
+    """Continuations of left-padded prompts, greedy unless `settings.do_sample` (the caller seeds it): per
+    prompt, (new ids up to EOS, hit max_new_tokens)."""
     import torch
     from transformers import GenerationConfig, LogitsProcessorList
 
@@ -178,12 +254,22 @@ def generate_batch(
         [[0] * pad + [1] * len(ids) for pad, ids in zip(pad_lengths, batch, strict=True)]
     )
     stops = stop_token_ids(model, tokenizer)
+    # transformers' min_new_tokens blocks every id of eos_token_id (all the stops) until then. Sampling sets
+    # top_k to transformers' default, 50, which the NEFTune authors' script used: left unset, generate would
+    # take the model's own generation_config.json value, so two models would sample differently.
+    sampling = (
+        {"top_p": settings.top_p, "temperature": settings.temperature, "top_k": SAMPLING_TOP_K}
+        if settings.do_sample
+        else {}
+    )
     config = GenerationConfig(
-        do_sample=False,
+        do_sample=settings.do_sample,
         num_beams=1,
         max_new_tokens=settings.max_new_tokens,
+        min_new_tokens=settings.min_new_tokens,
         pad_token_id=pad_id,
         eos_token_id=stops,
+        **{name: value for name, value in sampling.items() if value is not None},
     )
     processors = LogitsProcessorList()
     if settings.repetition_penalty != 1.0:
@@ -235,8 +321,11 @@ def _check_resume(out: Path, settings_record: dict[str, Any], n_done: int) -> No
     if not n_done or not previous_path.exists():
         return
     previous = json.loads(previous_path.read_text(encoding="utf-8")).get("settings", {})
+    # .get on both: a setting a summary leaves out (an unset variant field) is None in either.
     changed = {
-        k: (previous.get(k), settings_record[k]) for k in RESUME_KEYS if previous.get(k) != settings_record[k]
+        k: (previous.get(k), settings_record.get(k))
+        for k in RESUME_KEYS
+        if previous.get(k) != settings_record.get(k)
     }
     if changed:
         detail = ", ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in changed.items())
@@ -273,11 +362,11 @@ def generate_to_jsonl(
     budget = context - settings.max_new_tokens
     if budget < 1:
         raise RunError(f"max_new_tokens {settings.max_new_tokens} leaves no room for a prompt in {context}")
-    settings_record = {**asdict(settings), "context_length": context, "generator": generator}
+    settings_record = {**settings.record(), "context_length": context, "generator": generator}
     settings_record["prompt_format"] = prompt_format
     done = _generated_by(out, generator)
     _check_resume(out, settings_record, len(done))
-    pending = _pending_prompts(prompts, done, tokenizer, formatter, budget, settings.prompt_overflow)
+    pending = _pending_prompts(prompts, done, tokenizer, formatter, budget, settings)
     if done:
         logger.info(
             "%s: %d of %d prompts already generated; %d to go", out, len(done), len(prompts), len(pending)
@@ -289,6 +378,10 @@ def generate_to_jsonl(
     with tqdm(total=len(pending), desc=f"generate {out.name}", unit="prompt", disable=not pending) as bar:
         for start in range(0, len(pending), settings.batch_size):
             chunk = pending[start : start + settings.batch_size]
+            if settings.do_sample:
+                import torch
+
+                torch.manual_seed(batch_seed(settings.sampling_seed, [prompt.id for prompt, *_ in chunk]))
             results = generate_batch(model, tokenizer, [fitted for _, fitted, _, _ in chunk], settings)
             lines = []
             for (prompt, _, prompt_tokens, truncated), (tokens, hit_max) in zip(chunk, results, strict=True):
@@ -328,7 +421,7 @@ def _pending_prompts(
     tokenizer: Any,
     formatter: PromptFormatter | None,
     budget: int,
-    prompt_overflow: str,
+    settings: GenerationSettings,
 ) -> list[tuple[Prompt, list[int], int, bool]]:
     """[(prompt, fitted token ids, full prompt length, truncated)] of the prompts not yet generated,
     longest first (stable: ties keep prompt order)."""
@@ -336,8 +429,8 @@ def _pending_prompts(
     for prompt in prompts:
         if str(prompt.id) in done:
             continue
-        full = encode_prompt(tokenizer, prompt, formatter)
-        fitted, truncated = fit_prompt(prompt.id, full, budget, prompt_overflow)
+        full = encode_prompt(tokenizer, prompt, formatter, settings.system_prompt)
+        fitted, truncated = fit_prompt(prompt.id, full, budget, settings.prompt_overflow)
         pending.append((prompt, fitted, len(full), truncated))
     pending.sort(key=lambda item: -len(item[1]))
     return pending
@@ -471,18 +564,37 @@ def _generator_name(args: argparse.Namespace) -> str:
 TEMPLATES = ("chat", "alpaca", "vicuna")
 
 
-def template_formatter(template: str) -> PromptFormatter | None:
+def template_formatter(template: str, system_prompt: str | None = None) -> PromptFormatter | None:
     """The formatter of a template name: None for the tokenizer's chat template, else the SFT templates of
-    robustft.data.instruct (Alpaca; Vicuna v1.1 for ShareGPT)."""
+    robustft.data.instruct (Alpaca; Vicuna v1.1 for ShareGPT), with `system_prompt` added to the
+    template's system part (with_system_prompt). A chat template takes it as a system message instead
+    (encode_prompt)."""
     if template == "chat":
         return None
     from robustft.data import instruct
 
     if template == "alpaca":
-        return lambda fields: instruct.alpaca_prompt(fields["instruction"], fields.get("input", ""))
+        alpaca = lambda fields: instruct.alpaca_prompt(fields["instruction"], fields.get("input", ""))  # noqa: E731
+        return (
+            alpaca if not system_prompt else lambda fields: with_system_prompt(alpaca(fields), system_prompt)
+        )
     if template == "vicuna":
-        return lambda fields: instruct.vicuna_prompt([], user_message(fields))
+        vicuna = lambda fields: instruct.vicuna_prompt([], user_message(fields))  # noqa: E731
+        return (
+            vicuna if not system_prompt else lambda fields: with_system_prompt(vicuna(fields), system_prompt)
+        )
     raise RunError(f"unknown prompt template {template!r}; known: {TEMPLATES}")
+
+
+def with_system_prompt(prompt: str, system_prompt: str) -> str:
+    """`prompt` (an Alpaca or Vicuna prompt) with `system_prompt` after its system part, one space between:
+    the Alpaca preamble ends where "### Instruction:" starts, the Vicuna system text where " USER:" does.
+    The rest of the template, the response cue included, stays as the model was trained on it."""
+    for marker in ("\n\n### Instruction:", " USER:"):
+        head, found, tail = prompt.partition(marker)
+        if found:
+            return f"{head} {system_prompt}{found}{tail}"
+    raise RunError(f"cannot place a system prompt: the prompt has no system part ({prompt[:60]!r}...)")
 
 
 def _template_name(args: argparse.Namespace) -> str:
@@ -511,6 +623,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
         repetition_penalty=args.repetition_penalty,
         prompt_overflow=args.prompt_overflow,
         context_length=args.context_length,
+        system_prompt=args.system_prompt,
+        min_new_tokens=args.min_new_tokens,
+        do_sample=args.do_sample,
+        top_p=args.top_p,
+        temperature=args.temperature,
+        sampling_seed=args.seed,
     )
     settings.validate()
     if args.prompts == "alpaca_eval":
@@ -519,8 +637,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
             prompts = prompts[: args.max_prompts]
     elif not (args.sft_dir or args.dataset):
         raise RunError("--prompts train needs --sft-dir (its training set) or --dataset")
+    elif args.system_prompt:
+        raise RunError("--system-prompt applies to AlpacaEval prompts: training prompts keep SFT's own text")
     template = _template_name(args)
-    formatter = template_formatter(template)
+    formatter = template_formatter(template, args.system_prompt)
     if args.threads:
         import torch
 

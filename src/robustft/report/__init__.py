@@ -1,10 +1,11 @@
-"""The report stage: one module per track typesets its PDF with typst.
+"""The report stage: one module per track builds its report as data, and typst typesets the PDF.
 
 `glue` is the GLUE/XTREME report (Table 2 and the paper artifacts), `instruct` the instruction-tuning
-report, `curves` the learning-curve figures of the GLUE and XTREME tracks, and `typeset` the markup,
-number formats and artifact sections both share; `templates/report.typ`
-is the page style both start from. The names below are re-exported so `from robustft.report import
-build_report` keeps working; the instruction-tuning report is imported as `robustft.report.instruct`.
+report, `curves` the learning-curve figures of the GLUE and XTREME tracks, and `typeset` the document
+blocks, number formats and artifact sections both share. A report is a JSON document (title and blocks:
+headings, paragraphs, tables of cells, figures); `templates/report.typ` reads it and lays it out for both.
+The names below are re-exported so `from robustft.report import build_report` keeps working; the
+instruction-tuning report is imported as `robustft.report.instruct`.
 """
 
 from robustft.reference import GLUE_AVG
@@ -15,9 +16,9 @@ from robustft.report.glue import (
     load_curves,
     load_tables,
     precision_choice,
-    render_typst_source,
+    report_document,
 )
-from robustft.report.typeset import fmt_p, fmt_points, fmt_signed, typst_string
+from robustft.report.typeset import fmt_p, fmt_points, fmt_signed
 from robustft.stats import (
     CONTRADICTED,
     DIRECTION_ONLY,
@@ -49,7 +50,6 @@ __all__ = [
     "load_tables",
     "magnitude",
     "precision_choice",
-    "render_typst_source",
-    "typst_string",
+    "report_document",
     "verdict",
 ]

@@ -31,7 +31,7 @@ from matplotlib.transforms import offset_copy
 
 from robustft.io import write_bytes_atomic
 from robustft.reference import paper_task_name
-from robustft.report.typeset import plain_text, typst_string
+from robustft.report.typeset import Block, figure_block, heading, paragraph
 from robustft.tables.curves import seed_bands
 from robustft.tables.xtreme import PAPER_NAME, XTREME_CURVE_COLUMNS, XTREME_CURVES
 
@@ -256,15 +256,13 @@ def remove_curve_figures(curves_dir: Path, track: str) -> None:
             path.unlink()
 
 
-def curves_section(heading: str, intro: str, figures: Sequence[tuple[str, str]]) -> str:
-    """A section of the report: `heading`, `intro`, then each (path, caption) figure."""
+def curves_section(title: str, intro: str, figures: Sequence[tuple[str, str]]) -> list[Block]:
+    """A section of the report: `title`, `intro`, then each (path, caption) figure."""
     if not figures:
-        return ""
-    parts = [f"= {heading}\n", plain_text(intro) + "\n\n"]
-    for path, text in figures:
-        image = f"fitted-image({typst_string(path)}, max-height: 7cm)"
-        parts.append(f"#figure({image}, caption: [{plain_text(text)}])\n")
-    return "".join(parts)
+        return []
+    return [heading(title), paragraph(intro)] + [
+        figure_block(path, text, max_height_cm=7) for path, text in figures
+    ]
 
 
 GLUE_INTRO = (

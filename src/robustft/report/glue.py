@@ -7,8 +7,9 @@ verdict and the curves' mean and std over seeds, so every number in the PDF can 
 those tables or of `paper_results.csv`.
 
 In order: the report spec and the tables it reads, the paper's numbers for each cell, the sections of the
-PDF, the typst source and the effect rows a published finding stores, the figures and learning curves, and
-`build_report`. The typesetting shared with the instruction-tuning report lives in report/typeset.py.
+PDF, the report document and the effect rows a published finding stores, the figures and learning curves,
+and `build_report`. A section is a list of blocks (report/typeset.py, shared with the instruction-tuning
+report): data that templates/report.typ lays out, never typst markup.
 """
 
 from __future__ import annotations
@@ -48,23 +49,28 @@ from robustft.report.curves import (
 )
 from robustft.report.typeset import (
     CI_LABEL,
+    Artifact,
+    Block,
+    Cell,
     appendix_part,
     artifacts_part,
-    booktabs_table,
-    bullet_list,
+    bullets,
+    callout,
     diverged_text,
-    document_head,
+    document,
+    figure_block,
     fmt_p,
     fmt_points,
     fmt_signed,
+    heading,
     is_missing,
     load_artifacts,
     magnitude_glossary,
-    plain_text,
+    paragraph,
     refuse_unknown_keys,
+    table_block,
     table_cell,
     text_list_section,
-    typst_string,
     verdict_cell,
     verdict_glossary,
     write_pdf,
@@ -346,7 +352,9 @@ def _paper_delta(spec: ReportSpec, model: str, task: str, method: str) -> float 
 # ---------------------------------------------------------------- sections
 
 
-def _summary_section(tables: ReportTables, spec: ReportSpec, models: list[str], tasks: list[str]) -> str:
+def _summary_section(
+    tables: ReportTables, spec: ReportSpec, models: list[str], tasks: list[str]
+) -> list[Block]:
     runs = tables.runs
     ok = runs[runs["status"] == OK_STATUS]
     seeds = ok.groupby(["model", "task", "method"])["seed"].nunique()
@@ -377,14 +385,14 @@ def _summary_section(tables: ReportTables, spec: ReportSpec, models: list[str], 
             f" {degenerate} of the {_runs(len(ok))} that finished ok are degenerate (one prediction for "
             "every dev example); they are averaged in and counted beside each mean."
         )
-    return f"{plain_text(text)}\n\n" + _model_sentences(spec, models) + _data_budget(runs, tasks)
+    return [paragraph(text), _model_sentences(spec, models), *_data_budget(runs, tasks)]
 
 
 def _runs(count: int) -> str:
     return f"{count} run" if count == 1 else f"{count} runs"
 
 
-def _model_sentences(spec: ReportSpec, models: list[str]) -> str:
+def _model_sentences(spec: ReportSpec, models: list[str]) -> Block:
     lines = []
     for model in models:
         if spec.is_proxy(model):
@@ -396,10 +404,10 @@ def _model_sentences(spec: ReportSpec, models: list[str]) -> str:
             lines.append(f"{model}: the same model as the paper's column.")
         else:
             lines.append(f"{model}: no paper counterpart; no paper values are shown for it.")
-    return f"#callout[\n{bullet_list(lines)}]\n\n"
+    return callout([bullets(lines)])
 
 
-def _data_budget(runs: pd.DataFrame, tasks: list[str]) -> str:
+def _data_budget(runs: pd.DataFrame, tasks: list[str]) -> list[Block]:
     def used(values: pd.Series, full: int | None) -> str:
         values = values.dropna()
         if values.empty:
@@ -421,13 +429,15 @@ def _data_budget(runs: pd.DataFrame, tasks: list[str]) -> str:
                 table_cell(used(in_task["n_eval"], full_eval)),
             ]
         )
-    return (
-        "*Data budget.* Examples per run, against the full GLUE split (validation matched for MNLI).\n\n"
-        + booktabs_table(3, ["Task", "Train examples", "Eval examples"], rows, "(left, right, right)")
-    )
+    return [
+        paragraph(
+            "Examples per run, against the full GLUE split (validation matched for MNLI).", "Data budget."
+        ),
+        table_block(["Task", "Train examples", "Eval examples"], rows, ["left", "right", "right"]),
+    ]
 
 
-def _method_section(spec: ReportSpec, rows: pd.DataFrame) -> str:
+def _method_section(spec: ReportSpec, rows: pd.DataFrame) -> list[Block]:
     items = [
         "Each cell of the main table: mean over the n seeds that finished ok, ± standard deviation "
         "(ddof=1); the paper's number is printed in grey below it.",
@@ -455,7 +465,7 @@ def _method_section(spec: ReportSpec, rows: pd.DataFrame) -> str:
             "With fewer than 6 seed pairs an exact two-sided Wilcoxon test cannot reach p < 0.05 "
             "(its smallest p is 0.0625 at 5 pairs), whatever the effect."
         )
-    return "= How the numbers were obtained\n" + bullet_list(items)
+    return [heading("How the numbers were obtained"), bullets(items)]
 
 
 def _baseline_names(spec: ReportSpec) -> str:
@@ -466,62 +476,61 @@ def _baseline_names(spec: ReportSpec) -> str:
     return "; ".join(f"{name} for {paper_model}" for paper_model, name in names.items())
 
 
-def _main_table(tables: ReportTables, spec: ReportSpec, models: list[str], tasks: list[str]) -> str:
+def _main_table(tables: ReportTables, spec: ReportSpec, models: list[str], tasks: list[str]) -> list[Block]:
     summary = tables.summary.set_index(["model", "task", "method"])
     methods = _methods(tables.summary, spec)
     n_max = int(summary["n"].max())
-    rows, mismatches = [], set()
+    rows: list[list[Cell]] = []
+    mismatches: set[tuple[str, str, str]] = set()
     for model in models:
         for i, method in enumerate(methods):
             row = []
             if i == 0:
                 sub = f"proxy for {spec.paper_model[model]}" if spec.is_proxy(model) else None
-                row.append(f"table.cell(rowspan: {len(methods)}, {table_cell(model, sub)})")
+                row.append(table_cell(model, sub, rowspan=len(methods)))
             paper_name = spec.paper_method_name(method, spec.paper_model.get(model))
             row.append(table_cell(method, f"paper: {paper_name}" if paper_name != method else None))
             for task in tasks:
                 row.append(_main_cell(summary, spec, model, task, method, n_max, mismatches))
             rows.append(row)
     header = ["Model", "Method"] + [_task_header(tables.summary, t) for t in tasks]
-    text = (
-        f"= Main table (layout of {plain_text(f'{spec.paper} {spec.artifact}')})\n"
-        + plain_text(
+    blocks = [
+        heading(f"Main table (layout of {spec.paper} {spec.artifact})"),
+        paragraph(
             "Ours: mean ± std over seeds, in points. Grey: the paper's value for the mapped paper model "
             "(– where the paper has none)."
-        )
-        + "\n\n"
-        + booktabs_table(
-            len(header),
+        ),
+        table_block(
             header,
             rows,
-            "(left, left" + ", center" * len(tasks) + ")",
+            ["left", "left"] + ["center"] * len(tasks),
             group_starts=range(0, len(rows), len(methods)),
-        )
-    )
+        ),
+    ]
     notes = [
         f"{task}: our metric is {ours}, the paper's is {paper}." for task, ours, paper in sorted(mismatches)
     ]
     if GLUE_AVG in tasks:
         notes += _average_notes(spec, models)
-    return text + ("\n" + bullet_list(notes) if notes else "") + _degenerate_warning(tables.summary)
+    return blocks + ([bullets(notes)] if notes else []) + _degenerate_warning(tables.summary)
 
 
-def _degenerate_text(cell: pd.Series) -> str:
+def _degenerate_text(stats: pd.Series) -> str:
     """ ", k/n degenerate" when some of the cell's runs predicted one class (or one value) for every dev
     example. They stay in the mean (a real outcome), but a reader must know the mean is made of them."""
-    count = cell.get("n_degenerate")
+    count = stats.get("n_degenerate")
     if is_missing(count) or int(count) == 0:
         return ""
-    return f", {int(count)}/{int(cell['n'])} degenerate"
+    return f", {int(count)}/{int(stats['n'])} degenerate"
 
 
-def _degenerate_warning(summary: pd.DataFrame) -> str:
+def _degenerate_warning(summary: pd.DataFrame) -> list[Block]:
     """A callout naming the cells whose every run learned nothing (one prediction for all of dev)."""
     if "n_degenerate" not in summary:
-        return ""
+        return []
     every = summary[(summary["n"] > 0) & (summary["n_degenerate"] == summary["n"])]
     if every.empty:
-        return ""
+        return []
     cells = [f"{r.model} {paper_task_name(r.task)} {r.method}" for r in every.itertuples(index=False)]
     everything = len(every) == int((summary["n"] > 0).sum())
     lead = (
@@ -534,7 +543,7 @@ def _degenerate_warning(summary: pd.DataFrame) -> str:
         "example, so its score measures the class balance of dev, not what fine-tuning learned, and no "
         "difference between methods on these cells means anything. Cells: " + "; ".join(cells) + "."
     )
-    return f"\n#callout[{plain_text(text)}]\n"
+    return [callout([paragraph(text)])]
 
 
 def _average_notes(spec: ReportSpec, models: list[str]) -> list[str]:
@@ -570,16 +579,16 @@ def _main_cell(
     method: str,
     n_max: int,
     mismatches: set[tuple[str, str, str]],
-) -> str:
+) -> Cell:
     paper = _paper_number(spec, model, task, method)
     if (model, task, method) not in summary.index:
         ours, metric = "not run", None
     else:
-        cell = summary.loc[(model, task, method)]
-        ours, metric = f"{fmt_points(cell['mean'], 1)} ± {fmt_points(cell['std'], 1)}", cell["metric"]
-        if int(cell["n"]) != n_max:
-            ours += f" (n={int(cell['n'])})"
-        ours += _degenerate_text(cell)
+        stats = summary.loc[(model, task, method)]
+        ours, metric = f"{fmt_points(stats['mean'], 1)} ± {fmt_points(stats['std'], 1)}", stats["metric"]
+        if int(stats["n"]) != n_max:
+            ours += f" (n={int(stats['n'])})"
+        ours += _degenerate_text(stats)
     if paper is not None and metric is not None and metric != paper.metric:
         mismatches.add((paper_task_name(task), metric, paper.metric))
     return table_cell(ours, fmt_points(None if paper is None else paper.value, 1))
@@ -619,7 +628,7 @@ def _comparison_rows(
     return rows
 
 
-def _comparison_section(rows: pd.DataFrame) -> str:
+def _comparison_section(rows: pd.DataFrame) -> list[Block]:
     cells, group_starts = [], []
     for i, r in enumerate(rows.itertuples(index=False)):
         if i == 0 or r.model != rows["model"].iloc[i - 1]:
@@ -645,33 +654,33 @@ def _comparison_section(rows: pd.DataFrame) -> str:
         )
     header = ["Model", "Task", "Method", "Pairs", f"Δ ours [{CI_LABEL}]", "p (t-test)", "p (Wilcoxon)"]
     header += ["p (Holm)", "Paper Δ", "Verdict", "Seeds needed"]
-    align = "(left, left, left, right, right, right, right, right, right, left, right)"
+    align = ["left"] * 3 + ["right"] * 6 + ["left", "right"]
     averages = _average_sets(rows, "comparisons.csv")
     named = [
         f"{GLUE_AVG} of {model}: average over {', '.join(paper_task_name(t) for t in tasks)}, for every "
         "method."
         for model, tasks in averages.items()
     ]
-    return (
-        "= Effect of each method against the baseline\n"
-        + booktabs_table(len(header), header, cells, align, group_starts)
-        + ("\n" + bullet_list(named) if named else "")
-        + _underpowered(rows)
-    )
+    return [
+        heading("Effect of each method against the baseline"),
+        table_block(header, cells, align, group_starts),
+        *([bullets(named)] if named else []),
+        *_underpowered(rows),
+    ]
 
 
 def _fmt_seeds(value: float) -> str:
     return "–" if is_missing(value) or math.isinf(value) else str(math.ceil(value))
 
 
-def _underpowered(rows: pd.DataFrame) -> str:
+def _underpowered(rows: pd.DataFrame) -> list[Block]:
     """Say plainly where the number of seeds we ran cannot support a claim either way."""
     need = rows["min_seeds_for_significance"]
     weak = rows[
         (rows["verdict"] == WITHIN_NOISE) & (rows["n_pairs"] > 0) & (need.isna() | (need > rows["n_pairs"]))
     ]
     if weak.empty:
-        return ""
+        return []
     items = []
     for r in weak.itertuples(index=False):
         seeds = _fmt_seeds(r.min_seeds_for_significance)
@@ -687,14 +696,14 @@ def _underpowered(rows: pd.DataFrame) -> str:
         "The protocol cannot support a claim either way about these effects: the CI includes 0, and at "
         "the observed variance a paired t-test would need more seed pairs than we ran."
     )
-    return f"\n{plain_text(intro)}\n" + bullet_list(items)
+    return [paragraph(intro), bullets(items)]
 
 
-def _failed_section(runs: pd.DataFrame) -> str:
+def _failed_section(runs: pd.DataFrame) -> list[Block]:
     bad = runs[runs["status"] != OK_STATUS].sort_values(["model", "task", "method", "seed"])
-    text = "= Diverged or failed runs\n"
+    title = heading("Diverged or failed runs")
     if bad.empty:
-        return text + plain_text("None: every run finished with status ok.") + "\n"
+        return [title, paragraph("None: every run finished with status ok.")]
     rows = [
         [
             table_cell(r.model),
@@ -706,19 +715,18 @@ def _failed_section(runs: pd.DataFrame) -> str:
         ]
         for r in bad.itertuples(index=False)
     ]
-    return (
-        text
-        + plain_text("These runs are listed here and left out of every mean, std, Δ and test above.")
-        + "\n\n"
-        + booktabs_table(6, ["Model", "Task", "Method", "Seed", "Status", "Why"], rows, "left")
-    )
+    return [
+        title,
+        paragraph("These runs are listed here and left out of every mean, std, Δ and test above."),
+        table_block(["Model", "Task", "Method", "Seed", "Status", "Why"], rows),
+    ]
 
 
 def _why(reason: Any) -> str:
     return reason if isinstance(reason, str) and reason else "–"
 
 
-def _provenance_section(tables: ReportTables, spec: ReportSpec) -> str:
+def _provenance_section(tables: ReportTables, spec: ReportSpec) -> list[Block]:
     entries = dict(spec.provenance)
     for column, label in (("git_commit", "git commits"), ("config_hash", "config hashes")):
         if column in tables.runs:
@@ -734,25 +742,30 @@ def _provenance_section(tables: ReportTables, spec: ReportSpec) -> str:
     ]
     entries["paper numbers: source"] = " | ".join(dict.fromkeys(used["source"])) or "none used"
     entries["paper numbers: confidence"] = ", ".join(dict.fromkeys(used["confidence"])) or "none used"
-    rows = [[table_cell(k), table_cell(v)] for k, v in entries.items()]
-    return (
-        "= Provenance\n"
-        + booktabs_table(2, ["Key", "Value"], rows, "left")
-        + plain_text("Per-run directories and Slurm job ids are in runs.csv.")
-        + "\n"
+    return [
+        heading("Provenance"),
+        _key_value_table(entries),
+        paragraph("Per-run directories and Slurm job ids are in runs.csv."),
+    ]
+
+
+def _key_value_table(entries: Mapping[str, str]) -> Block:
+    return table_block(
+        ["Key", "Value"], [[table_cell(key), table_cell(value)] for key, value in entries.items()]
     )
 
 
-def _figures_section(figures: Sequence[str]) -> str:
+def _figures_section(figures: Sequence[str]) -> list[Block]:
     captions = [
         "Our mean ± std per task and method (points); hollow diamonds: the paper's value for the mapped "
         "paper model (a proxy where the panel title says so: compare directions, not levels).",
         f"Δ against the baseline with our {CI_LABEL}; crosses: the paper's Δ.",
     ]
-    parts = ["= Figures\n"]
-    for path, caption in zip(figures, captions, strict=False):
-        parts.append(f"#figure(fitted-image({typst_string(path)}), caption: [{plain_text(caption)}])\n")
-    return "".join(parts)
+    if not figures:
+        return []
+    return [heading("Figures")] + [
+        figure_block(path, text) for path, text in zip(figures, captions, strict=False)
+    ]
 
 
 def precision_choice(runs: pd.DataFrame) -> str | None:
@@ -777,15 +790,15 @@ def _choices(spec: ReportSpec, runs: pd.DataFrame) -> list[str]:
     return [*spec.choices, precision] if precision else list(spec.choices)
 
 
-# ---------------------------------------------------------------- the typst source and the effect rows
+# ---------------------------------------------------------------- the document and the effect rows
 
 
-def render_typst_source(
+def report_document(
     tables_dir: Path, spec: ReportSpec, figures: Sequence[str] = (), curves: Sequence[tuple[str, str]] = ()
-) -> str:
-    """The full typst source of the report; `figures` are image paths relative to the typst root, and
-    `curves` the learning-curve figures' (path, caption)."""
-    return _render(load_tables(tables_dir), spec, figures, curves=curves)
+) -> dict[str, Any]:
+    """The report as data (typeset.document), as templates/report.typ lays it out; `figures` are image
+    paths relative to the typst root, and `curves` the learning-curve figures' (path, caption)."""
+    return _glue_document(load_tables(tables_dir), spec, figures, curves=curves)
 
 
 def effect_rows(tables: ReportTables, spec: ReportSpec) -> pd.DataFrame:
@@ -874,62 +887,57 @@ def _average_sets(table: pd.DataFrame, name: str) -> dict[str, list[str]]:
     return sets
 
 
-def _render(
+def _glue_document(
     tables: ReportTables,
     spec: ReportSpec,
     figures: Sequence[str],
-    artifacts: Sequence[tuple[Mapping[str, Any], pd.DataFrame, str | None]] = (),
+    artifacts: Sequence[Artifact] = (),
     curves: Sequence[tuple[str, str]] = (),
     xtreme_curves: Sequence[tuple[str, str]] = (),
-) -> str:
-    """The typst source; `curves` and `xtreme_curves` are the learning-curve figures (path, caption)."""
+) -> dict[str, Any]:
+    """The report; `curves` and `xtreme_curves` are the learning-curve figures (path, caption)."""
     spec, tables = _with_average_tasks(spec, tables)
     models, tasks = _models(tables.summary, spec), _tasks(tables.summary)
     rows = _comparison_rows(tables, spec, models, tasks)
-    return "\n".join(
+    return document(
+        spec.title,
         [
-            document_head(spec.title),
-            _summary_section(tables, spec, models, tasks),
-            _method_section(spec, rows),
-            _main_table(tables, spec, models, tasks),
-            _comparison_section(rows),
-            _figures_section(figures) if figures else "",
-            curves_section("Learning curves", GLUE_INTRO, curves),
-            artifacts_part(artifacts),
-            curves_section("XTREME learning curves", XTREME_INTRO, xtreme_curves),
-            _failed_section(tables.runs),
-            text_list_section("Choices where the paper is silent", _choices(spec, tables.runs)),
-            text_list_section("Notes", spec.notes),
-            _provenance_section(tables, spec),
-            appendix_part(artifacts),
-        ]
+            *_summary_section(tables, spec, models, tasks),
+            *_method_section(spec, rows),
+            *_main_table(tables, spec, models, tasks),
+            *_comparison_section(rows),
+            *_figures_section(figures),
+            *curves_section("Learning curves", GLUE_INTRO, curves),
+            *artifacts_part(artifacts),
+            *curves_section("XTREME learning curves", XTREME_INTRO, xtreme_curves),
+            *_failed_section(tables.runs),
+            *text_list_section("Choices where the paper is silent", _choices(spec, tables.runs)),
+            *text_list_section("Notes", spec.notes),
+            *_provenance_section(tables, spec),
+            *appendix_part(artifacts),
+        ],
     )
 
 
-def _render_artifacts_only(
-    spec: ReportSpec,
-    artifacts: Sequence[tuple[Mapping[str, Any], pd.DataFrame, str | None]],
-    xtreme_curves: Sequence[tuple[str, str]] = (),
-) -> str:
+def _artifacts_only_document(
+    spec: ReportSpec, artifacts: Sequence[Artifact], xtreme_curves: Sequence[tuple[str, str]] = ()
+) -> dict[str, Any]:
     """The report of a config whose runs are all in artifact tables (no runs.csv): the artifacts with
     their claims, the XTREME learning curves, then choices, notes, provenance and the appendix."""
     entries = dict(spec.provenance)
     entries["paper numbers"] = "robustft/reference/paper_results.csv (the artifacts name their rows)"
-    provenance = "= Provenance\n" + booktabs_table(
-        2, ["Key", "Value"], [[table_cell(k), table_cell(v)] for k, v in entries.items()], "left"
-    )
-    return "\n".join(
+    return document(
+        spec.title,
         [
-            document_head(spec.title),
-            artifacts_part(artifacts),
-            curves_section("XTREME learning curves", XTREME_INTRO, xtreme_curves),
-            text_list_section("Choices where the paper is silent", spec.choices),
-            text_list_section("Notes", spec.notes),
-            provenance
-            + plain_text("Per-run directories are in the tables (results/tables/<config name>/).")
-            + "\n",
-            appendix_part(artifacts),
-        ]
+            *artifacts_part(artifacts),
+            *curves_section("XTREME learning curves", XTREME_INTRO, xtreme_curves),
+            *text_list_section("Choices where the paper is silent", spec.choices),
+            *text_list_section("Notes", spec.notes),
+            heading("Provenance"),
+            _key_value_table(entries),
+            paragraph("Per-run directories are in the tables (results/tables/<config name>/)."),
+            *appendix_part(artifacts),
+        ],
     )
 
 
@@ -1109,10 +1117,12 @@ def build_report(
         curves = make_curve_figures(
             Path(tables_dir), shown_tables, shown_spec, figures_dir, curves_dir, out_pdf.stem
         )
-        source = _render(tables, spec, ["/" + path.name for path in paths], artifacts, curves, xtreme_curves)
+        report = _glue_document(
+            tables, spec, ["/" + path.name for path in paths], artifacts, curves, xtreme_curves
+        )
     else:
         # A config without the GLUE track (e.g. XTREME alone): the paper's artifacts are the report.
         figures_dir.mkdir(parents=True, exist_ok=True)
-        source = _render_artifacts_only(spec, artifacts, xtreme_curves)
+        report = _artifacts_only_document(spec, artifacts, xtreme_curves)
     out_pdf.parent.mkdir(parents=True, exist_ok=True)
-    write_pdf(source, figures_dir, out_pdf)
+    write_pdf(report, figures_dir, out_pdf)

@@ -1,8 +1,8 @@
 """The instruction-tuning track's PDF (NEFTune): what ran, every run's numbers, the paper artifacts.
 
-It shares the GLUE report's typst template and its artifact sections (report/typeset.py); what differs is the
-first part, which lists the judges by name (a win rate means nothing without its judge) and one row per
-run instead of GLUE's task table.
+It shares the GLUE report's typst template (templates/report.typ), its document blocks and its artifact
+sections (report/typeset.py); what differs is the first part, which lists the judges by name (a win rate
+means nothing without its judge) and one row per run instead of GLUE's task table.
 """
 
 from __future__ import annotations
@@ -17,14 +17,17 @@ import pandas as pd
 
 from robustft.artifacts.neftune import PAPER_DATASET
 from robustft.report.typeset import (
+    Artifact,
+    Block,
     artifacts_part,
-    booktabs_table,
-    bullet_list,
-    document_head,
+    bullets,
+    document,
     fmt_points,
+    heading,
     load_artifacts,
-    plain_text,
+    paragraph,
     refuse_unknown_keys,
+    table_block,
     table_cell,
     text_list_section,
     write_pdf,
@@ -56,7 +59,7 @@ class InstructReportSpec:
         return cls(**dict(raw))
 
 
-def _settings_section(spec: InstructReportSpec, table: pd.DataFrame) -> str:
+def _settings_section(spec: InstructReportSpec, table: pd.DataFrame) -> list[Block]:
     runs = table[RUN_KEYS].drop_duplicates()
     settings = spec.settings
     paper_dataset = {**PAPER_DATASET, **spec.paper_dataset}
@@ -95,7 +98,7 @@ def _settings_section(spec: InstructReportSpec, table: pd.DataFrame) -> str:
         ),
         "Leaderboard: " + json.dumps(settings.get("leaderboard") or {}, sort_keys=True),
     ]
-    return "= What was run\n" + bullet_list(items)
+    return [heading("What was run"), bullets(items)]
 
 
 def _cell(table: pd.DataFrame, source: str, metric: str, ci: bool = False, decimals: int = 1) -> str:
@@ -113,7 +116,7 @@ def _cell(table: pd.DataFrame, source: str, metric: str, ci: bool = False, decim
     return text
 
 
-def _runs_section(table: pd.DataFrame) -> str:
+def _runs_section(table: pd.DataFrame) -> list[Block]:
     judges = sorted(s.split(":", 1)[1] for s in table["source"].dropna().unique() if s.startswith("judge:"))
     tasks = sorted(
         s.split(":", 1)[1] for s in table["source"].dropna().unique() if s.startswith("leaderboard:")
@@ -137,26 +140,24 @@ def _runs_section(table: pd.DataFrame) -> str:
         cells.append(table_cell(_cell(group, "text_stats", "char_length", decimals=0)))
         cells += [table_cell(_cell(group, f"leaderboard:{task}", "score", ci=False)) for task in tasks]
         rows.append(cells)
-    text = (
-        "= Every run\n"
-        + plain_text(
+    return [
+        heading("Every run"),
+        paragraph(
             "One row per run, straight from instruct.csv (each row keeps its run directory). Losses are "
             "mean response-token cross-entropy of the final model with the noise off. Win-rate CIs are "
             "bootstrap intervals over prompts."
-        )
-        + "\n\n"
-    )
-    return text + booktabs_table(len(header), header, rows, "left")
+        ),
+        table_block(header, rows),
+    ]
 
 
-def _missing_section(table: pd.DataFrame) -> str:
+def _missing_section(table: pd.DataFrame) -> list[Block]:
     bad = table[(table["source"] == "sft") & (table["status"] != "ok")]
     if bad.empty:
-        return (
-            "= Failed or missing runs\n"
-            + plain_text("None: every run finished its SFT with status ok.")
-            + "\n"
-        )
+        return [
+            heading("Failed or missing runs"),
+            paragraph("None: every run finished its SFT with status ok."),
+        ]
     rows = [
         [
             table_cell(r.model),
@@ -168,33 +169,33 @@ def _missing_section(table: pd.DataFrame) -> str:
         ]
         for r in bad.drop_duplicates(subset=RUN_KEYS).itertuples(index=False)
     ]
-    return "= Failed or missing runs\n" + booktabs_table(
-        6, ["Model", "Data", "Recipe", "Method", "Seed", "Status"], rows, "left"
-    )
+    return [
+        heading("Failed or missing runs"),
+        table_block(["Model", "Data", "Recipe", "Method", "Seed", "Status"], rows),
+    ]
 
 
-def _provenance_section(spec: InstructReportSpec) -> str:
+def _provenance_section(spec: InstructReportSpec) -> list[Block]:
     entries = {**spec.provenance, "paper numbers": "NEFTune, robustft/reference/paper_results.csv"}
     rows = [[table_cell(k), table_cell(v)] for k, v in entries.items()]
-    return "= Provenance\n" + booktabs_table(2, ["Key", "Value"], rows, "left")
+    return [heading("Provenance"), table_block(["Key", "Value"], rows)]
 
 
-def render_instruct_source(
-    table: pd.DataFrame,
-    spec: InstructReportSpec,
-    artifacts: Sequence[tuple[Mapping[str, Any], pd.DataFrame, str | None]] = (),
-) -> str:
-    return "\n".join(
+def instruct_document(
+    table: pd.DataFrame, spec: InstructReportSpec, artifacts: Sequence[Artifact] = ()
+) -> dict[str, Any]:
+    """The report as data (typeset.document), as templates/report.typ lays it out."""
+    return document(
+        spec.title,
         [
-            document_head(spec.title),
-            _settings_section(spec, table),
-            _runs_section(table),
-            artifacts_part(artifacts),
-            _missing_section(table),
-            text_list_section("Choices where the paper is silent", spec.choices),
-            text_list_section("Notes", spec.notes),
-            _provenance_section(spec),
-        ]
+            *_settings_section(spec, table),
+            *_runs_section(table),
+            *artifacts_part(artifacts),
+            *_missing_section(table),
+            *text_list_section("Choices where the paper is silent", spec.choices),
+            *text_list_section("Notes", spec.notes),
+            *_provenance_section(spec),
+        ],
     )
 
 
@@ -208,5 +209,4 @@ def build_instruct_report(
     table = read_instruct(table_path)
     figures_dir.mkdir(parents=True, exist_ok=True)
     artifacts = load_artifacts(artifact_dirs, figures_dir)
-    source = render_instruct_source(table, spec, artifacts)
-    write_pdf(source, figures_dir, out_pdf)
+    write_pdf(instruct_document(table, spec, artifacts), figures_dir, out_pdf)

@@ -1,14 +1,20 @@
-"""The typesetting both reports share: typst markup, number formats, the paper artifacts' part, the PDF.
+"""The typesetting both reports share: the report document, number formats, the paper artifacts, the PDF.
 
-The GLUE/XTREME report (report/glue.py) and the instruction-tuning report (report/instruct.py) build typst
-source from these pieces and compile it with `write_pdf`. Everything here turns values into text or
-markup; nothing computes a statistic. In order: number formats, typst markup (strings, cells, tables,
-bullets, sections), verdict wording, the document's head and its compilation, and the paper artifacts
-(loaded from their folders, each printed with its figure, claims and appendix table).
+A report is data, never markup. The GLUE/XTREME report (report/glue.py) and the instruction-tuning report
+(report/instruct.py) build a *document*: a title and a list of blocks (headings, paragraphs, bullets,
+tables of cells, figures, callouts), each a plain dict that JSON can hold. `write_pdf` writes it as JSON
+into the typst root and compiles templates/report.typ, which reads that file with typst's `json()` and
+lays it out. No text of a report is ever pasted into typst markup, so a name holding `#`, `$`, `*` or `@`
+is printed as it is and nothing needs escaping.
+
+In order: number formats, the blocks and cells of a document, verdict wording, the document and its
+compilation, and the paper artifacts (loaded from their folders, each printed with its figure, claims and
+appendix table).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
@@ -19,11 +25,18 @@ from typing import Any
 import pandas as pd
 import typst
 
-from robustft.io import write_bytes_atomic
+from robustft.io import write_bytes_atomic, write_text_atomic
 from robustft.reference import paper_task_name
 from robustft.stats import MAGNITUDES, MIN_PAIRED_SEEDS, NOT_RUN, verdict_meanings
 
 CI_LABEL = "95% CI"
+
+# A block of the document: a dict whose "kind" names what it is, with the fields templates/report.typ
+# reads (its head comment lists them). A cell of a table: a dict with "text" (or "verdict") and optional
+# "sub" and "rowspan". Both are plain data so the document can be written as JSON.
+Block = dict[str, Any]
+Cell = dict[str, Any]
+Artifact = tuple[Mapping[str, Any], pd.DataFrame, str | None]
 
 
 # ---------------------------------------------------------------- numbers
@@ -53,58 +66,83 @@ def fmt_p(p: float | None) -> str:
     return "<0.001" if p < 0.001 else f"{p:#.3g}"
 
 
-# ---------------------------------------------------------------- typst markup
+# ---------------------------------------------------------------- blocks and cells
 
 
-def typst_string(text: str) -> str:
-    """`text` as a typst string literal: shown verbatim, whatever markup characters it holds."""
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-    escaped = escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-    return '"' + "".join(c if c.isprintable() else f"\\u{{{ord(c):x}}}" for c in escaped) + '"'
+def heading(text: str, level: int = 1) -> Block:
+    """A numbered heading: level 1 a section, level 2 a subsection."""
+    return {"kind": "heading", "level": level, "text": text}
 
 
-def plain_text(text: str) -> str:
-    """Plain text inside markup; the trailing ';' ends the expression so following '.' is text."""
-    return f"#{typst_string(text)};"
+def paragraph(text: str, lead: str | None = None) -> Block:
+    """A paragraph of plain text; `lead`, when given, is printed in bold before it (e.g. "Notes.")."""
+    block: Block = {"kind": "paragraph", "text": text}
+    if lead is not None:
+        block["lead"] = lead
+    return block
 
 
-def table_cell(main: str, sub: str | None = None) -> str:
-    """A table cell: `main`, and under it `sub` in the paper's grey."""
-    if sub is None:
-        return f"[{plain_text(main)}]"
-    return f"[{plain_text(main)} \\ #paper-num({typst_string(sub)})]"
+def bullets(items: Sequence[str]) -> Block:
+    return {"kind": "bullets", "items": list(items)}
 
 
-def booktabs_table(
-    columns: int,
+def callout(blocks: Sequence[Block]) -> Block:
+    """`blocks` in a highlighted box: what a reader must not miss (proxies, degenerate runs)."""
+    return {"kind": "callout", "blocks": list(blocks)}
+
+
+def figure_block(path: str, caption: str, max_height_cm: float | None = None) -> Block:
+    """An image addressed from the typst root ("/name.svg"), as wide as the text and at most
+    `max_height_cm` tall (the template's default when None)."""
+    block: Block = {"kind": "figure", "path": path, "caption": caption}
+    if max_height_cm is not None:
+        block["max_height_cm"] = max_height_cm
+    return block
+
+
+def pagebreak() -> Block:
+    return {"kind": "pagebreak"}
+
+
+def table_cell(text: str, sub: str | None = None, rowspan: int | None = None) -> Cell:
+    """A table cell: `text`, and under it `sub` in the paper's grey; `rowspan` rows tall when given."""
+    made: Cell = {"text": text}
+    if sub is not None:
+        made["sub"] = sub
+    if rowspan is not None:
+        made["rowspan"] = rowspan
+    return made
+
+
+def table_block(
     header: Sequence[str],
-    rows: Sequence[Sequence[str]],
-    align: str,
+    rows: Sequence[Sequence[Cell]],
+    align: str | Sequence[str] = "left",
     group_starts: Sequence[int] = (),
-) -> str:
-    """A booktabs-style table; `header` entries are plain strings, `rows` entries typst cells.
+    small: bool = False,
+) -> Block:
+    """A booktabs-style table; `align` is one of left/center/right for every column, or one per column.
 
-    A thin rule is drawn above each row index in `group_starts` (e.g. where a new model begins).
+    A thin rule is drawn above each row index in `group_starts` (e.g. where a new model begins); `small`
+    sets it in the appendix's small type.
     """
-    head = ", ".join(f"strong({typst_string(h)})" for h in header)
-    lines = []
-    for i, row in enumerate(rows):
-        if i in group_starts and i > 0:
-            lines.append("table.hline(stroke: 0.3pt + luma(170))")
-        lines.append(", ".join(row))
-    body = ",\n  ".join(lines)
-    return (
-        f"#table(\n  columns: {columns}, align: {align},\n  table.hline(),\n  table.header({head}),\n"
-        f"  table.hline(stroke: 0.5pt),\n  {body},\n  table.hline(),\n)\n"
-    )
+    aligns = [align] * len(header) if isinstance(align, str) else list(align)
+    if len(aligns) != len(header):
+        raise ValueError(f"{len(aligns)} alignments for {len(header)} columns")
+    block: Block = {
+        "kind": "table",
+        "header": list(header),
+        "align": aligns,
+        "rows": [list(row) for row in rows],
+        "group_starts": sorted({int(i) for i in group_starts if i > 0}),
+    }
+    if small:
+        block["small"] = True
+    return block
 
 
-def bullet_list(items: Sequence[str]) -> str:
-    return "".join(f"- {plain_text(item)}\n" for item in items)
-
-
-def text_list_section(title: str, items: Sequence[str]) -> str:
-    return f"= {title}\n" + (bullet_list(items) if items else plain_text("None recorded.") + "\n")
+def text_list_section(title: str, items: Sequence[str]) -> list[Block]:
+    return [heading(title), bullets(items) if items else paragraph("None recorded.")]
 
 
 # ---------------------------------------------------------------- verdicts
@@ -122,11 +160,17 @@ def magnitude_glossary() -> str:
     return "; ".join(f"{word} = {meaning}" for word, meaning in MAGNITUDES.items()) + "."
 
 
-def verdict_cell(word: str, size: str | None) -> str:
+def verdict_cell(word: str, size: str | None) -> Cell:
     """The verdict in its colour, with the magnitude (paper Δ against our CI) in grey under it."""
-    if not isinstance(size, str) or not size:
-        return f"verdict({typst_string(word)})"
-    return f"[#verdict({typst_string(word)}) \\ #paper-num({typst_string(size)})]"
+    made: Cell = {"verdict": word}
+    if isinstance(size, str) and size:
+        made["sub"] = size
+    return made
+
+
+def verdict_note(word: str, text: str) -> Block:
+    """A line that starts with a verdict word in its colour: "not run: <reason>"."""
+    return {"kind": "verdict_note", "verdict": word, "text": text}
 
 
 def diverged_text(method_count: float, baseline_count: float) -> str | None:
@@ -141,23 +185,31 @@ def diverged_text(method_count: float, baseline_count: float) -> str | None:
 # ---------------------------------------------------------------- the document
 
 
-def document_head(title: str) -> str:
-    """The page style of every report (templates/report.typ), then the document's title."""
-    template = resources.files("robustft").joinpath("report", "templates", "report.typ").read_text("utf-8")
-    return "\n".join(
-        [
-            template,
-            f"#set document(title: {typst_string(title)}, date: none)",
-            f'#align(center, text(size: 16pt, weight: "bold", {typst_string(title)}))\n',
-        ]
-    )
+def document(title: str, blocks: Sequence[Block]) -> dict[str, Any]:
+    """A report as data: its title and its blocks in reading order."""
+    return {"title": title, "blocks": list(blocks)}
 
 
-def write_pdf(source: str, root: Path, out_pdf: Path) -> None:
-    """Typeset `source` into the PDF `out_pdf`; images are addressed from `root` (the figures directory)."""
+def _template_source() -> bytes:
+    """templates/report.typ, the layout of every report."""
+    return resources.files("robustft").joinpath("report", "templates", "report.typ").read_bytes()
+
+
+def write_pdf(report: Mapping[str, Any], root: Path, out_pdf: Path) -> None:
+    """Typeset the document `report` into the PDF `out_pdf`. The document is written as JSON into the
+    typst root `root` (the figures directory, from which images are addressed), as `<out_pdf stem>.json`,
+    where templates/report.typ reads it."""
+    root = Path(root).resolve()
+    data = root / f"{Path(out_pdf).stem}.json"
+    # allow_nan=False: a NaN that escaped the formatting is an error here, not "NaN" in the PDF.
+    write_text_atomic(data, json.dumps(report, ensure_ascii=False, indent=1, allow_nan=False) + "\n")
     # No system fonts, no date: the same inputs give the same bytes on any machine.
     pdf = typst.compile(
-        source.encode("utf-8"), root=str(Path(root).resolve()), ignore_system_fonts=True, timestamp=0
+        _template_source(),
+        root=str(root),
+        sys_inputs={"data": "/" + data.name},
+        ignore_system_fonts=True,
+        timestamp=0,
     )
     write_bytes_atomic(out_pdf, pdf)  # a killed job never leaves a truncated report
 
@@ -165,88 +217,70 @@ def write_pdf(source: str, root: Path, out_pdf: Path) -> None:
 # ---------------------------------------------------------------- paper artifacts
 
 
-def load_artifacts(
-    artifact_dirs: Sequence[Path], figures_dir: Path
-) -> list[tuple[dict[str, Any], pd.DataFrame, str | None]]:
+def load_artifacts(artifact_dirs: Sequence[Path], figures_dir: Path) -> list[Artifact]:
     """Each artifact's result and claims; its figure is copied into the typst root under a unique name."""
     from robustft.artifacts.base import read_appendix, read_result
 
-    loaded = []
+    loaded: list[Artifact] = []
     for directory in artifact_dirs:
         record, claims = read_result(Path(directory))
         # The appendix rides in the record, so the (record, claims, figure) triple stays as it is.
         record["appendix_table"] = read_appendix(Path(directory), record)
-        figure = None
+        figure_path = None
         if record.get("figure"):
             name = record["key"].replace("/", "_") + ".svg"
             write_bytes_atomic(figures_dir / name, (Path(directory) / record["figure"]).read_bytes())
-            figure = "/" + name
-        loaded.append((record, claims, figure))
+            figure_path = "/" + name
+        loaded.append((record, claims, figure_path))
     return loaded
 
 
-def _artifact_section(record: Mapping[str, Any], claims: pd.DataFrame, figure: str | None) -> str:
+def _claim_row(r: Any) -> list[Cell]:
+    """One claim of an artifact: ours beside the paper's, Δ with its CI, the test, the verdict."""
+    effect = "–"
+    if not is_missing(r.delta):
+        effect = f"{fmt_signed(r.delta, 2)} [{fmt_signed(r.ci_low, 2)}, {fmt_signed(r.ci_high, 2)}]"
+    paper = fmt_points(None if is_missing(r.paper_value) else r.paper_value, 2)
+    paper_model = r.paper_model if r.paper_model != r.model and isinstance(r.paper_model, str) else None
+    diverged = diverged_text(
+        getattr(r, "n_diverged_method", math.nan), getattr(r, "n_diverged_baseline", math.nan)
+    )
+    return [
+        table_cell(r.model, paper_model),
+        table_cell(paper_task_name(r.task)),
+        table_cell(f"{r.method} − {r.baseline}"),
+        table_cell(str(int(r.n_pairs)), diverged),
+        table_cell(f"{fmt_points(r.mean_method, 2)} vs {fmt_points(r.mean_baseline, 2)}", paper),
+        table_cell(effect),
+        table_cell(f"{fmt_p(r.p_value)} ({r.p_kind})"),
+        table_cell(fmt_signed(None if is_missing(r.paper_delta) else r.paper_delta, 2)),
+        verdict_cell(r.verdict, getattr(r, "magnitude", None)),
+    ]
+
+
+def _artifact_section(
+    record: Mapping[str, Any], claims: pd.DataFrame, figure_path: str | None
+) -> list[Block]:
     """One paper artifact: its figure, its claims (ours beside the paper's, CI, test, verdict), notes."""
-    parts = [f"== {plain_text(record['paper'] + ' ' + record['artifact'] + ': ' + record['title'])}\n"]
+    blocks = [heading(f"{record['paper']} {record['artifact']}: {record['title']}", level=2)]
     if record["status"] != "regenerated":
-        parts.append(f"#verdict({typst_string(NOT_RUN)}): {plain_text(record['reason'])}\n")
-        return "".join(parts)
-    if figure is not None:
-        image = f"fitted-image({typst_string(figure)}, max-height: 9cm)"
-        parts.append(f"#figure({image}, caption: [{plain_text(record['caption'])}])\n")
+        return [*blocks, verdict_note(NOT_RUN, record["reason"])]
+    if figure_path is not None:
+        blocks.append(figure_block(figure_path, record["caption"], max_height_cm=9))
     if not claims.empty:
-        cells = []
-        for r in claims.itertuples(index=False):
-            effect = "–"
-            if not is_missing(r.delta):
-                effect = f"{fmt_signed(r.delta, 2)} [{fmt_signed(r.ci_low, 2)}, {fmt_signed(r.ci_high, 2)}]"
-            paper = fmt_points(None if is_missing(r.paper_value) else r.paper_value, 2)
-            cells.append(
-                [
-                    table_cell(
-                        r.model,
-                        r.paper_model
-                        if r.paper_model != r.model and isinstance(r.paper_model, str)
-                        else None,
-                    ),
-                    table_cell(paper_task_name(r.task)),
-                    table_cell(f"{r.method} − {r.baseline}"),
-                    table_cell(
-                        str(int(r.n_pairs)),
-                        diverged_text(
-                            getattr(r, "n_diverged_method", math.nan),
-                            getattr(r, "n_diverged_baseline", math.nan),
-                        ),
-                    ),
-                    table_cell(f"{fmt_points(r.mean_method, 2)} vs {fmt_points(r.mean_baseline, 2)}", paper),
-                    table_cell(effect),
-                    table_cell(f"{fmt_p(r.p_value)} ({r.p_kind})"),
-                    table_cell(fmt_signed(None if is_missing(r.paper_delta) else r.paper_delta, 2)),
-                    verdict_cell(r.verdict, getattr(r, "magnitude", None)),
-                ]
-            )
-        header = [
-            "Model",
-            "Task",
-            "Claim",
-            "Pairs",
-            "Ours vs base (paper)",
-            f"Δ [{CI_LABEL}]",
-            "p",
-            "Paper Δ",
-        ]
-        header.append("Verdict")
-        parts.append(booktabs_table(len(header), header, cells, "left"))
+        header = ["Model", "Task", "Claim", "Pairs", "Ours vs base (paper)", f"Δ [{CI_LABEL}]", "p"]
+        header += ["Paper Δ", "Verdict"]
+        blocks.append(table_block(header, [_claim_row(r) for r in claims.itertuples(index=False)]))
     for title, items in (("Choices", record.get("choices") or []), ("Notes", record.get("notes") or [])):
         if items:
-            parts.append(f"*{title}.*\n" + bullet_list(items))
-    return "".join(parts)
+            blocks += [paragraph("", lead=f"{title}."), bullets(items)]
+    return blocks
 
 
-def artifacts_part(artifacts: Sequence[tuple[Mapping[str, Any], pd.DataFrame, str | None]]) -> str:
+def artifacts_part(artifacts: Sequence[Artifact]) -> list[Block]:
     """The part "Paper artifacts": what they cover, the verdict words they use, then one section each."""
     if not artifacts:
-        return ""
+        return []
     counts = pd.Series([record["status"] for record, _, _ in artifacts]).value_counts()
     used = {str(v) for _, claims, _ in artifacts if "verdict" in claims for v in claims["verdict"].dropna()}
     floors = {int(record["min_seeds"]) for record, _, _ in artifacts if record.get("min_seeds")}
@@ -258,45 +292,43 @@ def artifacts_part(artifacts: Sequence[tuple[Mapping[str, Any], pd.DataFrame, st
         + " Magnitude (grey, under the verdict): "
         + magnitude_glossary()
     )
-    return (
-        "= Paper artifacts\n"
-        + plain_text(intro)
-        + "\n\n"
-        + "\n".join(_artifact_section(*a) for a in artifacts)
-    )
+    blocks = [heading("Paper artifacts"), paragraph(intro)]
+    for artifact in artifacts:
+        blocks += _artifact_section(*artifact)
+    return blocks
 
 
-def _appendix_cell(value: Any) -> str:
+def _appendix_cell(value: Any) -> Cell:
     if isinstance(value, float):
         return table_cell(fmt_points(value, 2))
     return table_cell(str(value))
 
 
-def appendix_part(artifacts: Sequence[tuple[Mapping[str, Any], pd.DataFrame, str | None]]) -> str:
+def appendix_part(artifacts: Sequence[Artifact]) -> list[Block]:
     """The artifacts' long tables (e.g. per-language scores), each from a new page, in small type; a
     table longer than a page continues on the next with its header repeated."""
-    parts = []
+    parts: list[list[Block]] = []
     for record, _, _ in artifacts:
-        table = record.get("appendix_table")
-        if table is None or table.empty:
+        frame = record.get("appendix_table")
+        if frame is None or frame.empty:
             continue
         title = record.get("appendix_title") or f"{record['paper']} {record['artifact']}"
         # A thin rule where the row's group changes: its text columns bar the last (e.g. all but language).
-        text_columns = [c for c in table.columns if not pd.api.types.is_numeric_dtype(table[c])]
-        group = table[text_columns[:-1]].astype(str).agg("|".join, axis=1) if len(text_columns) > 1 else None
+        text_columns = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+        group = frame[text_columns[:-1]].astype(str).agg("|".join, axis=1) if len(text_columns) > 1 else None
         starts = (
-            [] if group is None else [i for i in range(1, len(table)) if group.iloc[i] != group.iloc[i - 1]]
+            [] if group is None else [i for i in range(1, len(frame)) if group.iloc[i] != group.iloc[i - 1]]
         )
-        rows = [[_appendix_cell(v) for v in row] for row in table.itertuples(index=False)]
-        align = "(" + ", ".join("right" if c not in text_columns else "left" for c in table.columns) + ")"
-        parts.append(
-            f"== {plain_text(title)}\n"
-            # Scoped: the template's `show table` rule would otherwise set the usual 8.5pt.
-            + "#[\n#show table: set text(size: 7pt)\n#set table(inset: (x: 3pt, y: 1.5pt))\n"
-            + booktabs_table(len(table.columns), list(table.columns), rows, align, starts)
-            + "]\n"
-        )
-    return "#pagebreak()\n= Appendix\n" + "#pagebreak()\n".join(parts) if parts else ""
+        rows = [[_appendix_cell(v) for v in row] for row in frame.itertuples(index=False)]
+        align = ["left" if c in text_columns else "right" for c in frame.columns]
+        header = [str(c) for c in frame.columns]
+        parts.append([heading(title, level=2), table_block(header, rows, align, starts, small=True)])
+    if not parts:
+        return []
+    blocks = [pagebreak(), heading("Appendix")]
+    for i, part in enumerate(parts):
+        blocks += ([pagebreak()] if i else []) + part
+    return blocks
 
 
 def refuse_unknown_keys(raw: Mapping[str, Any], spec_class: type, what: str) -> None:

@@ -159,6 +159,26 @@ def _out_of_memory(err: BaseException, out_dir: Path, config: TrainConfig) -> Ru
     return RunError(f"CUDA out of memory in run {out_dir} during {where} or train.max_seq_length ({err})")
 
 
+def _new_run_record(spec: RunSpec) -> dict[str, Any]:
+    """run.json's start: the spec and its hash, which names this configuration of the run."""
+    spec_record = {**asdict(spec), "train": asdict(spec.train)}
+    return {"spec": spec_record, "config_hash": provenance.config_hash(spec_record)}
+
+
+def finished_result(spec: RunSpec, out_dir: str | Path) -> dict[str, Any] | None:
+    """metrics.json of a run of `spec` that finished in `out_dir` (status ok or diverged, run.json of this
+    configuration), or None: a run to train. `train_run` itself always starts a finished run over (the
+    workflow reruns a job only when it means to); a command that trains many runs skips these."""
+    out_dir = Path(out_dir)
+    try:
+        metrics = json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))
+        record = json.loads((out_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    finished = metrics.get("status") in ("ok", "diverged")
+    return metrics if finished and record.get("config_hash") == _new_run_record(spec)["config_hash"] else None
+
+
 def train_run(spec: RunSpec, out_dir: str | Path) -> dict[str, Any]:
     """Run one fine-tuning job end to end and write the run contract into `out_dir`.
 
@@ -169,8 +189,7 @@ def train_run(spec: RunSpec, out_dir: str | Path) -> dict[str, Any]:
     started = time.time()
     method = spec.validate()
     out_dir = Path(out_dir)
-    run_record: dict[str, Any] = {"spec": {**asdict(spec), "train": asdict(spec.train)}}
-    run_record["config_hash"] = provenance.config_hash(run_record["spec"])
+    run_record = _new_run_record(spec)
     resume = prepare_glue_run_dir(out_dir, run_record["config_hash"])
     try:
         return _train(spec, method, out_dir, run_record, resume, started)
