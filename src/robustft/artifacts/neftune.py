@@ -692,15 +692,8 @@ def _leaderboard_figure(claims: pd.DataFrame, title: str):
 
     figure = Figure(figsize=(7.5, 2.8), layout="constrained")
     ax = figure.subplots()
-    x = np.arange(len(claims))
-    ax.bar(x - 0.3, claims["mean_baseline"], 0.2, color="C0", label="ours: finetune")
-    ax.bar(x - 0.1, claims["mean_method"], 0.2, color="C1", label="ours: NEFTune")
-    ax.bar(
-        x + 0.1, claims["paper_baseline"].astype(float), 0.2, color="C0", alpha=0.35, label="paper: finetune"
-    )
-    ax.bar(x + 0.3, claims["paper_value"].astype(float), 0.2, color="C1", alpha=0.35, label="paper: NEFTune")
-    ax.set_xticks(x, [f"{r.task}\n{r.method}" for r in claims.itertuples(index=False)], fontsize=7)
-    ax.set_ylabel("score (%)")
+    ticks = [f"{r.task}\n{r.method}" for r in claims.itertuples(index=False)]
+    _bar_panel(ax, claims, "score (%)", ("finetune", "NEFTune"), ticks, fontsize=7)
     ax.legend(fontsize=6, frameon=False, ncols=2)
     figure.suptitle(title, fontsize=10)
     return figure
@@ -1264,16 +1257,26 @@ def _table5_comparisons(
     return out
 
 
-def _bar_panel(ax: Any, part: pd.DataFrame, ylabel: str) -> None:
-    """Per claim: our baseline and method arms (solid) beside the paper's (pale)."""
+def _bar_panel(
+    ax: Any,
+    part: pd.DataFrame,
+    ylabel: str,
+    arms: tuple[str, str] = ("baseline", "method"),
+    ticks: list[str] | None = None,
+    fontsize: int = 6,
+) -> None:
+    """Per claim: our baseline and method arms (solid) beside the paper's (pale); `arms` name them in the
+    legend, `ticks` label the claims (default: "method vs baseline")."""
     x = np.arange(len(part))
-    ax.bar(x - 0.3, part["mean_baseline"], 0.2, color="C0", label="ours: baseline")
-    ax.bar(x - 0.1, part["mean_method"], 0.2, color="C1", label="ours: method")
+    ax.bar(x - 0.3, part["mean_baseline"], 0.2, color="C0", label=f"ours: {arms[0]}")
+    ax.bar(x - 0.1, part["mean_method"], 0.2, color="C1", label=f"ours: {arms[1]}")
     ax.bar(
-        x + 0.1, part["paper_baseline"].astype(float), 0.2, color="C0", alpha=0.35, label="paper: baseline"
+        x + 0.1, part["paper_baseline"].astype(float), 0.2, color="C0", alpha=0.35, label=f"paper: {arms[0]}"
     )
-    ax.bar(x + 0.3, part["paper_value"].astype(float), 0.2, color="C1", alpha=0.35, label="paper: method")
-    ax.set_xticks(x, [f"{r.method}\nvs {r.baseline}" for r in part.itertuples(index=False)], fontsize=6)
+    ax.bar(x + 0.3, part["paper_value"].astype(float), 0.2, color="C1", alpha=0.35, label=f"paper: {arms[1]}")
+    if ticks is None:
+        ticks = [f"{r.method}\nvs {r.baseline}" for r in part.itertuples(index=False)]
+    ax.set_xticks(x, ticks, fontsize=fontsize)
     ax.set_ylabel(ylabel)
 
 
