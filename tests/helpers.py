@@ -17,3 +17,22 @@ def shared_data_dir() -> Path:
     """The real benchmark files: $ROBUSTFT_TEST_DATA, else `shared/data` beside the checkout."""
     env = os.environ.get("ROBUSTFT_TEST_DATA")
     return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+# The head of a subprocess script that parses the workflow (Snakefile sys.argv[1], config file
+# sys.argv[2]) with Snakemake's API; the lines a test appends run inside the `with`, indented by 4, with
+# `workflow` (Snakemake's Workflow) and `json` at hand.
+LOAD_WORKFLOW_SCRIPT = """
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+with SnakemakeApi(OutputSettings()) as api:
+    workflow = api.workflow(
+        resource_settings=ResourceSettings(),
+        config_settings=ConfigSettings(configfiles=[Path(sys.argv[2])]),
+        snakefile=Path(sys.argv[1]),
+        workdir=Path.cwd(),
+    )._workflow
+"""

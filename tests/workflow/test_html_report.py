@@ -17,7 +17,7 @@ from jinja2 import Environment
 from snakemake.io import regex_from_filepattern
 
 from robustft.report.curves import file_stem
-from tests.helpers import REPO
+from tests.helpers import LOAD_WORKFLOW_SCRIPT, REPO
 
 CAPTIONS = REPO / "workflow" / "report"
 # What a browsing reader wants from a rule's outputs: tables, figures and reports, files or folders.
@@ -35,23 +35,14 @@ EXPECTED = {
 }
 
 # Every output of every rule with its directory and report flags, as Snakemake parsed them.
-REPORT_FLAGS_SCRIPT = """
-import json, sys
-from pathlib import Path
-from snakemake.api import SnakemakeApi
-from snakemake.io import get_flag_value, is_flagged
-from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+REPORT_FLAGS_SCRIPT = (
+    LOAD_WORKFLOW_SCRIPT
+    + """\
+    from snakemake.io import get_flag_value, is_flagged
 
-def described(value):
-    return getattr(value, "__name__", value)
+    def described(value):
+        return getattr(value, "__name__", value)
 
-with SnakemakeApi(OutputSettings()) as api:
-    workflow = api.workflow(
-        resource_settings=ResourceSettings(),
-        config_settings=ConfigSettings(configfiles=[Path(sys.argv[2])]),
-        snakefile=Path(sys.argv[1]),
-        workdir=Path.cwd(),
-    )._workflow
     outputs = []
     for rule in workflow.rules:
         names = {id(value): name for name, value in rule.output.items()}
@@ -71,6 +62,7 @@ with SnakemakeApi(OutputSettings()) as api:
             })
     print("OUTPUTS=" + json.dumps(outputs))
 """
+)
 
 
 @pytest.fixture(scope="module")

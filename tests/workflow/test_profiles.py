@@ -17,7 +17,7 @@ from snakemake.profiles import ProfileConfigFileParser
 from snakemake.resources import Resources
 
 from robustft.workflow_config import instruct_grid
-from tests.helpers import FIXTURES, REPO
+from tests.helpers import FIXTURES, LOAD_WORKFLOW_SCRIPT, REPO
 
 CLUSTER_PROFILE = REPO / "slurm" / "config.yaml"
 WORKFLOW_PROFILE = REPO / "profiles" / "default" / "config.yaml"
@@ -120,21 +120,12 @@ SEVEN_B = {"llama-2-7b", "llama-2-7b-chat", "llama-1-7b", "opt-6.7b"}
 
 # Lists each job kind's rules, and whether Snakemake runs them locally, as it decides under an executor
 # such as SLURM (a dry run never prints that decision).
-LOCAL_RULES_SCRIPT = """
-import json, sys
-from pathlib import Path
-from snakemake.api import SnakemakeApi
-from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
-
-with SnakemakeApi(OutputSettings()) as api:
-    workflow = api.workflow(
-        resource_settings=ResourceSettings(),
-        config_settings=ConfigSettings(configfiles=[Path(sys.argv[2])]),
-        snakefile=Path(sys.argv[1]),
-        workdir=Path.cwd(),
-    )._workflow
+LOCAL_RULES_SCRIPT = (
+    LOAD_WORKFLOW_SCRIPT
+    + """\
     print("LOCAL=" + json.dumps(sorted(workflow._localrules)))
 """
+)
 
 
 def neftune_with_a_local_judge(directory: Path) -> Path:
