@@ -13,7 +13,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # One torch thread: on a small shared machine two spinning OpenMP threads make tiny models ~100x slower.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from tests.helpers import REPO, shared_data_dir
+from tests.helpers import REPO, shared_data_dir, tiny_bert_config
 
 try:
     import robustft  # noqa: F401
@@ -57,19 +57,12 @@ def _tiny_bert_source(root: Path) -> str:
     if "dir" in _TINY_DIR:
         return _TINY_DIR["dir"]
     import torch
-    from transformers import BertConfig, BertModel
+    from transformers import BertModel
 
     from robustft.models import load_tokenizer
 
     tokenizer = load_tokenizer("minilm-l6")
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=37,
-        max_position_embeddings=64,
-    )
+    config = tiny_bert_config(len(tokenizer))
     # A private RNG: this may run inside a training run, after it has seeded the global one.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1234)

