@@ -1,6 +1,6 @@
 """Snakemake dry-run time of a >=5,000-job grid, against references timed in the same run.
 
-    python benchmarks/dag_scale.py [--target 10] [--bare-target 1.2] [--reps 3] [--no-bare]
+    python benchmarks/dag_scale.py [--target 10] [--bare-target 1.2] [--reps 3] [--no-bare] [--twin]
 
 The target is about parsing the Snakefile, validating the config and building the DAG, so no data,
 model or results need to exist: a dry run only compares paths. Two references are timed in the same
@@ -9,6 +9,11 @@ Snakemake start-up) from what grows per job, and a bare two-rule Snakefile with 
 much of the total is Snakemake's own per-job cost, which no change to our rules can remove. The ratio of
 the two (large/bare, `bare_ratio` in the JSON line) is what our rules and parse-time code add; unlike the
 seconds it hardly depends on the machine, so it has a target of its own (--bare-target, reported only).
+The bare file is the same jobs, not the same rule: it has none of the train rule's directives (five
+wildcards, log, benchmark, params, priority, threads, resources, conda, the workflow profile's per-job
+resource expressions, a long shell command), whose per-job cost Snakemake pays in the bare ratio too.
+--twin adds a third reference that has all of them, with constant values and no code of ours, to split
+the ratio into Snakemake's cost of those directives (twin/bare) and our Python's (large/twin).
 Exit status: 0 when the large grid's median is within the target, 1 when over, 2 when Snakemake fails.
 """
 
@@ -66,6 +71,71 @@ rule train:
 """
 
 
+def twin_snakefile(grid: dict[str, Any]) -> str:
+    """The train rule's directives and shell command, the workflow's wildcard constraints, a workflow
+    profile beside it (twin_setup): everything the large grid's train jobs make Snakemake do, with
+    constants and lambdas in place of our functions, and no other rule or parse-time code."""
+    lists = {key: list(grid[key]) for key in GRID_KEYS}
+    return f"""
+wildcard_constraints:
+    model=r"[A-Za-z0-9_.-]+",
+    task=r"[A-Za-z0-9_.@-]+",
+    method=r"[A-Za-z0-9_.+-]+",
+    seed=r"\\d+",
+    key=r"[0-9a-f]{{8}}",
+
+rule all:
+    input:
+        expand(
+            "results/runs/{{model}}/{{task}}/{{method}}/seed{{seed}}-0123abcd/metrics.json",
+            model={lists["models"]!r},
+            task={lists["tasks"]!r},
+            method={lists["methods"]!r},
+            seed={lists["seeds"]!r},
+        ),
+
+rule train:
+    output:
+        metrics="results/runs/{{model}}/{{task}}/{{method}}/seed{{seed}}-{{key}}/metrics.json",
+    log:
+        "logs/train/{{model}}/{{task}}/{{method}}/seed{{seed}}-{{key}}.log",
+    benchmark:
+        "results/benchmarks/train/{{model}}/{{task}}/{{method}}/seed{{seed}}-{{key}}.tsv"
+    params:
+        method_args=lambda wildcards: "--method-components '{{}}' --train-config '{{}}'",
+        data_dir="resources/data",
+        cache_dir="resources/hf",
+        offline_env="HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 ",
+    group:
+        None
+    priority:
+        lambda wildcards: 1
+    threads: 1
+    resources:
+        gpu=0,
+    conda:
+        "env.yaml"
+    shell:
+        "{{params.offline_env}}exec python -m robustft launch --gpus {{resources.gpu}} --"
+        " train --model {{wildcards.model}} --task {{wildcards.task}}"
+        " --method {{wildcards.method}} --seed {{wildcards.seed}} --out $(dirname {{output.metrics}})"
+        " --data-dir {{params.data_dir}} --cache-dir {{params.cache_dir}} --threads {{threads}}"
+        " {{params.method_args}} > {{log}} 2>&1"
+"""
+
+
+def twin_setup(tmp: Path) -> Setup:
+    """The twin Snakefile in its own folder, with the project's workflow profile beside it (Snakemake finds
+    profiles/default next to the Snakefile, as it does for ours) and a conda file for its directive."""
+    folder = tmp / "twin"
+    (folder / "profiles").mkdir(parents=True)
+    shutil.copytree(REPO / "profiles" / "default", folder / "profiles" / "default")
+    (folder / "env.yaml").write_text("dependencies: [python]\n")
+    snakefile = folder / "Snakefile"
+    snakefile.write_text(twin_snakefile(LARGE_GRID))
+    return snakefile, None, folder
+
+
 def snakemake_command() -> list[str]:
     # The venv's own entry point when there is one, so we time the Snakemake the project pins.
     exe = Path(sys.executable).with_name("snakemake")
@@ -99,7 +169,7 @@ def job_counts(output: str) -> tuple[int, int]:
     return int(train.group(1)), int(total.group(1))
 
 
-def make_setups(tmp: Path, bare: bool) -> dict[str, Setup]:
+def make_setups(tmp: Path, bare: bool, twin: bool = False) -> dict[str, Setup]:
     setups: dict[str, Setup] = {}
     for name, grid in (("baseline", SMALL_GRID), ("large", LARGE_GRID)):
         configfile = tmp / f"{name}.yaml"
@@ -110,6 +180,8 @@ def make_setups(tmp: Path, bare: bool) -> dict[str, Setup]:
         snakefile.parent.mkdir()
         snakefile.write_text(bare_snakefile(math.prod(len(LARGE_GRID[key]) for key in GRID_KEYS)))
         setups["bare"] = (snakefile, None, snakefile.parent)
+    if twin:
+        setups["twin"] = twin_setup(tmp)
     return setups
 
 
@@ -123,11 +195,14 @@ def main() -> None:
     )
     parser.add_argument("--reps", type=int, default=3, help="timed repetitions per grid")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare-Snakemake reference")
+    parser.add_argument(
+        "--twin", action="store_true", help="also time the bare jobs with the train rule's directives"
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="robustft-dag-"))
     try:
-        setups = make_setups(tmp, bare=not args.no_bare)
+        setups = make_setups(tmp, bare=not args.no_bare, twin=args.twin)
         # One untimed run each: pays for .pyc compilation and a cold file cache, which a user pays once.
         counts = {name: job_counts(dry_run(*setup)[1]) for name, setup in setups.items()}
         times: dict[str, list[float]] = {name: [] for name in setups}
@@ -157,6 +232,12 @@ def main() -> None:
             f"large/bare: {bare_ratio:.2f}x (Snakemake alone: {bare_ms:.2f} ms/job); "
             f"target <= {args.bare_target:.2f}x: {verdict}"
         )
+    twin_ratio = median["large"] / median["twin"] if "twin" in median else None
+    if twin_ratio is not None and "bare" in median:
+        print(
+            f"large/twin: {twin_ratio:.2f}x (our code); twin/bare: {median['twin'] / median['bare']:.2f}x "
+            "(Snakemake's cost of the train rule's directives and profile)"
+        )
     passed = median["large"] <= args.target
     result = {
         "jobs": jobs,
@@ -171,6 +252,8 @@ def main() -> None:
         "bare_ratio": round(bare_ratio, 3) if bare_ratio is not None else None,
         "bare_target": args.bare_target,
         "bare_pass": bare_ratio <= args.bare_target if bare_ratio is not None else None,
+        "twin_median_s": round(median["twin"], 3) if "twin" in median else None,
+        "twin_ratio": round(twin_ratio, 3) if twin_ratio is not None else None,
         "target_s": args.target,
         "pass": passed,
     }

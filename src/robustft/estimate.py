@@ -495,7 +495,7 @@ def glue_jobs(config: dict[str, Any], rates: Rates) -> list[Job]:
             length=length if settings["pad_to_max_length"] else min(length, size.length),
             train_examples=math.floor(capped(size.train, settings["max_train_samples"]) * (fraction or 1.0)),
             epochs=settings["epochs"],
-            eval_examples=capped(size.eval, settings["max_eval_samples"]) * math.ceil(settings["epochs"]),
+            eval_examples=evaluated_examples(size.eval, settings),
             batch_size=settings["batch_size"],
             checkpoint_steps=settings["checkpoint_steps"],
         )
@@ -504,6 +504,15 @@ def glue_jobs(config: dict[str, Any], rates: Rates) -> list[Job]:
             Job("train", f"train/{model}/{task}/{method}/{seed}", STARTUP_S + seconds / max(gpus, 1), gpus)
         )
     return jobs
+
+
+def evaluated_examples(dev_size: int, settings: dict[str, Any]) -> int:
+    """Examples a GLUE run scores in its dev evaluations: one per started epoch, the last on the whole
+    (capped) split and the earlier ones on `curve_eval_samples` of it where that is set."""
+    whole = capped(dev_size, settings["max_eval_samples"])
+    earlier = math.ceil(settings["epochs"]) - 1
+    curve = settings.get("curve_eval_samples")
+    return whole + earlier * (whole if curve is None else min(curve, whole))
 
 
 def train_priorities(config: dict[str, Any]) -> dict[tuple[str, str], int]:
@@ -534,7 +543,7 @@ def train_priorities(config: dict[str, Any]) -> dict[tuple[str, str], int]:
             config["methods"][method], resolved_precision(settings["precision"])
         )
         examples = capped(size.train, settings["max_train_samples"]) * (fraction or 1.0) * settings["epochs"]
-        evaluations = capped(size.eval, settings["max_eval_samples"]) * math.ceil(settings["epochs"])
+        evaluations = evaluated_examples(size.eval, settings)
         work[task, method] = length * (examples * (passes + fp32_passes) + evaluations / 3)
     ordered = sorted(work, key=work.__getitem__)
     return {key: rank for rank, key in enumerate(ordered)}

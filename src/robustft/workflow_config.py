@@ -481,11 +481,12 @@ def run_grid(config: dict[str, Any]) -> list[tuple[str, str, str, int]]:
     return list(runs)
 
 
-# Train settings that only add files beside a run's results (report_to: TensorBoard event files and the
-# like), with their default values. At its default such a setting is left out of a job's settings, and so
-# out of its run directory's key: the runs named before the setting existed keep their directories. Set to
-# anything else, it enters both like any other setting (a new key: the run is trained anew, tracked).
-OUTPUT_ONLY_DEFAULTS: dict[str, Any] = {"report_to": "none"}
+# Train settings that leave what a run trains and reports unchanged (report_to: TensorBoard event files
+# beside the results; curve_eval_samples: a subset for the evaluations before the last one), with their
+# default values. At its default such a setting is left out of a job's settings, and so out of its run
+# directory's key: the runs named before the setting existed keep their directories. Set to anything
+# else, it enters both like any other setting (a new key: the run is trained anew, with its files).
+OUTPUT_ONLY_DEFAULTS: dict[str, Any] = {"report_to": "none", "curve_eval_samples": None}
 
 
 def _job_train_settings(settings: dict[str, Any]) -> dict[str, Any]:
@@ -552,7 +553,26 @@ def glue_run_dir(config: dict[str, Any], model: str, task: str, method: str, see
     """results/runs/<model>/<task>/<method>/seed<S>-<settings key>; <model> is the model's path-safe name
     (model_path_name: microsoft/deberta-v3-base -> microsoft--deberta-v3-base), in every track."""
     key = settings_key(config["methods"][method], train_settings(config, task))
+    return _glue_run_dir(model, task, method, seed, key)
+
+
+def _glue_run_dir(model: str, task: str, method: str, seed: int, key: str) -> str:
     return f"{RESULTS}/runs/{model_path_name(model)}/{task}/{method}/{seed_dir_name(seed, key)}"
+
+
+def glue_run_dirs(
+    config: dict[str, Any], runs: Iterable[tuple[str, str, str, int]]
+) -> dict[tuple[str, str, str, int], str]:
+    """glue_run_dir of each (model, task, method, seed) in `runs`, in order. The settings key depends on
+    the method and task only, so it is hashed once per pair: a grid of thousands of runs has a few
+    hundred pairs, and the Snakefile names every run's directory at parse time."""
+    keys: dict[tuple[str, str], str] = {}
+    run_dirs: dict[tuple[str, str, str, int], str] = {}
+    for model, task, method, seed in runs:
+        if (method, task) not in keys:
+            keys[method, task] = settings_key(config["methods"][method], train_settings(config, task))
+        run_dirs[model, task, method, seed] = _glue_run_dir(model, task, method, seed, keys[method, task])
+    return run_dirs
 
 
 def xtreme_run_dir(
@@ -685,7 +705,7 @@ def expected_run_dirs(config: dict[str, Any]) -> dict[str, list[str]]:
     tables against these, so it is built only from its own config's runs."""
     tracks = config["tracks"]
     return {
-        "runs": [glue_run_dir(config, *run) for run in run_grid(config)] if "glue" in tracks else [],
+        "runs": list(glue_run_dirs(config, run_grid(config)).values()) if "glue" in tracks else [],
         "xtreme": [xtreme_run_dir(config, *run) for run in xtreme_grid(config)] if "xtreme" in tracks else [],
         "instruct": (
             [instruct_run_dir(config, *run) for run in instruct_grid(config)] if "instruct" in tracks else []

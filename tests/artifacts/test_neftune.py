@@ -288,7 +288,7 @@ def test_paper_config_grid_covers_every_artifact():
 
     config = load_config(REPO / "config" / "neftune.yaml")
     grid = instruct_grid(config)
-    assert len(grid) == len(set(grid)) == 83
+    assert len(grid) == len(set(grid)) == 89
     cells = {(model, dataset, recipe, method) for model, dataset, recipe, method, _ in grid}
     for dataset in ("alpaca", "evol_instruct", "sharegpt", "open_platypus"):  # Table 1, all alphas
         assert {
@@ -298,6 +298,10 @@ def test_paper_config_grid_covers_every_artifact():
     assert ("llama-2-13b", "evol_instruct", "qlora", "neftune_a10") in cells  # Table 3
     assert ("opt-6.7b", "sharegpt", "default", "finetune") in cells  # Figure 2
     assert ("llama-2-7b", "open_platypus", "default", "neftune_gauss_a5") in cells  # Table 6
+    for part in ("embeddings", "lm_head", "attention"):  # Table 11, beside Table 1's Alpaca runs
+        assert ("llama-2-7b", "alpaca", f"freeze_{part}", "neftune_a5") in cells
+    assert {("llama-2-7b", "sharegpt", "sharegpt_chunk1024", m) for m in ("finetune", "neftune_a10")} <= cells
+    assert ("llama-1-7b", "evol_instruct", "default", "freelb") in cells  # Table 12, beside Figure 2's
 
 
 @pytest.mark.parametrize(
@@ -306,6 +310,9 @@ def test_paper_config_grid_covers_every_artifact():
         ({"datasets": ["no_such_set"]}, "no_such_set"),
         ({"judges": {"j": {"kind": "no_such_kind"}}}, "no_such_kind"),
         ({"recipes": {"default": {"adapter": "int3"}}}, "adapter"),
+        ({"recipes": {"default": {"freeze": ["embedding"]}}}, r"recipes.default.freeze.*'embedding'"),
+        ({"recipes": {"default": {"freeze": ["lm_head"], "adapter": "lora"}}}, "applies to full fine-tuning"),
+        ({"sft": {"sharegpt_chunk_tokens": 0}}, "sharegpt_chunk_tokens"),
         ({"leaderboard": {"tasks": ["no_such_task"]}}, "no_such_task"),
         ({"report": {"judge_for": {"win_rate_gpt4": "gpt5"}}}, "gpt5"),
     ],
@@ -639,3 +646,179 @@ def test_tables_5_and_10_are_not_run_without_their_variants(instruct_table):
         assert result.status == "not run" and "instruct.generation.variants" in result.reason
     no_judge = table[~table["source"].str.startswith("judge:")]
     assert "judge" in get_artifact("neftune/table5").build(no_judge, ArtifactContext()).reason
+
+
+# ------------------------------------------------------------------------------------------ Tables 11, 13
+
+PAPER_CONTEXT = {"paper_model": {"smollm2-135m": "llama-2-7b"}}
+
+
+def make_judged_run(
+    root: Path, dataset: str, recipe: str, method: str, wins: list[float], settings: dict, seed: int = 0
+) -> Path:
+    """A finished, judged run whose sft/metrics.json records its SFT settings (as sft_run writes them) and
+    how many parameters trained: 1,000, less 100 per frozen part."""
+    run = root / "smollm2-135m" / dataset / recipe / method / f"seed{seed}"
+    trainable = 1000 - 100 * len(settings.get("freeze", []))
+    metrics = {
+        "status": "ok",
+        "settings": settings,
+        "trainable_parameters": trainable,
+        "total_parameters": 1000,
+    }
+    _json(run / "sft" / "metrics.json", {**metrics, "train_loss": 1.0})
+    _jsonl(
+        run / "judge" / "local.annotations.jsonl",
+        [{"id": i, "preference": 1 + w, "model_first": True} for i, w in enumerate(wins)],
+    )
+    judge = {"name": "local", "kind": "local_hf", "model": "smollm2-135m"}
+    _json(run / "judge" / "local.json", {"judge": judge, "n": len(wins), "win_rate": 100 * np.mean(wins)})
+    return run
+
+
+def _wins(seed: int, p_win: float) -> list[float]:
+    return list(
+        np.random.default_rng(seed).choice([0.0, 0.5, 1.0], size=N_PROMPTS, p=[1 - p_win - 0.1, 0.1, p_win])
+    )
+
+
+def _delta(method: list[float], baseline: list[float]) -> float:
+    return 100 * (np.mean(method) - np.mean(baseline))
+
+
+@pytest.fixture()
+def table11_runs(tmp_path: Path) -> tuple[pd.DataFrame, dict[str, list[float]]]:
+    """Plain SFT and NEFTune made before `freeze` existed (their settings lack it), NEFTune with the
+    attention and with the LM head frozen, a frozen run that diverged, and a run of another recipe."""
+    root = tmp_path / "instruct"
+    wins = {
+        name: _wins(seed, p)
+        for seed, (name, p) in enumerate(
+            [("finetune", 0.3), ("neftune", 0.6), ("attention", 0.2), ("lm_head", 0.55), ("epochs1", 0.4)]
+        )
+    }
+    old = {"epochs": 3.0}
+    later = {"sharegpt_chunk_tokens": 512}
+    runs = [
+        make_judged_run(root, "alpaca_seed", "default", "finetune", wins["finetune"], old),
+        make_judged_run(root, "alpaca_seed", "default", "neftune_a5", wins["neftune"], old),
+        make_judged_run(
+            root,
+            "alpaca_seed",
+            "freeze_attention",
+            "neftune_a5",
+            wins["attention"],
+            {**old, **later, "freeze": ["attention"]},
+        ),
+        make_judged_run(
+            root,
+            "alpaca_seed",
+            "freeze_lm_head",
+            "neftune_a5",
+            wins["lm_head"],
+            {**old, **later, "freeze": ["lm_head"]},
+        ),
+        make_judged_run(root, "alpaca_seed", "epochs1", "finetune", wins["epochs1"], {"epochs": 1.0}),
+    ]
+    diverged = root / "smollm2-135m" / "alpaca_seed" / "freeze_attention" / "neftune_a5" / "seed1"
+    _json(diverged / "sft" / "metrics.json", {"status": "diverged", "train_loss": 80.0})
+    return collect_instruct([*runs, diverged]), wins
+
+
+def test_table11_sets_each_frozen_arm_beside_plain_sft_and_unfrozen_neftune(table11_runs, tmp_path: Path):
+    table, wins = table11_runs
+    context = ArtifactContext(**PAPER_CONTEXT, n_boot=1000)
+    result = get_artifact("neftune/table11").build(table, context)
+    assert result.status == "regenerated"
+    claims = result.claims.set_index(["method", "baseline"])
+    assert len(claims) == 5  # NEFTune vs SFT; each frozen arm vs SFT and vs NEFTune; epochs1 pairs with none
+    attention = claims.loc[("neftune_a5 + attention frozen", "finetune")]
+    assert attention["delta"] == pytest.approx(_delta(wins["attention"], wins["finetune"]))
+    assert (
+        attention["n_pairs"] == N_PROMPTS and attention["ci_low"] < attention["delta"] < attention["ci_high"]
+    )
+    assert (attention["paper_value"], attention["paper_baseline"]) == (22.17, 48.26)
+    assert attention["n_diverged_method"] == 1 and attention["n_diverged_baseline"] == 0
+    cost = claims.loc[("neftune_a5 + lm_head frozen", "neftune_a5")]
+    assert cost["delta"] == pytest.approx(_delta(wins["lm_head"], wins["neftune"]))
+    assert (cost["paper_value"], cost["paper_baseline"]) == (61.12, 62.55)
+    assert cost["paper_delta"] == pytest.approx(61.12 - 62.55)
+    neftune = claims.loc[("neftune_a5", "finetune")]
+    assert (neftune["paper_value"], neftune["paper_baseline"]) == (62.55, 48.26)
+    # One seed per arm: the prompts are many, but the verdict's floor counts seeds.
+    assert set(result.claims["verdict"]) == {"too few seeds"}
+    lenient = get_artifact("neftune/table11").build(
+        table, ArtifactContext(**PAPER_CONTEXT, n_boot=1000, min_seeds=1)
+    )
+    assert "too few seeds" not in set(lenient.claims["verdict"])
+    assert any("neftune_a5 + attention frozen: 900 of 1,000 parameters trained" in n for n in result.notes)
+    assert any("get_input_embeddings" in choice for choice in result.choices)
+    write_result(result, tmp_path / "table11")
+    assert json.loads((tmp_path / "table11" / "result.json").read_text())["status"] == "regenerated"
+
+
+def test_table11_is_not_run_without_frozen_runs(instruct_table, table11_runs):
+    table, _ = instruct_table
+    result = get_artifact("neftune/table11").build(table, ArtifactContext(n_boot=200))
+    assert result.status == "not run" and "freeze" in result.reason and "table11" in result.reason
+    frozen, _ = table11_runs
+    no_judge = frozen[~frozen["source"].str.startswith("judge:")]
+    assert "judge" in get_artifact("neftune/table11").build(no_judge, ArtifactContext()).reason
+
+
+@pytest.fixture()
+def table13_runs(tmp_path: Path) -> tuple[list[Path], dict[str, list[float]]]:
+    """ShareGPT at the default 512 tokens (settings recorded before the setting existed) and at 1,024,
+    plain SFT and NEFTune α 10 at both, NEFTune α 5 at 512 only."""
+    root = tmp_path / "instruct"
+    names = [
+        ("finetune 512", 0.45),
+        ("neftune 512", 0.5),
+        ("finetune 1024", 0.35),
+        ("neftune 1024", 0.6),
+        ("a5", 0.5),
+    ]
+    wins = {name: _wins(10 + seed, p) for seed, (name, p) in enumerate(names)}
+    # The longer chunks train at a longer max length: still one cell with the 512-token runs.
+    long = {"sharegpt_chunk_tokens": 1024, "max_seq_length": 1024, "freeze": []}
+    runs = [
+        make_judged_run(root, "sharegpt", "default", "finetune", wins["finetune 512"], {}),
+        make_judged_run(root, "sharegpt", "default", "neftune_a10", wins["neftune 512"], {}),
+        make_judged_run(root, "sharegpt", "default", "neftune_a5", wins["a5"], {}),
+        make_judged_run(root, "sharegpt", "sharegpt1024", "finetune", wins["finetune 1024"], long),
+        make_judged_run(root, "sharegpt", "sharegpt1024", "neftune_a10", wins["neftune 1024"], long),
+    ]
+    return runs, wins
+
+
+def test_table13_pairs_neftune_at_each_chunk_length_and_each_length_with_512(table13_runs):
+    runs, wins = table13_runs
+    result = get_artifact("neftune/table13").build(
+        collect_instruct(runs), ArtifactContext(**PAPER_CONTEXT, n_boot=1000)
+    )
+    assert result.status == "regenerated"
+    claims = result.claims.set_index(["method", "baseline"])
+    assert len(claims) == 4  # the paper's 2 x 2: NEFTune at 512 and 1,024, and 1,024 against 512 per method
+    at_1024 = claims.loc[("neftune_a10 @ 1024", "finetune @ 1024")]
+    assert at_1024["delta"] == pytest.approx(_delta(wins["neftune 1024"], wins["finetune 1024"]))
+    assert (at_1024["paper_value"], at_1024["paper_baseline"]) == (64.35, 61.68)
+    assert (
+        at_1024["ci_low"] < at_1024["delta"] < at_1024["ci_high"]
+        and at_1024["task"] == "ShareGPT, 1024-token chunks"
+    )
+    at_512 = claims.loc[("neftune_a10 @ 512", "finetune @ 512")]
+    assert (at_512["paper_value"], at_512["paper_baseline"]) == (64.22, 63.48)
+    longer = claims.loc[("finetune @ 1024", "finetune @ 512")]
+    assert longer["delta"] == pytest.approx(_delta(wins["finetune 1024"], wins["finetune 512"]))
+    assert (longer["paper_value"], longer["paper_baseline"]) == (61.68, 63.48)
+    assert claims.loc[("neftune_a10 @ 1024", "neftune_a10 @ 512"), "paper_delta"] == pytest.approx(
+        64.35 - 64.22
+    )
+    assert set(result.claims["verdict"]) == {"too few seeds"}
+    assert not any("neftune_a5" in method for method in result.claims["method"])  # at one length only
+
+
+def test_table13_is_not_run_without_a_second_chunk_length(table13_runs):
+    runs, _ = table13_runs
+    result = get_artifact("neftune/table13").build(collect_instruct(runs[:3]), ArtifactContext(n_boot=200))
+    assert result.status == "not run" and "sharegpt_chunk_tokens" in result.reason

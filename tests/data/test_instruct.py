@@ -139,3 +139,43 @@ def test_heldout_split_is_deterministic_and_disjoint(data_dir: Path) -> None:
         split_heldout(data, 175, seed=0)
     small = subsample(train, 10, seed=0)
     assert len(small) == 10 and "random 10 of 150" in small.source
+
+
+def _write_sharegpt(tmp_path: Path, turns: int, words: int) -> None:
+    """One conversation of `turns` user/assistant pairs, each message `words` whitespace words long."""
+    messages = []
+    for turn in range(turns):
+        messages.append({"from": "human", "value": " ".join(f"q{turn}w{k}" for k in range(words))})
+        messages.append({"from": "gpt", "value": " ".join(f"a{turn}w{k}" for k in range(words))})
+    directory = tmp_path / "instruction" / "sharegpt"
+    directory.mkdir(parents=True)
+    (directory / "sharegpt.jsonl").write_text(json.dumps({"conversations": messages}) + "\n")
+
+
+def _context_turns(prompt: str) -> int:
+    """How many earlier turn pairs a Vicuna prompt carries (each closes with the EOS after its reply)."""
+    return prompt.count("</s>")
+
+
+@pytest.mark.parametrize(("chunk_tokens", "pairs_per_chunk"), [(512, 2), (1024, 4), (100, 1)])
+def test_sharegpt_chunk_length_sets_how_many_turns_share_a_context(
+    tmp_path: Path, chunk_tokens: int, pairs_per_chunk: int
+) -> None:
+    """Eight turn pairs of 220 words (system prompt: 23 words): a chunk of 512 holds 2 pairs, one of 1,024
+    holds 4, and a pair larger than the chunk still makes an example, alone in its context."""
+    _write_sharegpt(tmp_path, turns=8, words=110)
+    system = len(VICUNA_SYSTEM.split())
+    assert system + 2 * 220 <= 512 < system + 3 * 220 and system + 4 * 220 <= 1024 < system + 5 * 220
+    data = load_instruct_dataset("sharegpt", tmp_path, chunk_tokens=chunk_tokens)
+    assert [e.completion.split()[0] for e in data.examples] == [f"a{t}w0" for t in range(8)]
+    assert [_context_turns(e.prompt) for e in data.examples] == [t % pairs_per_chunk for t in range(8)]
+    # Every assistant reply is trained on once, whatever the chunk length.
+    assert all(e.prompt.startswith(VICUNA_SYSTEM) for e in data.examples)
+
+
+def test_sharegpt_chunk_length_is_the_default_512(tmp_path: Path) -> None:
+    _write_sharegpt(tmp_path, turns=4, words=100)
+    default = load_instruct_dataset("sharegpt", tmp_path)
+    assert [e.prompt for e in default.examples] == [
+        e.prompt for e in load_instruct_dataset("sharegpt", tmp_path, chunk_tokens=512).examples
+    ]

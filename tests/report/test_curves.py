@@ -114,6 +114,18 @@ def test_a_diverged_run_is_left_out_of_the_lines_and_counted_in_the_caption() ->
     )
 
 
+def test_the_caption_says_when_earlier_dev_points_score_a_subset() -> None:
+    curves = glue_curves()
+    evaluated = curves["dev_score"].notna()
+    last = curves["epoch"] == max(EPOCHS)
+    curves.loc[evaluated, "dev_examples"] = 300.0
+    curves.loc[evaluated & last, "dev_examples"] = 1500.0
+    text = caption(glue_cells(curves, ["minilm-l6"], ["stsb"])[0], METHODS)
+    assert text.endswith("dev points before the last epoch score a seeded 300 of the 1,500 dev examples.")
+    curves.loc[evaluated, "dev_examples"] = 1500.0  # every evaluation on the whole split: nothing to say
+    assert caption(glue_cells(curves, ["minilm-l6"], ["stsb"])[0], METHODS).endswith("3 seeds per method.")
+
+
 def xtreme_curves() -> pd.DataFrame:
     """xtreme_curves.csv as tables.xtreme.collect_xtreme_curves writes it: two seeds a method, XNLI."""
     rows = []

@@ -465,7 +465,14 @@ def _history(metric: str, dev: float) -> list[str]:
     records = [
         {"epoch": 0.05, "grad_norm": 1.5, "learning_rate": 0.0, "loss": 0.70, "step": 1},
         {"epoch": 0.5, "grad_norm": 0.8, "learning_rate": 5e-5, "loss": 0.65, "step": 10},
-        {"epoch": 1.0, f"eval_dev_{metric}": dev, "eval_dev_loss": 0.66, "eval_dev_runtime": 1.2, "step": 20},
+        {
+            "epoch": 1.0,
+            f"eval_dev_{metric}": dev,
+            "eval_dev_loss": 0.66,
+            "eval_dev_examples": 277,
+            "eval_dev_runtime": 1.2,
+            "step": 20,
+        },
         {"epoch": 1.0, "step": 20, "train_loss": 0.67, "train_runtime": 44.0, "total_flos": 1.0},
     ]
     return [json.dumps(record) for record in records]
@@ -486,7 +493,7 @@ def test_collect_curves_has_one_row_per_logged_point_of_each_counted_run(runs_ro
 
     assert list(curves.columns) == [
         *["model", "task", "method", "seed", "status", "step", "epoch"],
-        *["train_loss", "metric", "dev_score", "dev_loss", "baseline_score"],
+        *["train_loss", "metric", "dev_score", "dev_loss", "baseline_score", "dev_examples"],
     ]
     assert curves["baseline_score"].isna().all()  # these runs predate metrics.json's constant_baseline
     # Runs without history.jsonl have no rows; the closing record of each run is not a point.
@@ -500,6 +507,7 @@ def test_collect_curves_has_one_row_per_logged_point_of_each_counted_run(runs_ro
     assert first["dev_score"].iloc[:2].isna().all() and first["dev_loss"].iloc[:2].isna().all()
     assert first["dev_score"].iloc[2] == pytest.approx(61.0)  # points, as runs.csv's score
     assert first["dev_loss"].iloc[2] == pytest.approx(0.66)  # a loss stays a loss
+    assert first["dev_examples"].iloc[2] == 277 and first["dev_examples"].iloc[:2].isna().all()
     mcc = row(curves, task="CoLA", method="noisytune", step=20)
     assert (mcc["metric"], mcc["seed"], mcc["status"]) == ("mcc", 2, "ok")
     assert mcc["dev_score"] == pytest.approx(25.0)

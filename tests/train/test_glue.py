@@ -505,3 +505,37 @@ def test_report_to_tensorboard_writes_event_files_into_the_run_directory(
     logged = [r["step"] for r in read_jsonl(out / "history.jsonl") if "loss" in r]
     tracked = [event.step for event in tracker.Scalars("train/loss")]
     assert tracked == logged  # the same training losses as history.jsonl, at the same steps
+
+
+# ----------------------------------------------------------------------------- curve evaluations on a subset
+
+
+def test_curve_eval_samples_score_a_subset_before_the_last_epoch_only(
+    tiny_model: str, mini_glue: Path, tmp_path: Path
+) -> None:
+    """The earlier epochs' dev evaluations score `curve_eval_samples` examples, the last one the whole
+    split; training and the reported scores are those of the same run without the setting."""
+    settings = {"task": "stsb", "method": "finetune", "epochs": 3}
+    whole = train_run(make_spec(tiny_model, mini_glue, **settings), tmp_path / "whole")
+    curve = train_run(make_spec(tiny_model, mini_glue, curve_eval_samples=12, **settings), tmp_path / "curve")
+
+    def evaluations(out: Path) -> list[tuple[float, float, float]]:
+        rows = read_jsonl(out / "history.jsonl")
+        return [
+            (r["epoch"], r["eval_dev_examples"], r["eval_dev_pearson"]) for r in rows if "eval_dev_loss" in r
+        ]
+
+    assert [(epoch, n) for epoch, n, _ in evaluations(tmp_path / "curve")] == [(1, 12), (2, 12), (3, ROWS)]
+    assert [n for _, n, _ in evaluations(tmp_path / "whole")] == [ROWS] * 3
+    assert curve["metrics"] == whole["metrics"]
+    # The subset's scores differ from the whole split's at the same (identically trained) epoch.
+    assert evaluations(tmp_path / "curve")[0][2] != evaluations(tmp_path / "whole")[0][2]
+
+
+def test_curve_eval_samples_cannot_go_with_the_best_epoch(
+    tiny_model: str, mini_glue: Path, tmp_path: Path
+) -> None:
+    spec = make_spec(tiny_model, mini_glue, curve_eval_samples=12, report_epoch="best")
+    with pytest.raises(RunError, match=r"curve_eval_samples.*report_epoch 'best'"):
+        train_run(spec, tmp_path / "run")
+    assert not (tmp_path / "run" / "metrics.json").exists()

@@ -511,3 +511,72 @@ def test_report_to_is_an_sft_setting_checked_as_the_train_one(tmp_path: Path) ->
     settings = SFTSettings(report_to=["tensorboard"], max_steps=1)
     assert _sft_config(settings, tmp_path, seed=0).report_to == ["tensorboard"]
     assert _sft_config(SFTSettings(max_steps=1), tmp_path, seed=0).report_to == []
+
+
+def test_freeze_trains_only_the_other_parameters_and_run_json_says_which(
+    tiny_llama: str, data_dir: Path, tmp_path: Path, recorded
+) -> None:
+    """NEFTune Table 11's setting end to end: the frozen weights leave training unchanged, the rest move,
+    and run.json and metrics.json record what was frozen and how many parameters trained."""
+    from robustft.models import load_causal_lm
+
+    before, _ = load_causal_lm(tiny_llama)
+    out = tmp_path / "sft"
+    result = sft_run(_spec(data_dir, max_steps=2, freeze=["embeddings", "attention"]), out)
+    after = dict(recorded["model"].named_parameters())
+    for name, parameter in before.named_parameters():
+        unchanged = torch.equal(parameter, after[name].detach())
+        assert unchanged == (name == "model.embed_tokens.weight" or ".self_attn." in name), name
+    frozen = json.loads((out / "run.json").read_text())["frozen"]
+    assert frozen["parts"] == ["embeddings", "attention"] and not frozen["tied_embeddings"]
+    assert len(frozen["frozen_parameters"]) == 1 + 2 * 4  # embeddings, q/k/v/o of 2 layers
+    kept = sum(p.numel() for n, p in before.named_parameters() if n in frozen["frozen_parameters"])
+    assert (
+        result["trainable_parameters"] == frozen["trainable_parameters"] == result["total_parameters"] - kept
+    )
+    assert result["settings"]["freeze"] == ["embeddings", "attention"]
+
+
+def test_settings_added_later_keep_earlier_runs_config_hash() -> None:
+    """freeze and sharegpt_chunk_tokens enter the hashed spec only when set: runs made before they existed
+    (at their defaults) are still recognised as finished."""
+    from robustft.train.sft import _recorded_settings
+
+    plain = _recorded_settings(SFTSettings())
+    assert "freeze" not in plain and "sharegpt_chunk_tokens" not in plain and "epochs" in plain
+    changed = _recorded_settings(SFTSettings(freeze=["lm_head"], sharegpt_chunk_tokens=1024))
+    assert changed["freeze"] == ["lm_head"] and changed["sharegpt_chunk_tokens"] == 1024
+
+
+def test_the_config_schema_checks_freeze_and_chunk_length_in_sft_and_recipes() -> None:
+    from jsonschema import Draft202012Validator
+
+    from robustft.workflow_config import load_schema
+
+    instruct = load_schema()["properties"]["instruct"]["properties"]
+    for schema in (instruct["sft"], instruct["recipes"]["additionalProperties"]):
+        validator = Draft202012Validator(schema)
+        assert validator.is_valid({"freeze": ["embeddings", "lm_head"], "sharegpt_chunk_tokens": 1024})
+        errors = [e.message for e in validator.iter_errors({"freeze": ["embedding"]})]
+        assert errors and "'embedding' is not one of" in errors[0]
+        assert not validator.is_valid({"sharegpt_chunk_tokens": 0})
+
+
+def test_the_sharegpt_chunk_setting_reaches_the_parser(tmp_path: Path) -> None:
+    """sft.sharegpt_chunk_tokens (NEFTune Table 13) sizes the chunks SFT trains on: with room for both
+    turn pairs the second turn keeps the first as context, with less it starts a new chunk."""
+    from robustft.train.sft import SFTRunSpec, load_sft_data
+
+    directory = tmp_path / "instruction" / "sharegpt"
+    directory.mkdir(parents=True)
+    # A turn pair is 304 words: two fit in 1,024 beside the system prompt (23 words), not in 512.
+    words = " ".join(["w"] * 150)
+    conversation = [{"from": s, "value": f"{s} {t} {words}"} for t in range(2) for s in ("human", "gpt")]
+    (directory / "sharegpt.jsonl").write_text(json.dumps({"conversations": conversation}) + "\n")
+    seconds = {}
+    for chunk in (512, 1024):
+        settings = SFTSettings(sharegpt_chunk_tokens=chunk, heldout_size=0, eval_train_samples=0)
+        spec = SFTRunSpec("smollm2-135m", "sharegpt", "finetune", 0, sft=settings, data_dir=str(tmp_path))
+        train, _, _ = load_sft_data(spec)
+        seconds[chunk] = next(e.prompt for e in train.examples if e.completion.startswith("gpt 1"))
+    assert "human 0" not in seconds[512] and "human 0" in seconds[1024]

@@ -103,6 +103,44 @@ def test_dry_run_fans_out_the_grid(tmp_path: Path) -> None:
     assert train_line.split()[-1] == str(1 * 2 * 2 * 2)  # models x tasks x methods x seeds
 
 
+def test_the_grids_run_directories_named_at_once_are_those_named_one_by_one() -> None:
+    """The Snakefile names the grid's run directories at parse time in one go (glue_run_dirs hashes each
+    method and task's settings once): each must be the directory glue_run_dir names for the run alone,
+    which runs.csv and the report check against."""
+    from robustft.workflow_config import glue_run_dir, glue_run_dirs, load_config, run_grid
+
+    config = load_config(REPO / "config" / "config.yaml")
+    runs = run_grid(config)
+    named = glue_run_dirs(config, runs)
+    assert list(named) == runs
+    assert list(named.values()) == [glue_run_dir(config, *run) for run in runs]
+    # A method's runs of different tasks have different keys here, so a key reused across tasks would show.
+    keys_of_a_method = {
+        run_dir.rsplit("-", 1)[1] for (_, _, method, _), run_dir in named.items() if method == "finetune"
+    }
+    assert len(keys_of_a_method) > 1
+
+
+def test_a_requested_run_must_carry_the_configs_key_in_or_out_of_the_grid(tmp_path: Path) -> None:
+    """A train job checks its path's key against the config's (looked up for the grid's runs, named anew
+    for others): a seed outside the grid with the right key is planned with the run's priority, a wrong
+    key stops the dry run naming the path the config names."""
+    from robustft.estimate import train_priorities
+    from robustft.workflow_config import glue_run_dir
+
+    config = resolved(TINY_CONFIG)
+    run_dir = glue_run_dir(config, "minilm-l6", "rte", "noisytune", 7)  # the grid's seeds are 1 and 2
+    planned = snakemake(tmp_path, "-n", f"{run_dir}/metrics.json", "--configfile", str(TINY_CONFIG))
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    assert f"priority: {train_priorities(config)['rte', 'noisytune']}" in planned.stdout
+
+    wrong_key = run_dir.rsplit("-", 1)[0] + "-00000000"
+    refused = snakemake(tmp_path, "-n", f"{wrong_key}/metrics.json", "--configfile", str(TINY_CONFIG))
+    assert refused.returncode != 0
+    assert "does not match this config's settings" in refused.stdout + refused.stderr
+    assert run_dir in refused.stdout + refused.stderr
+
+
 def test_packed_runs_make_one_group_job_per_pack(tmp_path: Path) -> None:
     """Config `pack`: the tiny grid's 8 runs join the group `train`, and --group-components train=4 makes
     two jobs of 4 runs of them (a dry run shows the groups a cluster would get); unpacked, no groups."""

@@ -17,6 +17,7 @@ from robustft.workflow_config import (
     expected_run_dirs,
     generation_variant_arguments,
     glue_run_dir,
+    glue_run_dirs,
     instruct_grid,
     instruct_variants,
     pack_group_components,
@@ -58,8 +59,13 @@ GRID_MANIFEST = {
 OFFLINE_ENV = "HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 " if config["offline"] else ""
 
 
+def run_dir_of(run):
+    """A (model, task, method, seed)'s run directory: the grid's are named once, at parse time."""
+    return RUN_DIRS.get(run) or glue_run_dir(config, *run)
+
+
 def run_metrics(model, task, method, seed):
-    return f"{glue_run_dir(config, model, task, method, seed)}/metrics.json"
+    return f"{run_dir_of((model, task, method, seed))}/metrics.json"
 
 
 def checked_key(wildcards, run_dir, settings):
@@ -75,6 +81,9 @@ def checked_key(wildcards, run_dir, settings):
 
 
 RUN_GRID = run_grid(config)
+# Every run's directory, named once: a grid of thousands of runs asks for each of them two or three times
+# (the aggregate's inputs, the train job's key check), and naming one hashes its settings.
+RUN_DIRS = glue_run_dirs(config, RUN_GRID)
 
 
 def all_run_metrics():
@@ -107,7 +116,7 @@ def train_priority(wildcards):
 
 def method_arguments(wildcards):
     w = wildcards
-    run_dir = glue_run_dir(config, model_from_path_name(w.model), w.task, w.method, int(w.seed))
+    run_dir = run_dir_of((model_from_path_name(w.model), w.task, w.method, int(w.seed)))
     return checked_key(wildcards, run_dir, TRAIN_ARGUMENTS[w.method, w.task])
 
 

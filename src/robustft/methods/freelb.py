@@ -35,6 +35,12 @@ works (FreeLB#13/#14; paper Table 4 measures the gap). No `adv_begin_iter` warm 
 δ is kept in fp32 and cast to the embeddings' dtype only when they are half precision.
 This step replaces Trainer's compute_loss, so other components' `extra_loss` terms (R3F, SMART) are not
 added to it; embedding noise hooks (NEFTune) do apply, freshly drawn at every pass.
+
+On a causal LM (the SFT path, robustft.train.sft) L is the model's own loss with the batch's labels, which
+TRL's completion-only collation sets to -100 on prompt and padding tokens: a mean over response tokens,
+which the SFT trainer weighs by the step's response tokens (s above is then their share). δ covers every
+real token, prompt and response alike, as NEFTune's noise does (Table 12 compares the two on one support):
+an adversarial instruction is part of the attack. No KL term: FreeLB's objective is the task loss alone.
 """
 
 from __future__ import annotations
@@ -105,15 +111,19 @@ class FreeLB(FreeLBSettings):
         if self.clean_pass:
             forward_backward(step.embed())
         mask = step.inputs.get("attention_mask")
+        ids = step.inputs["input_ids"]
+        real = torch.ones(ids.shape, device=ids.device) if mask is None else mask
+        real = real.to(torch.float32).unsqueeze(-1)  # (B, L, 1): 1 on real tokens
         delta: torch.Tensor | None = None
         for t in range(self.adv_steps):
             embeddings = step.embed()  # looked up again every pass: a fresh graph into the embedding table
             if delta is None:
-                real = torch.ones(embeddings.shape[:2], device=embeddings.device) if mask is None else mask
-                delta = self.init_delta(embeddings, real.to(torch.float32).unsqueeze(-1))
+                delta = self.init_delta(embeddings, real)
             delta.requires_grad_()
             forward_backward(embeddings + delta.to(embeddings.dtype))
             if t == self.adv_steps - 1:
                 break
-            delta = self.ascend(delta.detach(), delta.grad.detach())
+            # The gradient on padding is zero already (masked keys, no labels there); masked anyway, so δ
+            # stays zero on padding and each sequence's norms are over its own tokens, whatever the kernel.
+            delta = self.ascend(delta.detach(), delta.grad.detach() * real)
         return torch.stack(losses).sum()

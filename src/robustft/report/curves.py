@@ -55,6 +55,7 @@ class CurveCell:
     score_label: str
     baselines: tuple[float, ...] = ()  # dev scores of a constant prediction (normally one value)
     baseline_label: str = ""
+    note: str = ""  # said after the caption's seed counts (e.g. that earlier points score a dev subset)
 
 
 # ---------------------------------------------------------------- the cells of each track
@@ -85,9 +86,22 @@ def glue_cells(
                     score_label=f"dev {metric} (points)",
                     baselines=tuple(sorted({round(float(v), 9) for v in baselines})),
                     baseline_label="constant prediction" if regression else "majority class",
+                    note=_dev_subset_note(rows),
                 )
             )
     return cells
+
+
+def _dev_subset_note(rows: pd.DataFrame) -> str:
+    """Where the earlier evaluations scored fewer dev examples than the last (train.curve_eval_samples),
+    the caption says how many, since those points are on a subset."""
+    if "dev_examples" not in rows:
+        return ""
+    counts = rows["dev_examples"].dropna()
+    if counts.nunique() <= 1:
+        return ""
+    fewest, whole = int(counts.min()), int(counts.max())
+    return f"dev points before the last epoch score a seeded {fewest:,} of the {whole:,} dev examples"
 
 
 def xtreme_cells(curves: pd.DataFrame, models: Sequence[str] | None = None) -> list[CurveCell]:
@@ -224,6 +238,8 @@ def caption(cell: CurveCell, methods: Sequence[str]) -> str:
     left_out = sum(int(seeds.get(method, 0)) - count for method, count in counts.items())
     if left_out:
         behind += f"; {left_out} run{'s' if left_out > 1 else ''} that diverged or failed left out"
+    if cell.note:
+        behind += f"; {cell.note}"
     return f"{cell.title}: {behind}."
 
 

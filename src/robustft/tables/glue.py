@@ -174,7 +174,9 @@ def collect_runs(
 # dev set, in points like `score`) and `dev_loss`. The closing record (the mean loss of the whole run)
 # is not a point on a curve and is left out. `baseline_score`, on every row of a run, is the dev score of
 # predicting the training split's majority class (regression: its mean) for every example, from
-# metrics.json's `constant_baseline` (empty for runs written before it was recorded).
+# metrics.json's `constant_baseline` (empty for runs written before it was recorded). `dev_examples`, on
+# an evaluation's row, is how many dev examples it scored: fewer than the last evaluation's where the
+# earlier points score a subset (train.curve_eval_samples); empty for runs that did not log it.
 CURVE_COLUMNS = [
     "model",
     "task",
@@ -188,6 +190,7 @@ CURVE_COLUMNS = [
     "dev_score",
     "dev_loss",
     "baseline_score",
+    "dev_examples",
 ]
 
 
@@ -235,6 +238,7 @@ def collect_curves(runs: pd.DataFrame) -> pd.DataFrame:
                     "dev_score": _points(run.metric, _logged_number(record.get(dev_key))),
                     "dev_loss": _logged_number(record.get("eval_dev_loss")),
                     "baseline_score": baseline,
+                    "dev_examples": _logged_number(record.get("eval_dev_examples")),
                 }
             )
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)

@@ -37,6 +37,10 @@ class TrainConfig:
     max_seq_length: int = 128
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
+    # The evaluations before the last one (the learning curve's points) score a seeded subset of this
+    # many examples of each eval split; the last one, which is reported, scores them whole. None: every
+    # evaluation scores the whole split. It cannot go with report_epoch "best", which compares epochs.
+    curve_eval_samples: int | None = None
     data_seed: int = 0  # the same subsample for every seed and method, so comparisons are paired
     logging_steps: int = 10
     # Experiment trackers the Trainer also sends its logs to: transformers' report_to, one name or a list
@@ -121,3 +125,9 @@ def validate_train_settings(settings: dict[str, Any]) -> None:
     for error in Draft202012Validator(schema).iter_errors(settings):
         key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
         raise RunError(f"train setting {key!r}: {error.message}")
+    if settings.get("curve_eval_samples") is not None and settings.get("report_epoch") == "best":
+        raise RunError(
+            "train setting 'curve_eval_samples' cannot go with report_epoch 'best': the best epoch would be "
+            "chosen among scores on different examples (a subset before the last epoch, the whole split at "
+            "it); set curve_eval_samples to null or report_epoch to 'last'"
+        )

@@ -68,6 +68,22 @@ def _tokenize(
     return dataset
 
 
+def _curve_subsets(datasets: dict[str, Any], limit: int | None, seed: int) -> dict[str, Any] | None:
+    """The eval datasets the evaluations before the last one score (train.curve_eval_samples): `limit`
+    rows of each, drawn with the data seed and kept in their order (sorted by length), so every seed and
+    method scores the same examples. None when every split already has at most `limit` rows."""
+    if limit is None or all(len(dataset) <= limit for dataset in datasets.values()):
+        return None
+    subsets = {}
+    for name, dataset in datasets.items():
+        if len(dataset) <= limit:
+            subsets[name] = dataset
+            continue
+        rows = np.sort(np.random.default_rng(seed).choice(len(dataset), size=limit, replace=False))
+        subsets[name] = dataset.select(rows.tolist())
+    return subsets
+
+
 def prepare_glue_run_dir(out_dir: Path, config_hash: str) -> Path | None:
     """Check we can write there, and return the checkpoint to resume from, if any (runs.prepare_run_dir).
 
@@ -221,6 +237,7 @@ def _train(
         name: _tokenize(split, tokenizer, config, task.is_regression, sort_by_length=True)
         for name, split in eval_splits.items()
     }
+    curve_datasets = _curve_subsets(eval_datasets, config.curve_eval_samples, config.data_seed)
     _write_running_record(out_dir, run_record, method, train_split, eval_splits, resume, precision)
 
     trainer, checkpoints, nonfinite = _build_trainer(
@@ -232,6 +249,7 @@ def _train(
         tokenizer,
         train_dataset,
         eval_datasets,
+        curve_datasets,
         precision=precision,
         out_dir=out_dir,
         checkpoint_tag=run_record["config_hash"],
@@ -337,7 +355,12 @@ def _metrics_function(task: TaskSpec):
         scores = compute_metrics(task.metrics, predictions, np.asarray(prediction.label_ids))
         # Logged beside the metrics (eval_<split>_degenerate), so the final evaluation's record says
         # whether that model predicted one class (one value) for every example.
-        return {**scores, DEGENERATE: float(is_constant_prediction(predictions, task.is_regression))}
+        # `examples`: how many the evaluation scored (a learning curve's earlier points may score a subset).
+        return {
+            **scores,
+            DEGENERATE: float(is_constant_prediction(predictions, task.is_regression)),
+            "examples": float(len(predictions)),
+        }
 
     return metrics_fn
 
@@ -351,6 +374,7 @@ def _build_trainer(
     tokenizer: Any,
     train_dataset: Any,
     eval_datasets: dict[str, Any],
+    curve_datasets: dict[str, Any] | None,
     *,
     precision: Any,
     out_dir: Path,
@@ -384,6 +408,7 @@ def _build_trainer(
         args=args,
         train_dataset=train_dataset,
         eval_dataset=eval_datasets,
+        curve_eval_dataset=curve_datasets,
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=_metrics_function(task),

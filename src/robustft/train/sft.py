@@ -5,7 +5,9 @@ tokens only. The method's components hook in through RobustTrainer (trainer.py):
 forward hook on the input embeddings (of the base model under PEFT), attached for training only and
 removed in a `finally`; it reads the batch's attention mask, which paper mode needs for per-example
 lengths. Packing and padding-free batches are refused with embedding noise: they flatten a batch into
-one row, so the noise's L would be the whole batch's length (transformers#34659).
+one row, so the noise's L would be the whole batch's length (transformers#34659). FreeLB owns the training
+step (RobustTrainer.training_step): its K passes run the model on perturbed input embeddings with the
+completion-only labels, weighted by their share of the step's response tokens (methods/freelb.py).
 
 The run directory (`--out`, i.e. `<run>/sft/`) follows the instruction-track contract:
 - history.jsonl: the trainer's logs ({"step", "epoch", "train_loss", ...}; the loss as trained, noise
@@ -34,9 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from robustft import provenance
+from robustft.data.instruct import SHAREGPT_CHUNK_TOKENS
 from robustft.errors import QLoRAUnavailableError, RunError, RunPreempted
 from robustft.io import append_jsonl, read_jsonl, write_json_atomic, write_text_atomic
 from robustft.runs import TENSORBOARD_DIR, finish_run, prepare_run_dir, record_failure
+from robustft.train.freeze import FREEZABLE_PARTS, freeze_parts
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +50,9 @@ SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
 RUN_FILES = ("metrics.json", "history.jsonl", "losses.jsonl", "run.json", TENSORBOARD_DIR)
 MODEL_DIR = "model"
 MODEL_INFO_FILE = "robustft_model.json"  # inside model/: base model name and adapter kind
+# Components whose own training step runs on a causal LM (StepFunctions' loss is the model's own, over the
+# response tokens): FreeLB's K ascent steps perturb the input embeddings and need no task head.
+SFT_STEP_OWNERS = ("freelb",)
 
 
 @dataclass
@@ -79,6 +86,13 @@ class SFTSettings:
     lora_dropout: float = 0.0
     lora_target_modules: str | list[str] = "all-linear"
     packing: bool = False  # refused with embedding noise (module docstring)
+    # Parts of the model kept frozen (NEFTune Table 11), full fine-tuning only: "embeddings" (the input
+    # embedding matrix), "lm_head" (the output projection), "attention" (each layer's self-attention).
+    # Freezing one of a tied embedding/head pair freezes both: they are one matrix (robustft.train.freeze).
+    freeze: list[str] = field(default_factory=list)
+    # ShareGPT conversations are split into chunks of at most this many tokens (NEFTune App. A.1: 512;
+    # Table 13 also trains on 1,024); the other datasets have no chunks and ignore it.
+    sharegpt_chunk_tokens: int = SHAREGPT_CHUNK_TOKENS
     padding_free: bool = False
     max_train_samples: int | None = None
     # Held-out set for the noise-free held-out loss (NEFTune Figure 4 uses Evol-Instruct): another registry
@@ -130,12 +144,14 @@ class SFTSettings:
         integer("max_train_samples", 1, optional=True)
         for name in ("batch_size", "gradient_accumulation_steps", "max_seq_length", "lora_r"):
             integer(name, 1)
+        integer("sharegpt_chunk_tokens", 1)
         for name in ("eval_batch_size", "logging_steps"):
             integer(name, 1)
         for name in ("heldout_size", "eval_train_samples", "eval_steps", "data_seed", "checkpoint_steps"):
             integer(name, 0)
         check("precision", self.precision in PRECISIONS, f"one of {list(PRECISIONS)}")
         check("adapter", self.adapter in ADAPTERS, f"one of {list(ADAPTERS)}")
+        self._check_freeze()
         check("lr_scheduler", self.lr_scheduler in SCHEDULERS, f"one of {list(SCHEDULERS)}")
         targets = self.lora_target_modules
         check(
@@ -163,6 +179,23 @@ class SFTSettings:
             ),
             "a number > 1 or null",
         )
+
+    def _check_freeze(self) -> None:
+        parts = self.freeze
+        if not isinstance(parts, list) or not all(isinstance(part, str) for part in parts):
+            raise ValueError(f"sft setting 'freeze' must be a list of {list(FREEZABLE_PARTS)}, got {parts!r}")
+        unknown = [part for part in parts if part not in FREEZABLE_PARTS]
+        if unknown or len(set(parts)) != len(parts):
+            raise ValueError(
+                f"sft setting 'freeze' must name each of {list(FREEZABLE_PARTS)} at most once, got {parts!r}"
+                + (f" (unknown: {unknown})" if unknown else "")
+            )
+        if parts and self.adapter != "full":
+            # A LoRA model trains only its adapters: every base weight is frozen already.
+            raise ValueError(
+                f"sft setting 'freeze' ({parts}) applies to full fine-tuning; adapter {self.adapter!r} "
+                "trains only its adapter weights"
+            )
 
     @property
     def effective_batch_size(self) -> int:
@@ -219,20 +252,25 @@ class SFTRunSpec:
             raise RunError(f"sft setting 'max_seq_length': {problem}")
         method = build_method(self.method, self.components)
         unsupported = [
-            c.name for c in method.components if c.owns_training_step or overrides(c, "extra_loss")
+            c.name
+            for c in method.components
+            if (c.owns_training_step and c.name not in SFT_STEP_OWNERS) or overrides(c, "extra_loss")
         ]
         if unsupported:
             raise RunError(
                 f"sft: method {self.method!r} has {unsupported}, which add loss terms or replace the "
                 "training step; the SFT trainer supports components that prepare the model, add embedding "
-                "noise or replace the optimizer"
+                f"noise or replace the optimizer, and the training steps of {list(SFT_STEP_OWNERS)}"
             )
-        noisy = [c.name for c in method.components if overrides(c, "embedding_noise")]
+        noisy = [
+            c.name for c in method.components if overrides(c, "embedding_noise") or c.name in SFT_STEP_OWNERS
+        ]
         if noisy and (self.sft.packing or self.sft.padding_free):
             raise RunError(
-                f"sft: {noisy} add embedding noise, which cannot run with packing/padding_free: a packed "
-                "or padding-free batch is one row of all its examples, so NEFTune's L would be the whole "
-                "batch's length and each example's noise too small (transformers#34659). "
+                f"sft: {noisy} perturb the embeddings per example, which cannot run with "
+                "packing/padding_free: a packed or padding-free batch is one row of all its examples, so "
+                "NEFTune's L (FreeLB's per-sequence norm of δ) would be the whole batch's and each "
+                "example's perturbation too small (transformers#34659). "
                 "Set packing and padding_free to false."
             )
         perturbing = [c.name for c in method.components if c.name == "noisytune"]
@@ -274,7 +312,8 @@ def load_sft_data(spec: SFTRunSpec, count_tokens=None):
     from robustft.data.instruct import load_instruct_dataset, split_heldout, subsample
 
     settings = spec.sft
-    data = load_instruct_dataset(spec.dataset, spec.data_dir, spec.cache_dir, count_tokens=count_tokens)
+    chunks = {"count_tokens": count_tokens, "chunk_tokens": settings.sharegpt_chunk_tokens}
+    data = load_instruct_dataset(spec.dataset, spec.data_dir, spec.cache_dir, **chunks)
     # Held out of the training set itself, or drawn from another dataset (NEFTune Figure 4: Evol-Instruct).
     # A run trained on the held-out dataset splits it instead, so no held-out example is ever trained on.
     if settings.heldout_dataset in (None, spec.dataset):
@@ -284,9 +323,7 @@ def load_sft_data(spec: SFTRunSpec, count_tokens=None):
             raise RunError(f"sft {spec.dataset}: {err}") from err
     else:
         train = data
-        other = load_instruct_dataset(
-            settings.heldout_dataset, spec.data_dir, spec.cache_dir, count_tokens=count_tokens
-        )
+        other = load_instruct_dataset(settings.heldout_dataset, spec.data_dir, spec.cache_dir, **chunks)
         size = settings.heldout_size
         heldout = subsample(other, size, settings.data_seed) if size else None
     train = subsample(train, settings.max_train_samples, settings.data_seed)
@@ -412,6 +449,23 @@ def _trainer_class():
             self._attention_mask = inputs.get("attention_mask")  # read by the noise hook in this forward
             return SFTTrainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
 
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            if self.method.step_owner() is not None:
+                # A step-owning component (FreeLB) runs the model itself, not compute_loss: no KV cache, as
+                # in TRL's compute_loss, and TRL's count of trained tokens (tokens_per_second) kept here.
+                inputs["use_cache"] = False
+                self._total_train_tokens += int(inputs["attention_mask"].sum())
+                self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+            return super().training_step(model, inputs, num_items_in_batch)
+
+        def _owner_step_share(self, inputs, num_items_in_batch):
+            # SFT's loss is a mean over the optimizer step's response tokens (TRL: their sum over
+            # num_items_in_batch); the model's own loss is a mean over this micro-batch's, so it weighs as its
+            # share of those tokens, and K = 1 with no δ is plain SFT, accumulated or not.
+            if num_items_in_batch is None:
+                return super()._owner_step_share(inputs, num_items_in_batch)
+            return float(self._share_of_accumulated_batch(inputs, num_items_in_batch))
+
         def _attach_embedding_noise(self):
             # Under PEFT the embeddings to perturb are the base model's (as transformers' own NEFTune).
             model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
@@ -441,7 +495,7 @@ def sft_run(spec: SFTRunSpec, out_dir: str | Path) -> dict[str, Any]:
             "e.g. H200, or use a lora/qlora recipe)"
         )
     out_dir = Path(out_dir)
-    run_record: dict[str, Any] = {"spec": {**asdict(spec), "sft": asdict(spec.sft)}}
+    run_record: dict[str, Any] = {"spec": {**asdict(spec), "sft": _recorded_settings(spec.sft)}}
     run_record["config_hash"] = provenance.config_hash(run_record["spec"])
     # A finished run of this configuration is left alone. model/ and losses.jsonl are written at the end of
     # a run, so a resumed run clears them too.
@@ -460,6 +514,16 @@ def sft_run(spec: SFTRunSpec, out_dir: str | Path) -> dict[str, Any]:
     except BaseException as err:
         record_failure(out_dir, run_record, err, started)
         raise
+
+
+# Settings added after runs were made, with the defaults those runs trained with: left out of the spec
+# record (and so of its config hash) at these values, so that a finished run is still recognised as one.
+LATER_SETTINGS = {"freeze": [], "sharegpt_chunk_tokens": SHAREGPT_CHUNK_TOKENS}
+
+
+def _recorded_settings(settings: SFTSettings) -> dict[str, Any]:
+    recorded = asdict(settings)
+    return {k: v for k, v in recorded.items() if k not in LATER_SETTINGS or v != LATER_SETTINGS[k]}
 
 
 def _sft_config(settings: SFTSettings, out_dir: Path, seed: int):
@@ -499,6 +563,7 @@ def _sft(
     settings = spec.sft
     model, tokenizer, data, context = _load_model_data_and_method(spec, method)
     model, peft_config = _with_adapter(model, settings)
+    run_record["frozen"] = freeze_parts(model, settings.freeze) if settings.freeze else None
     train, eval_train, heldout = data
     eval_sets = {
         name: data for name, data in (("train", eval_train), ("heldout", heldout)) if data is not None

@@ -116,15 +116,24 @@ class RobustTrainer(Trainer):
     """Trainer with the method's hooks; its checkpoints also hold the run state (checkpoints.py).
 
     `checkpoint_tag` identifies the run configuration; it is stored with each checkpoint so a changed
-    configuration is never resumed from an old one.
+    configuration is never resumed from an old one. `curve_eval_dataset`, when given, replaces the eval
+    datasets in the evaluations the training loop makes before its last step (the learning curve's points):
+    the last evaluation, the reported one, still scores `eval_dataset`.
     """
 
     def __init__(
-        self, *args: Any, method: Method, context: RunContext, checkpoint_tag: str = "", **kwargs: Any
+        self,
+        *args: Any,
+        method: Method,
+        context: RunContext,
+        checkpoint_tag: str = "",
+        curve_eval_dataset: Any = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.method, self.context = method, context
         self.checkpoint_tag = checkpoint_tag
+        self.curve_eval_dataset = curve_eval_dataset
         self._attention_mask: torch.Tensor | None = None
         self._rows_in_step = 0  # rows of the current optimizer step's micro-batches (get_batch_samples)
         self._resumed_state: tuple[dict[str, Any], dict[str, Any]] | None = None
@@ -139,6 +148,13 @@ class RobustTrainer(Trainer):
         finally:  # the noise must never outlive training, even when it raises (unlike transformers' hook)
             if handle is not None:
                 handle.remove()
+
+    def evaluate(self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval"):
+        # The training loop asks with no dataset; a caller that names one gets exactly that.
+        interim = self.state.global_step < self.state.max_steps
+        if eval_dataset is None and interim and self.curve_eval_dataset is not None:
+            eval_dataset = self.curve_eval_dataset
+        return super().evaluate(eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
 
     def _save_checkpoint(self, model, trial) -> None:
         super()._save_checkpoint(model, trial)
@@ -280,9 +296,17 @@ class RobustTrainer(Trainer):
         accumulation_steps = getattr(
             self, "current_gradient_accumulation_steps", self.args.gradient_accumulation_steps
         )
-        share = _rows(inputs) / self._rows_in_step if self._rows_in_step else None
+        share = self._owner_step_share(inputs, num_items_in_batch)
         step = StepFunctions(model, inputs, self.accelerator.backward, accumulation_steps, share)
         return owner.training_step(step, self.context).detach()
+
+    def _owner_step_share(
+        self, inputs: dict[str, Any], num_items_in_batch: torch.Tensor | int | None
+    ) -> float | None:
+        """The weight of this micro-batch's mean loss in the optimizer step, for a component that owns the
+        step: its share of the step's rows (None, i.e. 1 / accumulation steps, when they were not counted).
+        A trainer whose loss is a mean over tokens (the SFT trainer) weighs by tokens instead."""
+        return _rows(inputs) / self._rows_in_step if self._rows_in_step else None
 
     def create_optimizer(self, model=None):
         owner = self.method.optimizer_owner()
