@@ -26,6 +26,13 @@ PACKAGES = (
 )
 
 
+def settings_record(settings: dict[str, Any], later_defaults: dict[str, Any]) -> dict[str, Any]:
+    """`settings` for a run's spec record (and so its config hash), less the settings added after runs were
+    made wherever they hold the default those runs trained with: a new setting must not turn every
+    finished run and checkpoint into one "of another configuration" (retrained, or restarted from step 0)."""
+    return {k: v for k, v in settings.items() if k not in later_defaults or v != later_defaults[k]}
+
+
 def config_hash(payload: Any) -> str:
     """Hash of a run spec. Mappings are order-insensitive except `components`, whose order is semantic."""
 

@@ -337,6 +337,13 @@ def test_bad_spec_fails_before_touching_the_run_dir(tiny_model: str, mini_glue: 
 @pytest.fixture
 def nan_run(tiny_model: str, mini_glue: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A run whose training loss is NaN from the first step on (e.g. an exploding learning rate)."""
+    patch_nan_training_loss(monkeypatch)
+    out = tmp_path / "nan"
+    return out, train_run(make_spec(tiny_model, mini_glue, method="finetune", logging_steps=1), out)
+
+
+def patch_nan_training_loss(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the tiny BERT's training loss NaN (its evaluation losses stay finite)."""
     from transformers import BertForSequenceClassification
 
     original = BertForSequenceClassification.forward
@@ -349,8 +356,6 @@ def nan_run(tiny_model: str, mini_glue: Path, tmp_path: Path, monkeypatch: pytes
         return output
 
     monkeypatch.setattr(BertForSequenceClassification, "forward", nan_loss)
-    out = tmp_path / "nan"
-    return out, train_run(make_spec(tiny_model, mini_glue, method="finetune", logging_steps=1), out)
 
 
 def test_nan_loss_is_reported_diverged(nan_run) -> None:
@@ -539,3 +544,27 @@ def test_curve_eval_samples_cannot_go_with_the_best_epoch(
     with pytest.raises(RunError, match=r"curve_eval_samples.*report_epoch 'best'"):
         train_run(spec, tmp_path / "run")
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_a_default_spec_keeps_the_config_hash_runs_recorded_before_curve_eval_samples() -> None:
+    """A setting added later stays out of the hash at its default: finished runs and checkpoints made
+    before it keep being recognised (train-many's skip, resuming). The hash is the one recorded then."""
+    from robustft.train.glue import _new_run_record
+
+    spec = RunSpec(model="minilm-l6", task="rte", method="finetune", seed=1)
+    assert _new_run_record(spec)["config_hash"] == "4ca8c77be4609bba"
+    spec.train.curve_eval_samples = 300
+    assert _new_run_record(spec)["config_hash"] != "4ca8c77be4609bba"
+
+
+def test_a_divergence_stop_reports_an_evaluation_of_the_whole_dev_split(
+    tiny_model: str, mini_glue: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Training stopped early (a non-finite loss) still ends on an evaluation of the whole split, the one
+    reported, never on the learning curve's subset."""
+    patch_nan_training_loss(monkeypatch)
+    spec = make_spec(tiny_model, mini_glue, method="finetune", epochs=3, curve_eval_samples=12)
+    result = train_run(spec, tmp_path)
+    evaluations = [r for r in read_jsonl(tmp_path / "history.jsonl") if "eval_dev_loss" in r]
+    assert result["status"] == "diverged" and evaluations
+    assert evaluations[-1]["eval_dev_examples"] == ROWS

@@ -169,6 +169,11 @@ def test_xtreme_runs_refuse_settings_they_would_ignore():
     with pytest.raises(RunError, match="report_epoch"):
         spec.validate()
     spec = XtremeRunSpec(
+        "xlm-r-tiny-random", "xnli", "zero-shot", "finetune", 1, train=TrainConfig(curve_eval_samples=50)
+    )
+    with pytest.raises(RunError, match="curve_eval_samples"):
+        spec.validate()
+    spec = XtremeRunSpec(
         "xlm-r-tiny-random",
         "pawsx",
         "zero-shot",
@@ -178,3 +183,11 @@ def test_xtreme_runs_refuse_settings_they_would_ignore():
     )
     with pytest.raises(RunError, match=r"pawsx: eval_languages \['xx'\]"):
         configured_languages(spec)
+
+
+def test_a_default_xtreme_spec_keeps_the_config_hash_runs_recorded_before_curve_eval_samples():
+    """The GLUE-only setting added later stays out of an XTREME run's hash (the one recorded then)."""
+    from robustft.train.xtreme import XtremeRunSpec, new_run_record
+
+    spec = XtremeRunSpec("minilm-l6", "xnli", "zero-shot", "finetune", 1)
+    assert new_run_record(spec)["config_hash"] == "e05620ab18d6a1b8"

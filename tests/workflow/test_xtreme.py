@@ -109,7 +109,8 @@ def test_bad_xtreme_settings_name_the_key(paper_config, change, named):
 
 def test_ci_runs_the_cpu_variant_at_toy_size(cpu_config):
     """tests/fixtures/noisytune-tiny.yaml (the CI DAG) runs the CPU variant's models, tasks, settings,
-    methods, data and split choices; only the budgets and seeds are smaller."""
+    methods, data and split choices; the budgets and seeds are smaller, and the grid thinner (every value
+    runs, not every combination: NoisyTune on two of the tiny model's tasks)."""
     tiny = load_config(FIXTURES / "noisytune-tiny.yaml")
     assert "xtreme" in tiny["tracks"] and "noisytune/table3" in tiny["artifacts"]
     ci, cpu = tiny["xtreme"], cpu_config["xtreme"]

@@ -1518,6 +1518,42 @@ def _table11_comparisons(
     return list(dict.fromkeys(out))
 
 
+def _setting_cell_claims(
+    arms: pd.DataFrame,
+    frame: pd.DataFrame,
+    context: ArtifactContext,
+    judge: str,
+    artifact: str,
+    cells: Iterable[tuple[tuple[str, str, str], pd.DataFrame]],
+    comparisons: Callable[[dict[str, Any], pd.DataFrame], list[tuple[Any, Any, str]]],
+) -> tuple[list[dict[str, Any]], set[tuple[str, str, str, str]]]:
+    """The claims of a train-setting table (Tables 11 and 13): in each (model, dataset, cell) group of
+    `cells`, each (arm pair, the paper's rows, what is compared) that `comparisons(keys, group)` names,
+    paired over prompts with `judge`'s preferences against `artifact`'s ChatGPT-judged numbers; and the
+    (model, dataset, paper model, paper dataset) cells that stand in for the paper's."""
+    claims, proxies = [], set()
+    for (model, dataset, cell_key), group in cells:
+        keys = {"model": model, "dataset": dataset, "cell": cell_key}
+        name = paper_dataset_name(dataset, context)
+        paper_model, paper_dataset, same = _paper_cell(artifact, context.paper_model.get(model), name)
+        for pair, paper_rows, compared in comparisons(keys, group):
+            claim = _setting_claim(
+                arms,
+                frame,
+                context,
+                keys,
+                pair,
+                (artifact, paper_model, paper_dataset, "win_rate_chatgpt"),
+                paper_rows,
+                lambda folder: judge_preferences(folder, judge),
+                f"{name}, {compared}" if compared else name,
+            )
+            if claim is not None:
+                claims.append(claim)
+                proxies |= set() if same else {(model, dataset, paper_model, paper_dataset)}
+    return claims, proxies
+
+
 @register_artifact(
     "neftune/table11",
     PAPER,
@@ -1535,28 +1571,14 @@ def table11(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
     frozen = arms[arms["value"].map(bool)]
     if frozen.empty:
         return not_run(spec, f"no finished run froze any parameters: {TABLE11_HOW}")
-    claims, proxies = [], set()
-    for (model, dataset, cell_key), group in frozen.groupby(["model", "dataset", "cell"], sort=False):
-        keys = {"model": model, "dataset": dataset, "cell": cell_key}
-        cell = arms[(arms["model"] == model) & (arms["dataset"] == dataset) & (arms["cell"] == cell_key)]
-        paper_model, paper_dataset, same = _paper_cell(
-            "Table 11", context.paper_model.get(model), paper_dataset_name(dataset, context)
-        )
-        for pair, paper_rows in _table11_comparisons(group, cell, baseline):
-            claim = _setting_claim(
-                arms,
-                frame,
-                context,
-                keys,
-                pair,
-                ("Table 11", paper_model, paper_dataset, "win_rate_chatgpt"),
-                paper_rows,
-                lambda folder: judge_preferences(folder, judge),
-                paper_dataset_name(dataset, context),
-            )
-            if claim is not None:
-                claims.append(claim)
-                proxies |= set() if same else {(model, dataset, paper_model, paper_dataset)}
+
+    def comparisons(keys: dict[str, Any], group: pd.DataFrame):
+        cell = arms[(arms["model"] == keys["model"]) & (arms["dataset"] == keys["dataset"])]
+        cell = cell[cell["cell"] == keys["cell"]]
+        return [(pair, rows, "") for pair, rows in _table11_comparisons(group, cell, baseline)]
+
+    cells = frozen.groupby(["model", "dataset", "cell"], sort=False)
+    claims, proxies = _setting_cell_claims(arms, frame, context, judge, "Table 11", cells, comparisons)
     result = ArtifactResult(spec.key, spec.paper, spec.artifact, spec.title, claims=_claims_frame(claims))
     if result.claims.empty:
         return not_run(
@@ -1644,29 +1666,12 @@ def table13(frame: pd.DataFrame, context: ArtifactContext) -> ArtifactResult:
     runs = runs[[paper_dataset_name(d, context) == "ShareGPT" for d in runs["dataset"]]]
     # A longer chunk trains at a longer max length (FastChat's split length is its training length).
     arms = setting_arms(runs, "sharegpt_chunk_tokens", _chunk_label, varies_with=("max_seq_length",))
-    claims, proxies = [], set()
-    for (model, dataset, cell_key), cell in arms.groupby(["model", "dataset", "cell"], sort=False):
-        if cell["value"].nunique() < 2:
-            continue
-        keys = {"model": model, "dataset": dataset, "cell": cell_key}
-        paper_model, paper_dataset, same = _paper_cell(
-            "Table 13", context.paper_model.get(model), paper_dataset_name(dataset, context)
-        )
-        for pair, paper_rows, compared in _table13_comparisons(cell, baseline):
-            claim = _setting_claim(
-                arms,
-                frame,
-                context,
-                keys,
-                pair,
-                ("Table 13", paper_model, paper_dataset, "win_rate_chatgpt"),
-                paper_rows,
-                lambda folder: judge_preferences(folder, judge),
-                f"{paper_dataset_name(dataset, context)}, {compared}",
-            )
-            if claim is not None:
-                claims.append(claim)
-                proxies |= set() if same else {(model, dataset, paper_model, paper_dataset)}
+
+    def comparisons(keys: dict[str, Any], cell: pd.DataFrame):
+        return _table13_comparisons(cell, baseline) if cell["value"].nunique() > 1 else []
+
+    cells = arms.groupby(["model", "dataset", "cell"], sort=False)
+    claims, proxies = _setting_cell_claims(arms, frame, context, judge, "Table 13", cells, comparisons)
     result = ArtifactResult(spec.key, spec.paper, spec.artifact, spec.title, claims=_claims_frame(claims))
     if result.claims.empty:
         return not_run(

@@ -70,6 +70,11 @@ class TrainConfig:
     divergence_factor: float | None = 10.0
 
 
+# Train settings added after runs were recorded, at the value those runs trained with: left out of a
+# run's spec record at that value, so its config hash is the one it had (provenance.settings_record).
+LATER_TRAIN_SETTINGS: dict[str, Any] = {"curve_eval_samples": None}
+
+
 @dataclass
 class RunSpec:
     model: str

@@ -32,7 +32,7 @@ from robustft.io import write_json_atomic, write_text_atomic
 from robustft.methods import Method, RunContext
 from robustft.runs import TENSORBOARD_DIR, checkpoint_step, finish_run, prepare_run_dir, record_failure
 from robustft.train.checkpoints import CheckpointCallback, stop_on_sigterm
-from robustft.train.config import RunSpec, TrainConfig
+from robustft.train.config import LATER_TRAIN_SETTINGS, RunSpec, TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +177,10 @@ def _out_of_memory(err: BaseException, out_dir: Path, config: TrainConfig) -> Ru
 
 def _new_run_record(spec: RunSpec) -> dict[str, Any]:
     """run.json's start: the spec and its hash, which names this configuration of the run."""
-    spec_record = {**asdict(spec), "train": asdict(spec.train)}
+    spec_record = {
+        **asdict(spec),
+        "train": provenance.settings_record(asdict(spec.train), LATER_TRAIN_SETTINGS),
+    }
     return {"spec": spec_record, "config_hash": provenance.config_hash(spec_record)}
 
 

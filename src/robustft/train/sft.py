@@ -522,8 +522,7 @@ LATER_SETTINGS = {"freeze": [], "sharegpt_chunk_tokens": SHAREGPT_CHUNK_TOKENS}
 
 
 def _recorded_settings(settings: SFTSettings) -> dict[str, Any]:
-    recorded = asdict(settings)
-    return {k: v for k, v in recorded.items() if k not in LATER_SETTINGS or v != LATER_SETTINGS[k]}
+    return provenance.settings_record(asdict(settings), LATER_SETTINGS)
 
 
 def _sft_config(settings: SFTSettings, out_dir: Path, seed: int):

@@ -150,8 +150,10 @@ class RobustTrainer(Trainer):
                 handle.remove()
 
     def evaluate(self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval"):
-        # The training loop asks with no dataset; a caller that names one gets exactly that.
-        interim = self.state.global_step < self.state.max_steps
+        # The training loop asks with no dataset; a caller that names one gets exactly that. The last
+        # evaluation is at the last step or where training stops early (a divergence stop: its evaluation
+        # is the one reported).
+        interim = self.state.global_step < self.state.max_steps and not self.control.should_training_stop
         if eval_dataset is None and interim and self.curve_eval_dataset is not None:
             eval_dataset = self.curve_eval_dataset
         return super().evaluate(eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)

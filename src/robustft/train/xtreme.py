@@ -26,7 +26,7 @@ from robustft import provenance
 from robustft.errors import RunError, RunPreempted
 from robustft.io import write_json_atomic
 from robustft.runs import TENSORBOARD_DIR, finish_run, prepare_run_dir, record_failure
-from robustft.train.config import TrainConfig, validate_run_inputs
+from robustft.train.config import LATER_TRAIN_SETTINGS, TrainConfig, validate_run_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ class XtremeRunSpec:
             "pad_to_max_length": False,
             "group_by_length": False,
             "norm_checkpoints": 0,
+            "curve_eval_samples": None,  # an XTREME run evaluates once, after training
         }
         set_here = [key for key, default in unused.items() if getattr(self.train, key) != default]
         if set_here:
@@ -167,16 +168,20 @@ def eval_languages(spec: XtremeRunSpec) -> tuple[list[str], list[str]]:
 # ------------------------------------------------------------------------------------------ run
 
 
+def new_run_record(spec: XtremeRunSpec) -> dict[str, Any]:
+    """run.json's start: the spec and its hash, which names this configuration of the run."""
+    train = provenance.settings_record(asdict(spec.train), LATER_TRAIN_SETTINGS)
+    spec_record = {**asdict(spec), "train": train, "xtreme": asdict(spec.xtreme)}
+    return {"spec": spec_record, "config_hash": provenance.config_hash(spec_record)}
+
+
 def train_xtreme_run(spec: XtremeRunSpec, out_dir: str | Path) -> dict[str, Any]:
     """Train (or, for retrieval, load) and evaluate one run; resumable like the GLUE runs, and like
     them a finished run that runs again starts over."""
     started = time.time()
     method = spec.validate()
     out_dir = Path(out_dir)
-    run_record: dict[str, Any] = {
-        "spec": {**asdict(spec), "train": asdict(spec.train), "xtreme": asdict(spec.xtreme)}
-    }
-    run_record["config_hash"] = provenance.config_hash(run_record["spec"])
+    run_record = new_run_record(spec)
     resume, _ = prepare_run_dir(out_dir, RUN_FILES, run_record["config_hash"], keep_finished=False)
     try:
         return _run(spec, method, out_dir, run_record, resume, started)
