@@ -1106,22 +1106,54 @@ def _arm_claim(
     """One claim of arm `arm_pair[0]` over arm `arm_pair[1]` (runs or variants) in the cell `keys`, paired
     over prompts within seeds; the paper's rows `paper_pair` of `paper` (artifact, model, dataset,
     metric, split); the diverged SFT runs counted are those of the methods `diverged_pair`."""
-    method, baseline = arm_pair
-    stats = paired_claim(arms, keys, method, baseline, values_of, context.n_boot)
+    artifact, paper_model, paper_dataset, metric, split = paper
+    return _claim_of_arms(
+        arms,
+        context,
+        keys,
+        arm_pair,
+        values_of,
+        lambda: diverged_counts(frame, keys, *diverged_pair),
+        (artifact, paper_model, paper_dataset, metric),
+        ((paper_pair[0], split), (paper_pair[1], split)),
+        task,
+    )
+
+
+def _claim_of_arms(
+    arms: pd.DataFrame,
+    context: ArtifactContext,
+    keys: dict[str, Any],
+    pair: tuple[str, str],
+    values_of: Callable[[str], pd.Series],
+    diverged: Callable[[], dict[str, int]],
+    paper: tuple[str, str | None, str, str],
+    paper_rows: tuple[tuple[str | None, str | None], tuple[str | None, str | None]],
+    task: str,
+) -> dict[str, Any] | None:
+    """Arm pair[0] against arm pair[1] in the cell `keys`, paired over prompts within seeds, with the
+    diverged-run counts `diverged()` gives and the paper's (method, split) rows `paper_rows` of `paper`
+    (artifact, model, dataset, metric); None when the arms share no prompts to pair."""
+    stats = paired_claim(arms, keys, *pair, values_of, context.n_boot)
     if stats is None:
         return None
-    stats |= diverged_counts(frame, keys, *diverged_pair)
-    artifact, paper_model, paper_dataset, metric, split = paper
+    stats |= diverged()
+    artifact, paper_model, paper_dataset, metric = paper
+    (paper_method, method_split), (paper_baseline, baseline_split) = paper_rows
+
+    def number(method: str | None, split: str | None) -> float | None:
+        return None if method is None else _paper(artifact, paper_model, paper_dataset, method, metric, split)
+
     return claim_row(
         stats,
         model=keys["model"],
         paper_model=paper_model,
         task=task,
-        method=method,
-        paper_method=paper_pair[0],
-        baseline=baseline,
-        paper_value=_paper(artifact, paper_model, paper_dataset, paper_pair[0], metric, split),
-        paper_baseline=_paper(artifact, paper_model, paper_dataset, paper_pair[1], metric, split),
+        method=pair[0],
+        paper_method=paper_method or "",
+        baseline=pair[1],
+        paper_value=number(paper_method, method_split),
+        paper_baseline=number(paper_baseline, baseline_split),
     )
 
 
@@ -1433,28 +1465,15 @@ def _setting_claim(
 ) -> dict[str, Any] | None:
     """Arm pair[0] against arm pair[1] in the cell `keys` (model, dataset, cell), paired over prompts;
     the paper's (method, split) rows `paper_rows` of `paper` (artifact, model, dataset, metric)."""
-    stats = paired_claim(arms, keys, *pair, values_of, context.n_boot)
-    if stats is None:
-        return None
-    for arm, column in zip(pair, ("n_diverged_method", "n_diverged_baseline"), strict=True):
-        stats[column] = _diverged_arm_runs(frame, arms, keys, arm)
-    artifact, paper_model, paper_dataset, metric = paper
-    (paper_method, method_split), (paper_baseline, baseline_split) = paper_rows
 
-    def number(method: str | None, split: str | None) -> float | None:
-        return None if method is None else _paper(artifact, paper_model, paper_dataset, method, metric, split)
+    def diverged() -> dict[str, int]:
+        columns = ("n_diverged_method", "n_diverged_baseline")
+        return {
+            column: _diverged_arm_runs(frame, arms, keys, arm)
+            for arm, column in zip(pair, columns, strict=True)
+        }
 
-    return claim_row(
-        stats,
-        model=keys["model"],
-        paper_model=paper_model,
-        task=task,
-        method=pair[0],
-        paper_method=paper_method or "",
-        baseline=pair[1],
-        paper_value=number(paper_method, method_split),
-        paper_baseline=number(paper_baseline, baseline_split),
-    )
+    return _claim_of_arms(arms, context, keys, pair, values_of, diverged, paper, paper_rows, task)
 
 
 def _diverged_arm_runs(frame: pd.DataFrame, arms: pd.DataFrame, keys: dict[str, Any], arm: str) -> int:
