@@ -1,6 +1,7 @@
 """Snakemake dry-run time of a >=5,000-job grid, against references timed in the same run.
 
     python benchmarks/dag_scale.py [--target 10] [--bare-target 1.2] [--reps 3] [--no-bare] [--twin]
+        [--ablate DIRECTIVE ... | all]
 
 The target is about parsing the Snakefile, validating the config and building the DAG, so no data,
 model or results need to exist: a dry run only compares paths. Two references are timed in the same
@@ -14,6 +15,8 @@ wildcards, log, benchmark, params, priority, threads, resources, conda, the work
 resource expressions, a long shell command), whose per-job cost Snakemake pays in the bare ratio too.
 --twin adds a third reference that has all of them, with constant values and no code of ours, to split
 the ratio into Snakemake's cost of those directives (twin/bare) and our Python's (large/twin).
+--ablate times the twin once more per named directive, without it (and without its fields in the
+shell command): what each directive costs Snakemake over the grid, so the twin/bare gap has an owner.
 Exit status: 0 when the large grid's median is within the target, 1 when over, 2 when Snakemake fails.
 """
 
@@ -54,6 +57,7 @@ SMALL_GRID: dict[str, Any] = {
     "methods": {"finetune": {}, "noisytune": {"noisytune": {"noise_lambda": 0.15}}},
 }
 GRID_KEYS = ("models", "tasks", "methods", "seeds")
+WILDCARD = {"models": "model", "tasks": "task", "methods": "method", "seeds": "seed"}
 
 # One dry run: (Snakefile, config file or None, working directory).
 Setup = tuple[Path, Path | None, Path]
@@ -71,68 +75,89 @@ rule train:
 """
 
 
-def twin_snakefile(grid: dict[str, Any]) -> str:
+# The train rule's directives as the twin writes them (constants and lambdas in place of our functions),
+# in the rule's order; --ablate drops one at a time. A dropped directive's fields leave the shell too.
+TWIN_DIRECTIVES: dict[str, str] = {
+    "log": '"logs/train/{model}/{task}/{method}/seed{seed}-{key}.log",',
+    "benchmark": '"results/benchmarks/train/{model}/{task}/{method}/seed{seed}-{key}.tsv"',
+    "params": (
+        "method_args=lambda wildcards: \"--method-components '{}' --train-config '{}'\",\n"
+        '        data_dir="resources/data",\n        cache_dir="resources/hf",\n'
+        '        offline_env="HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 ",'
+    ),
+    "group": "None",
+    "priority": "lambda wildcards: 1",
+    "threads": "1",
+    "resources": "gpu=0,",
+    "conda": '"env.yaml"',
+}
+# The train rule's shell command in pieces, each with the directive whose fields it reads (None: none).
+TWIN_SHELL: tuple[tuple[str | None, str], ...] = (
+    ("params", "{params.offline_env}"),
+    (None, "exec python -m robustft launch"),
+    ("resources", " --gpus {resources.gpu}"),
+    (None, " -- train --model {wildcards.model} --task {wildcards.task}"),
+    (None, " --method {wildcards.method} --seed {wildcards.seed} --out $(dirname {output.metrics})"),
+    ("params", " --data-dir {params.data_dir} --cache-dir {params.cache_dir}"),
+    ("threads", " --threads {threads}"),
+    ("params", " {params.method_args}"),
+    ("log", " > {log} 2>&1"),
+)
+
+
+# The names --ablate takes: each train-rule directive, the wildcard constraints and the workflow profile.
+ABLATIONS = (*TWIN_DIRECTIVES, "wildcard_constraints", "profile")
+
+
+def twin_snakefile(grid: dict[str, Any], without: str | None = None) -> str:
     """The train rule's directives and shell command, the workflow's wildcard constraints, a workflow
     profile beside it (twin_setup): everything the large grid's train jobs make Snakemake do, with
-    constants and lambdas in place of our functions, and no other rule or parse-time code."""
+    constants and lambdas in place of our functions, and no other rule or parse-time code. `without`
+    names one of ABLATIONS to leave out: a directive of TWIN_DIRECTIVES (with its fields in the shell),
+    "wildcard_constraints", or "profile" (twin_setup leaves the workflow profile out)."""
+    if without is not None and without not in ABLATIONS:
+        raise ValueError(f"unknown directive {without!r}: one of {', '.join(ABLATIONS)}")
     lists = {key: list(grid[key]) for key in GRID_KEYS}
-    return f"""
-wildcard_constraints:
-    model=r"[A-Za-z0-9_.-]+",
-    task=r"[A-Za-z0-9_.@-]+",
-    method=r"[A-Za-z0-9_.+-]+",
-    seed=r"\\d+",
-    key=r"[0-9a-f]{{8}}",
-
-rule all:
-    input:
-        expand(
-            "results/runs/{{model}}/{{task}}/{{method}}/seed{{seed}}-0123abcd/metrics.json",
-            model={lists["models"]!r},
-            task={lists["tasks"]!r},
-            method={lists["methods"]!r},
-            seed={lists["seeds"]!r},
-        ),
-
-rule train:
-    output:
-        metrics="results/runs/{{model}}/{{task}}/{{method}}/seed{{seed}}-{{key}}/metrics.json",
-    log:
-        "logs/train/{{model}}/{{task}}/{{method}}/seed{{seed}}-{{key}}.log",
-    benchmark:
-        "results/benchmarks/train/{{model}}/{{task}}/{{method}}/seed{{seed}}-{{key}}.tsv"
-    params:
-        method_args=lambda wildcards: "--method-components '{{}}' --train-config '{{}}'",
-        data_dir="resources/data",
-        cache_dir="resources/hf",
-        offline_env="HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 ",
-    group:
-        None
-    priority:
-        lambda wildcards: 1
-    threads: 1
-    resources:
-        gpu=0,
-    conda:
-        "env.yaml"
-    shell:
-        "{{params.offline_env}}exec python -m robustft launch --gpus {{resources.gpu}} --"
-        " train --model {{wildcards.model}} --task {{wildcards.task}}"
-        " --method {{wildcards.method}} --seed {{wildcards.seed}} --out $(dirname {{output.metrics}})"
-        " --data-dir {{params.data_dir}} --cache-dir {{params.cache_dir}} --threads {{threads}}"
-        " {{params.method_args}} > {{log}} 2>&1"
-"""
+    constraints = (
+        ""
+        if without == "wildcard_constraints"
+        else (
+            "wildcard_constraints:\n"
+            '    model=r"[A-Za-z0-9_.-]+",\n'
+            '    task=r"[A-Za-z0-9_.@-]+",\n'
+            '    method=r"[A-Za-z0-9_.+-]+",\n'
+            '    seed=r"\\d+",\n'
+            '    key=r"[0-9a-f]{8}",\n'
+        )
+    )
+    directives = "".join(
+        f"    {name}:\n        {body}\n" for name, body in TWIN_DIRECTIVES.items() if name != without
+    )
+    shell = "".join(f"        {piece!r}\n" for owner, piece in TWIN_SHELL if owner != without)
+    targets = "results/runs/{model}/{task}/{method}/seed{seed}-0123abcd/metrics.json"
+    return (
+        f"{constraints}\n"
+        "rule all:\n    input:\n"
+        f"        expand(\n            {targets!r},\n"
+        + "".join(f"            {WILDCARD[key]}={lists[key]!r},\n" for key in GRID_KEYS)
+        + "        ),\n\n"
+        "rule train:\n    output:\n"
+        '        metrics="results/runs/{model}/{task}/{method}/seed{seed}-{key}/metrics.json",\n'
+        f"{directives}"
+        f"    shell:\n{shell}"
+    )
 
 
-def twin_setup(tmp: Path) -> Setup:
+def twin_setup(tmp: Path, without: str | None = None) -> Setup:
     """The twin Snakefile in its own folder, with the project's workflow profile beside it (Snakemake finds
     profiles/default next to the Snakefile, as it does for ours) and a conda file for its directive."""
-    folder = tmp / "twin"
-    (folder / "profiles").mkdir(parents=True)
-    shutil.copytree(REPO / "profiles" / "default", folder / "profiles" / "default")
+    folder = tmp / (f"twin-no-{without}" if without else "twin")
+    folder.mkdir(parents=True)
+    if without != "profile":
+        shutil.copytree(REPO / "profiles" / "default", folder / "profiles" / "default")
     (folder / "env.yaml").write_text("dependencies: [python]\n")
     snakefile = folder / "Snakefile"
-    snakefile.write_text(twin_snakefile(LARGE_GRID))
+    snakefile.write_text(twin_snakefile(LARGE_GRID, without))
     return snakefile, None, folder
 
 
@@ -169,7 +194,7 @@ def job_counts(output: str) -> tuple[int, int]:
     return int(train.group(1)), int(total.group(1))
 
 
-def make_setups(tmp: Path, bare: bool, twin: bool = False) -> dict[str, Setup]:
+def make_setups(tmp: Path, bare: bool, twin: bool = False, ablate: tuple[str, ...] = ()) -> dict[str, Setup]:
     setups: dict[str, Setup] = {}
     for name, grid in (("baseline", SMALL_GRID), ("large", LARGE_GRID)):
         configfile = tmp / f"{name}.yaml"
@@ -180,9 +205,25 @@ def make_setups(tmp: Path, bare: bool, twin: bool = False) -> dict[str, Setup]:
         snakefile.parent.mkdir()
         snakefile.write_text(bare_snakefile(math.prod(len(LARGE_GRID[key]) for key in GRID_KEYS)))
         setups["bare"] = (snakefile, None, snakefile.parent)
-    if twin:
+    if twin or ablate:
         setups["twin"] = twin_setup(tmp)
+    for directive in ablate:
+        setups[f"twin-no-{directive}"] = twin_setup(tmp, without=directive)
     return setups
+
+
+def ablation_shares(median: dict[str, float], ablate: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Per directive left out: the twin's ratio to the bare file without it, and the seconds it saves
+    against the whole twin (what that directive costs Snakemake over the grid's jobs)."""
+    if "bare" not in median:
+        return {}
+    return {
+        directive: {
+            "ratio": round(median[f"twin-no-{directive}"] / median["bare"], 3),
+            "saved_s": round(median["twin"] - median[f"twin-no-{directive}"], 3),
+        }
+        for directive in ablate
+    }
 
 
 def main() -> None:
@@ -198,11 +239,19 @@ def main() -> None:
     parser.add_argument(
         "--twin", action="store_true", help="also time the bare jobs with the train rule's directives"
     )
+    parser.add_argument(
+        "--ablate",
+        nargs="+",
+        choices=[*ABLATIONS, "all"],
+        default=[],
+        help="also time the twin without each named directive (implies --twin): its share of twin/bare",
+    )
     args = parser.parse_args()
+    ablate = tuple(ABLATIONS if "all" in args.ablate else dict.fromkeys(args.ablate))
 
     tmp = Path(tempfile.mkdtemp(prefix="robustft-dag-"))
     try:
-        setups = make_setups(tmp, bare=not args.no_bare, twin=args.twin)
+        setups = make_setups(tmp, bare=not args.no_bare, twin=args.twin, ablate=ablate)
         # One untimed run each: pays for .pyc compilation and a cold file cache, which a user pays once.
         counts = {name: job_counts(dry_run(*setup)[1]) for name, setup in setups.items()}
         times: dict[str, list[float]] = {name: [] for name in setups}
@@ -213,10 +262,11 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     median = {name: statistics.median(values) for name, values in times.items()}
-    print(f"{'grid':<9} {'train jobs':>10} {'all jobs':>9} {'median s':>9} {'min s':>7} {'ms/job':>8}")
+    width = max(9, *(len(name) for name in setups))
+    print(f"{'grid':<{width}} {'train jobs':>10} {'all jobs':>9} {'median s':>9} {'min s':>7} {'ms/job':>8}")
     for name in setups:
         train, total = counts[name]
-        row = f"{name:<9} {train:>10} {total:>9} {median[name]:>9.2f} {min(times[name]):>7.2f}"
+        row = f"{name:<{width}} {train:>10} {total:>9} {median[name]:>9.2f} {min(times[name]):>7.2f}"
         print(f"{row} {1000 * median[name] / total:>8.2f}")
     # Marginal cost: what each extra job adds once the fixed start-up (the baseline) is taken out.
     jobs, base_jobs = counts["large"][1], counts["baseline"][1]
@@ -238,6 +288,10 @@ def main() -> None:
             f"large/twin: {twin_ratio:.2f}x (our code); twin/bare: {median['twin'] / median['bare']:.2f}x "
             "(Snakemake's cost of the train rule's directives and profile)"
         )
+    ablation = ablation_shares(median, ablate)
+    for directive, share in ablation.items():
+        saved = share["saved_s"]
+        print(f"without {directive}: twin/bare {share['ratio']:.2f}x, {saved:+.2f} s against the twin")
     passed = median["large"] <= args.target
     result = {
         "jobs": jobs,
@@ -254,6 +308,7 @@ def main() -> None:
         "bare_pass": bare_ratio <= args.bare_target if bare_ratio is not None else None,
         "twin_median_s": round(median["twin"], 3) if "twin" in median else None,
         "twin_ratio": round(twin_ratio, 3) if twin_ratio is not None else None,
+        "ablation": ablation or None,
         "target_s": args.target,
         "pass": passed,
     }

@@ -1,4 +1,5 @@
-"""The arithmetic and bookkeeping of benchmarks/throughput.py, precision_agreement.py and packing.py.
+"""The arithmetic and bookkeeping of benchmarks/throughput.py, precision_agreement.py, packing.py and
+dag_scale.py.
 
 The scripts train models, which tests do not; what they compute from the runs (token counts, FLOPs,
 pairing, verdicts, the run plan, the runs both packing modes train) is checked here on small inputs whose
@@ -29,6 +30,7 @@ def _load(name: str):
 throughput = _load("throughput")
 agreement = _load("precision_agreement")
 packing = _load("packing")
+dag_scale = _load("dag_scale")
 
 
 def test_padded_tokens_count_each_batch_at_its_longest_example():
@@ -234,3 +236,37 @@ def test_packing_slurm_config_packs_its_runs_into_one_job(tmp_path):
         assert pack_group_components(config) == {"train": runs}
     alone = validate_config(packing.slurm_config(2, _packing_settings(tmp_path), 1))
     assert pack_group_components(alone) == {}
+
+
+@pytest.mark.parametrize("directive", [name for name in dag_scale.TWIN_DIRECTIVES])
+def test_the_twin_without_a_directive_drops_it_and_its_fields_in_the_shell(directive):
+    full = dag_scale.twin_snakefile(dag_scale.SMALL_GRID)
+    ablated = dag_scale.twin_snakefile(dag_scale.SMALL_GRID, without=directive)
+    assert f"    {directive}:\n" in full
+    assert f"    {directive}:\n" not in ablated
+    # Every other directive stays, and no shell field names the one left out.
+    others = [name for name in dag_scale.TWIN_DIRECTIVES if name != directive]
+    assert all(f"    {name}:\n" in ablated for name in others)
+    assert "{" + directive not in ablated.split("    shell:")[1]
+
+
+def test_an_unknown_ablation_is_refused_with_the_known_ones():
+    with pytest.raises(ValueError, match=r"unknown directive 'input'.*wildcard_constraints"):
+        dag_scale.twin_snakefile(dag_scale.SMALL_GRID, without="input")
+
+
+@pytest.mark.parametrize("without", ["params", "log", "profile"])
+def test_the_twin_and_its_ablations_dry_run_every_job_of_the_grid(tmp_path, monkeypatch, without):
+    # The real Snakemake parses each file: an ablation that broke the rule would fail here, not mid-benchmark.
+    monkeypatch.setattr(dag_scale, "LARGE_GRID", dag_scale.SMALL_GRID)
+    setup = dag_scale.twin_setup(tmp_path, without=without)
+    assert (setup[2] / "profiles" / "default").exists() == (without != "profile")
+    _, output = dag_scale.dry_run(*setup)
+    assert dag_scale.job_counts(output) == (8, 9)
+
+
+def test_ablation_shares_are_each_directives_saving_against_the_whole_twin():
+    median = {"bare": 10.0, "twin": 13.0, "twin-no-log": 12.0, "twin-no-params": 13.5}
+    shares = dag_scale.ablation_shares(median, ("log", "params"))
+    assert shares == {"log": {"ratio": 1.2, "saved_s": 1.0}, "params": {"ratio": 1.35, "saved_s": -0.5}}
+    assert dag_scale.ablation_shares({"twin": 13.0}, ("log",)) == {}

@@ -52,6 +52,14 @@ def test_sft_time_follows_the_epochs_and_its_sigterm_the_checkpoint_size() -> No
     assert three.sigterm_lead_s % 60 == 0 and three.sigterm_lead_s < 60 * three.runtime
 
 
+def test_sft_time_follows_the_methods_passes_per_example() -> None:
+    plain, freelb = (instruct_job_resources("sft", "smollm2-135m", 1, gpus=1, passes=p) for p in (1, 3))
+    # The training part triples; the fixed part (loading, evaluation, saving) does not.
+    assert plain.runtime < freelb.runtime < 3 * plain.runtime
+    with pytest.raises(ValueError, match="passes must be >= 1"):
+        instruct_job_resources("sft", "smollm2-135m", 1, gpus=1, passes=0.5)
+
+
 def test_generation_evaluation_and_judges() -> None:
     for job in ("generate", "lm_eval", "judge_model"):
         resources = instruct_job_resources(job, "llama-2-7b", 1, gpus=1)

@@ -9,7 +9,8 @@ Job cost = STARTUP_S + training examples x epochs x passes / throughput + evalua
   robustft.gpu_check.FLOPS_FORMULA, on ARCHITECTURES): the same achieved FLOP/s is assumed.
 - an encoder batch shorter than the reference's length is assumed no faster (a base model's small batches
   leave a GPU waiting on kernel launches); a causal LM's cost follows its tokens.
-- passes: a method's forward and backward passes per example (method_passes; fine-tuning is 1).
+- passes: a method's forward and backward passes per example (methods.settings.method_passes;
+  fine-tuning is 1).
 - evaluation: the examples scored, at a third of a training example's FLOPs (a forward alone).
 - checkpoints: 12 bytes per parameter (fp32 weights and Adam's two moments) at the shared storage rate
   job_resources assumes.
@@ -31,6 +32,7 @@ from robustft.data import split_task_variant
 from robustft.errors import DataFormatError
 from robustft.gpu_check import Architecture
 from robustft.job_resources import CHECKPOINT_WRITE_BYTES_PER_S
+from robustft.methods.settings import method_passes
 from robustft.reference import GLUE_SPLIT_SIZES
 from robustft.workflow_config import (
     RETRIEVAL_TASKS,
@@ -391,32 +393,6 @@ def model_parameters(model: str, cache_dir: str | None = None) -> int:
 
     spec = MODELS.get(model)
     return spec.parameters if spec and spec.parameters else architecture(model, cache_dir).matmul_parameters
-
-
-def method_passes(components: dict[str, Any] | None, precision: str) -> tuple[float, float]:
-    """(passes in the run's precision, passes in fp32) per training example, counted from each component's
-    algorithm (a forward and backward is 1, a forward alone 1/3); fine-tuning is (1, 0). Components that
-    only add noise or an elementwise term (NoisyTune, NEFTune, RecAdam, Mixout) add nothing."""
-    from robustft.methods.settings import FreeLBSettings, SMARTSettings
-
-    passes, fp32 = 1.0, 0.0
-    for name, settings in (components or {}).items():
-        if name == "smart":
-            smart = SMARTSettings(**(settings or {}))
-            if smart.bregman_weight > 0:
-                passes += 1 / 3  # the EMA teacher's forward
-            if smart.smoothness_weight > 0:
-                adversarial = smart.ascent_steps + 1  # K ascent passes, then the adversarial forward+backward
-                if smart.adversarial_precision == "fp32" and precision != "fp32":
-                    fp32 += adversarial + 1  # and R_s's clean reference recomputed in fp32
-                else:
-                    passes += adversarial
-        elif name == "freelb":
-            freelb = FreeLBSettings(**(settings or {}))
-            passes += freelb.adv_steps - 1 + (1 if freelb.clean_pass else 0)
-        elif name == "r3f":
-            passes += 1  # the noisy forward, backpropagated with the clean one
-    return passes, fp32
 
 
 def checkpoint_seconds(steps: float, checkpoint_steps: int, parameters: int, full: bool = True) -> float:

@@ -9,10 +9,12 @@ queue:
 
 - `sft`: host memory holds the fp32 weights while they load and while the final model is saved
   (4 bytes per parameter, 6 with headroom), or, on a CPU, the whole training state (weights, gradients
-  and Adam's two moments: 16 bytes, 20 with activations). Time grows with parameters x epochs: ~25 minutes
-  per epoch per billion parameters on a GPU (LLaMA-2-7B, 3 epochs: ~9 h). SIGTERM comes early enough to
-  finish the step and write the checkpoint (fp32 weights and Adam moments, 12 bytes per parameter, at an
-  assumed 250 MB/s to shared storage), on which the run stops and the retry resumes.
+  and Adam's two moments: 16 bytes, 20 with activations). Time grows with parameters x epochs x the
+  method's forward and backward passes per example (FreeLB's K ascent steps are K passes; fine-tuning and
+  NEFTune are 1): ~25 minutes per pass-epoch per billion parameters on a GPU (LLaMA-2-7B, 3 epochs:
+  ~9 h). SIGTERM comes early enough to finish the step and write the checkpoint (fp32 weights and Adam
+  moments, 12 bytes per parameter, at an assumed 250 MB/s to shared storage), on which the run stops and
+  the retry resumes.
 - `generate`, `lm_eval`, a `local_hf` judge: the weights in memory (4 bytes per parameter with headroom);
   time grows with parameters (805 prompts x up to 1,024 new tokens; MMLU's 56k 5-shot continuations).
   Generations are appended per batch and judgements per call, so a retry continues where a killed job
@@ -119,18 +121,22 @@ def instruct_job_resources(
     gpus: int,
     epochs: float = 3.0,
     adapter: str = "full",
+    passes: float = 1.0,
     cache_dir: str | None = None,
 ) -> JobResources:
     """What attempt `attempt` of a `job` (one of JOB_KINDS) on `model` asks for.
 
     `gpus`: the GPUs the job gets (the config's gpus_per_run for sft, at most 1 for the others; 0 runs on
-    the CPU). `epochs` and `adapter` (full, lora, qlora) are the SFT recipe's. `cache_dir`: where a Hub
+    the CPU). `epochs` and `adapter` (full, lora, qlora) are the SFT recipe's, `passes` its method's forward
+    and backward passes per example (methods.settings.method_passes). `cache_dir`: where a Hub
     model's config.json is read (the workflow config's cache_dir).
     """
     if job not in JOB_KINDS:
         raise ValueError(f"job kind {job!r} is not one of {list(JOB_KINDS)}")
     if attempt < 1:
         raise ValueError(f"attempt must be >= 1, got {attempt}")
+    if passes < 1:
+        raise ValueError(f"passes must be >= 1 (a forward and backward per example), got {passes}")
     if job == "judge_api":  # HTTP requests from where Snakemake runs
         return JobResources(
             gpu=0, mem_mb=4000, runtime=min(120 * attempt, max_job_minutes()), sigterm_lead_s=60
@@ -139,7 +145,7 @@ def instruct_job_resources(
     time_factor = 1 if gpus > 0 else CPU_TIME_FACTOR
     if job == "sft":
         memory_gb = BASE_MEMORY_GB + (6 if gpus > 0 else 20) * billions
-        minutes = BASE_MINUTES + 25 * epochs * billions
+        minutes = BASE_MINUTES + 25 * epochs * passes * billions
         # A full fine-tuning checkpoint is the fp32 weights and Adam's two moments; an adapter's is small.
         checkpoint_bytes = 12 * billions * 1e9 if adapter == "full" else 0
         lead_s = SIGTERM_BASE_S + checkpoint_bytes / CHECKPOINT_WRITE_BYTES_PER_S

@@ -195,6 +195,13 @@ def test_every_7b_sft_job_asks_for_enough_memory_time_and_a_sigterm(neftune_slur
     )
     memory = {w["model"]: int(r["mem_mb"]) for w, r in jobs}
     assert memory["llama-2-13b"] > memory["llama-2-7b"]
+    # FreeLB's ascent steps are extra forward and backward passes: its run asks for more time than
+    # fine-tuning's of the same model, data and recipe (Table 12).
+    by_method = {(w["model"], w["dataset"], w["recipe"], w["method"]): int(r["runtime"]) for w, r in jobs}
+    freelb = [key[:3] for key in by_method if key[3] == "freelb"]
+    assert freelb
+    for run in freelb:
+        assert by_method[(*run, "freelb")] > by_method[(*run, "finetune")], run
 
 
 def test_generation_evaluation_and_judge_jobs_are_sized_too(neftune_slurm_dry_run) -> None:

@@ -345,12 +345,14 @@ def instruct_resources(job):
     """A rule's mem_mb, runtime, slurm_extra (SIGTERM before the time limit) and cpus_per_gpu, evaluated per
     job and attempt. The rules set `gpu` themselves."""
     from robustft.job_resources import instruct_job_resources
+    from robustft.methods.settings import method_passes
 
     def evaluate(wildcards, attempt):
         model, gpus, sft = instruct_job_size(job, wildcards)
+        passes = sum(method_passes(config["methods"][wildcards.method], sft.get("precision", "fp32")))
         resources = instruct_job_resources(
             job, model, attempt, gpus=gpus, epochs=sft.get("epochs", 3), adapter=sft.get("adapter", "full"),
-            cache_dir=config["cache_dir"],
+            passes=passes, cache_dir=config["cache_dir"],
         )
         return resources.snakemake_resources()
 

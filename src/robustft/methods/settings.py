@@ -450,3 +450,27 @@ class SMARTSettings(Component):
         require_bool("smart", "mask_padding", self.mask_padding)
         for setting in ("momentum", "momentum_final", "momentum_warmup_fraction"):
             require_number("smart", setting, getattr(self, setting), 0.0, 1.0, max_inclusive=True)
+
+
+def method_passes(components: dict[str, Any] | None, precision: str) -> tuple[float, float]:
+    """(passes in the run's precision, passes in fp32) per training example, counted from each component's
+    algorithm (a forward and backward is 1, a forward alone 1/3); fine-tuning is (1, 0). Components that
+    only add noise or an elementwise term (NoisyTune, NEFTune, RecAdam, Mixout) add nothing."""
+    passes, fp32 = 1.0, 0.0
+    for name, settings in (components or {}).items():
+        if name == "smart":
+            smart = SMARTSettings(**(settings or {}))
+            if smart.bregman_weight > 0:
+                passes += 1 / 3  # the EMA teacher's forward
+            if smart.smoothness_weight > 0:
+                adversarial = smart.ascent_steps + 1  # K ascent passes, then the adversarial forward+backward
+                if smart.adversarial_precision == "fp32" and precision != "fp32":
+                    fp32 += adversarial + 1  # and R_s's clean reference recomputed in fp32
+                else:
+                    passes += adversarial
+        elif name == "freelb":
+            freelb = FreeLBSettings(**(settings or {}))
+            passes += freelb.adv_steps - 1 + (1 if freelb.clean_pass else 0)
+        elif name == "r3f":
+            passes += 1  # the noisy forward, backpropagated with the clean one
+    return passes, fp32
