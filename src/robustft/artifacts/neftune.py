@@ -1289,6 +1289,9 @@ def _table5_comparisons(
     return out
 
 
+CROWDED_BAR_CLAIMS = 4
+
+
 def _bar_panel(
     ax: Any,
     part: pd.DataFrame,
@@ -1308,7 +1311,10 @@ def _bar_panel(
     ax.bar(x + 0.3, part["paper_value"].astype(float), 0.2, color="C1", alpha=0.35, label=f"paper: {arms[1]}")
     if ticks is None:
         ticks = [f"{r.method}\nvs {r.baseline}" for r in part.itertuples(index=False)]
-    ax.set_xticks(x, ticks, fontsize=fontsize)
+    # Beyond a few claims, level two-line labels run into each other: slant them.
+    crowded = len(part) > CROWDED_BAR_CLAIMS
+    slant = {"rotation": 30, "ha": "right"} if crowded else {}
+    ax.set_xticks(x, ticks, fontsize=fontsize, **slant)
     ax.set_ylabel(ylabel)
 
 
