@@ -133,7 +133,8 @@ def twin_snakefile(grid: dict[str, Any], without: str | None = None) -> str:
     directives = "".join(
         f"    {name}:\n        {body}\n" for name, body in TWIN_DIRECTIVES.items() if name != without
     )
-    shell = "".join(f"        {piece!r}\n" for owner, piece in TWIN_SHELL if owner != without)
+    kept = [piece for owner, piece in TWIN_SHELL if owner is None or owner != without]
+    shell = "".join(f"        {piece!r}\n" for piece in kept)
     targets = "results/runs/{model}/{task}/{method}/seed{seed}-0123abcd/metrics.json"
     return (
         f"{constraints}\n"
@@ -248,6 +249,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     ablate = tuple(ABLATIONS if "all" in args.ablate else dict.fromkeys(args.ablate))
+    if ablate and args.no_bare:
+        parser.error("--ablate measures each directive against the bare file: drop --no-bare")
 
     tmp = Path(tempfile.mkdtemp(prefix="robustft-dag-"))
     try:

@@ -250,6 +250,22 @@ def test_the_twin_without_a_directive_drops_it_and_its_fields_in_the_shell(direc
     assert "{" + directive not in ablated.split("    shell:")[1]
 
 
+def test_the_whole_twin_runs_the_train_rules_whole_shell_command():
+    # Every piece of the command, each once: the twin, and every ablation measured against it, must pay
+    # for the same fields as the workflow's train rule.
+    full = dag_scale.twin_snakefile(dag_scale.SMALL_GRID)
+    shell = full.split("    shell:")[1]
+    assert all(shell.count(repr(piece)) == 1 for _, piece in dag_scale.TWIN_SHELL)
+    for field in ("{wildcards.model}", "{output.metrics}", "{params.method_args}", "{log}", "{threads}"):
+        assert field in shell
+    # An ablation drops only its own pieces.
+    without_log = dag_scale.twin_snakefile(dag_scale.SMALL_GRID, without="log").split("    shell:")[1]
+    assert [p for o, p in dag_scale.TWIN_SHELL if repr(p) not in without_log] == [" > {log} 2>&1"]
+    assert "wildcard_constraints:" in full
+    unconstrained = dag_scale.twin_snakefile(dag_scale.SMALL_GRID, without="wildcard_constraints")
+    assert "wildcard_constraints:" not in unconstrained
+
+
 def test_an_unknown_ablation_is_refused_with_the_known_ones():
     with pytest.raises(ValueError, match=r"unknown directive 'input'.*wildcard_constraints"):
         dag_scale.twin_snakefile(dag_scale.SMALL_GRID, without="input")

@@ -349,7 +349,7 @@ def instruct_resources(job):
 
     def evaluate(wildcards, attempt):
         model, gpus, sft = instruct_job_size(job, wildcards)
-        passes = sum(method_passes(config["methods"][wildcards.method], sft.get("precision", "fp32")))
+        passes, _ = method_passes(config["methods"][wildcards.method], sft.get("precision", "fp32"))
         resources = instruct_job_resources(
             job, model, attempt, gpus=gpus, epochs=sft.get("epochs", 3), adapter=sft.get("adapter", "full"),
             passes=passes, cache_dir=config["cache_dir"],
