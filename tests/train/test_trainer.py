@@ -200,3 +200,40 @@ def test_token_classification_weighs_the_loss_by_tokens_and_the_terms_by_rows(
         tiny_model, method(), 16, 2, tmp_path / "accumulated", token_classification=True
     )
     _assert_same_step(before, whole, accumulated)
+
+
+def test_evaluation_reads_the_eval_set_in_its_own_order_when_training_groups_by_length(
+    tiny_model: str, tmp_path: Path
+) -> None:
+    """Trainer batches evaluation through its random LengthGroupedSampler when training groups by length;
+    our eval sets are sorted by length, and that order must reach the batches (no padding to a random
+    batch's longest example), in one process."""
+    import datasets
+    from transformers import DataCollatorWithPadding, TrainingArguments
+
+    tokenizer = load_tokenizer(tiny_model)
+    # Lengths sorted ascending, as train.glue's eval sets are: 1, 2, ..., 40 words.
+    texts = [" ".join(["word"] * n) for n in range(1, 41)]
+    dataset = datasets.Dataset.from_dict({**tokenizer(texts), "labels": [n % 2 for n in range(40)]})
+    model, new = load_sequence_classifier_with_info(tiny_model, num_labels=2)
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_eval_batch_size=8,
+        train_sampling_strategy="group_by_length",
+        report_to="none",
+        use_cpu=True,
+        dataloader_num_workers=0,
+        seed=0,
+    )
+    trainer = RobustTrainer(
+        method=build_method("finetune"),
+        context=RunContext(seed=0, new_parameter_names=frozenset(new)),
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        eval_dataset=dataset,
+        data_collator=DataCollatorWithPadding(tokenizer),
+    )
+    widths = [batch["input_ids"].shape[1] for batch in trainer.get_eval_dataloader()]
+    lengths = [len(ids) for ids in dataset["input_ids"]]
+    assert widths == [max(lengths[i : i + 8]) for i in range(0, 40, 8)]
