@@ -205,9 +205,9 @@ def test_token_classification_weighs_the_loss_by_tokens_and_the_terms_by_rows(
 def test_evaluation_reads_the_eval_set_in_its_own_order_when_training_groups_by_length(
     tiny_model: str, tmp_path: Path
 ) -> None:
-    """Trainer batches evaluation through its random LengthGroupedSampler when training groups by length;
-    our eval sets are sorted by length, and that order must reach the batches (no padding to a random
-    batch's longest example), in one process."""
+    """Trainer batches evaluation and prediction through its random LengthGroupedSampler when training
+    groups by length; our eval sets are sorted by length, and that order must reach the batches (no padding
+    to a random batch's longest example, predictions in the rows' order), in one process."""
     import datasets
     from transformers import DataCollatorWithPadding, TrainingArguments
 
@@ -234,6 +234,8 @@ def test_evaluation_reads_the_eval_set_in_its_own_order_when_training_groups_by_
         eval_dataset=dataset,
         data_collator=DataCollatorWithPadding(tokenizer),
     )
-    widths = [batch["input_ids"].shape[1] for batch in trainer.get_eval_dataloader()]
     lengths = [len(ids) for ids in dataset["input_ids"]]
-    assert widths == [max(lengths[i : i + 8]) for i in range(0, 40, 8)]
+    in_order = [max(lengths[i : i + 8]) for i in range(0, 40, 8)]
+    assert [batch["input_ids"].shape[1] for batch in trainer.get_eval_dataloader()] == in_order
+    # `predict` too: train.glue pairs its rows with the split's labels by position.
+    assert [batch["input_ids"].shape[1] for batch in trainer.get_test_dataloader(dataset)] == in_order

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import Trainer, TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length
 
 from robustft.methods import Method, RunContext
 from robustft.methods.base import Batch, Component, overrides
@@ -150,13 +150,15 @@ class RobustTrainer(Trainer):
                 handle.remove()
 
     def _get_eval_sampler(self, eval_dataset: Any) -> torch.utils.data.Sampler | None:
-        # With train_sampling_strategy "group_by_length", Trainer also batches evaluation through its
-        # LengthGroupedSampler, whose mega-batches shrink to one batch on a small eval set: random
-        # batches that undo our length-sorted eval order and pad to their longest example (measured: the
-        # demo's STS-B dev scored at 26 examples/s instead of about 60). Evaluation order changes no
-        # metric, so evaluation takes Trainer's ungrouped samplers: the set's own (sorted) order in one
-        # process, Accelerate's sequential shards across several.
-        if eval_dataset is None:
+        # With train_sampling_strategy "group_by_length", Trainer also batches evaluation and prediction
+        # through its LengthGroupedSampler, whose mega-batches shrink to one batch on a small eval set:
+        # random batches that undo our length-sorted eval order and pad to their longest example
+        # (measured: the demo's STS-B dev scored at 26 examples/s instead of 40), and `predict` returning
+        # rows in a shuffled order. Grouping is for training only: evaluation takes Trainer's ungrouped
+        # samplers, the set's own order in one process and Accelerate's sequential shards across several.
+        if self.args.train_sampling_strategy != "group_by_length":
+            return super()._get_eval_sampler(eval_dataset)
+        if eval_dataset is None or not has_length(eval_dataset):
             return None
         return torch.utils.data.SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
