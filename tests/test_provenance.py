@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from robustft import provenance
 from robustft.provenance import config_hash, cpu_model, hardware, summarize_runs
 
 
@@ -97,3 +100,41 @@ def test_cpu_model_reads_the_model_name_on_linux() -> None:
     if Path("/proc/cpuinfo").exists():
         assert name and name != "x86_64"
     assert "cpu_model" in hardware() and hardware()["cpu_model"] == name
+
+
+def test_cpu_generation_tells_two_epycs_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two machines of one cloud kind both say "AMD EPYC"; only the numbers below differ (Zen 3, Zen 4).
+    def cpuinfo(model: int) -> list[str]:
+        return ["processor\t: 0", "cpu family\t: 25", f"model\t\t: {model}", "model name\t: AMD EPYC",
+                "stepping\t: 1", "processor\t: 1", "cpu family\t: 99"]  # fmt: skip
+
+    monkeypatch.setattr(provenance, "_cpuinfo", lambda: cpuinfo(1))
+    zen3 = provenance.cpu_generation()
+    monkeypatch.setattr(provenance, "_cpuinfo", lambda: cpuinfo(17))
+    zen4 = provenance.cpu_generation()
+    assert (zen3, zen4) == ("family 25 model 1 stepping 1", "family 25 model 17 stepping 1")
+    assert provenance.cpu_model() == "AMD EPYC"
+    monkeypatch.setattr(provenance, "_cpuinfo", lambda: ["model name\t: Apple M2"])
+    assert provenance.cpu_generation() is None
+
+
+def test_hardware_records_the_kernels_that_set_the_speed() -> None:
+    import torch
+
+    record = hardware()
+    assert record["cpu_capability"] == str(torch.backends.cpu.get_cpu_capability())
+    assert isinstance(record["cpu_fast_bf16"], bool)
+    if Path("/proc/cpuinfo").exists() and "cpu family" in Path("/proc/cpuinfo").read_text():
+        assert record["cpu_generation"].startswith("family ")
+
+
+def test_cpu_description_adds_the_generation_and_bf16_kernels_when_recorded() -> None:
+    old = {"cpu_model": "AMD EPYC", "processor": "x86_64"}
+    new = {**old, "cpu_generation": "family 25 model 17 stepping 1", "cpu_capability": "AVX512"}
+    new["cpu_fast_bf16"] = True
+    slow = {**old, "cpu_generation": "family 25 model 1 stepping 1", "cpu_capability": "AVX2"}
+    slow["cpu_fast_bf16"] = False
+    assert provenance.cpu_description(old) == "AMD EPYC"
+    assert provenance.cpu_description(new) == "AMD EPYC (family 25 model 17 stepping 1; AVX512, fast bf16)"
+    assert provenance.cpu_description(slow) == "AMD EPYC (family 25 model 1 stepping 1; AVX2, no fast bf16)"
+    assert provenance.cpu_description({"processor": "x86_64"}) == "x86_64"

@@ -25,7 +25,7 @@ import pandas as pd
 
 from robustft.errors import FindingError
 from robustft.io import write_json_atomic, write_text_atomic
-from robustft.provenance import check_table_runs, git_commit
+from robustft.provenance import check_table_runs, cpu_description, git_commit
 from robustft.report import GLUE_AVG, ReportSpec, effect_rows, load_tables
 from robustft.tables import compare, summarize
 from robustft.workflow_config import config_name, expected_run_dirs, load_config, tables_dir
@@ -119,7 +119,7 @@ def finding_provenance(runs: pd.DataFrame, config_path: Path, command: str) -> d
         "runs_git_commits": sorted({str(r.get("git_commit")) for r in records}),
         "statuses": runs["status"].value_counts().sort_index().to_dict(),
         "hardware": {
-            "cpu_model": _distinct([h.get("cpu_model") or h.get("processor") for h in hardware]),
+            "cpu_model": _distinct([cpu_description(h) if h else None for h in hardware]),
             "cpu_count": _distinct([h.get("cpu_count") for h in hardware]),
             "torch_threads_per_run": _distinct([h.get("torch_threads") for h in hardware]),
             "gpus": _distinct([h.get("gpus") for h in hardware]) or ["none"],

@@ -82,23 +82,71 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+def _cpuinfo_field(lines: list[str], key: str) -> str | None:
+    """The first processor's value of `key` in /proc/cpuinfo's lines, None where it has none."""
+    for line in lines:
+        name, _, value = line.partition(":")
+        if name.strip() == key:
+            return value.strip()
+    return None
+
+
 def cpu_model() -> str | None:
     """The CPU's model name from /proc/cpuinfo (Linux), e.g. "AMD EPYC 7B13": platform.processor() says only
     x86_64, which cannot tell two machines' speeds apart. None where the file does not exist."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
+    return _cpuinfo_field(_cpuinfo(), "model name")
+
+
+def cpu_generation() -> str | None:
+    """The CPU's family, model and stepping numbers (x86 Linux), e.g. "family 25 model 17 stepping 1".
+    Cloud VMs often name every generation just "AMD EPYC"; these numbers tell a Zen 3 (model 1) from a
+    Zen 4 (model 17), which differ 3x in MiniLM training speed. None where /proc/cpuinfo lacks them."""
+    lines = _cpuinfo()
+    fields = [(key, _cpuinfo_field(lines, key)) for key in ("cpu family", "model", "stepping")]
+    if any(value is None for _, value in fields):
         return None
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
+    return " ".join(f"{key.removeprefix('cpu ')} {value}" for key, value in fields)
+
+
+def cpu_capability() -> str:
+    """The instruction set PyTorch's CPU kernels use here (e.g. AVX2, AVX512)."""
+    import torch
+
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):  # older builds lack the probe
+        return "unknown instruction set"
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether oneDNN has native bf16 kernels on this CPU (AVX512-BF16 or AMX); False where the build lacks
+    oneDNN or the probe, so an unknown CPU counts as slow."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def hardware() -> dict[str, Any]:
+    """run.json's hardware: enough to tell two machines' speeds apart, bf16 kernels included."""
     import torch
 
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_model": cpu_model(),
+        "cpu_generation": cpu_generation(),
+        "cpu_capability": cpu_capability(),
+        "cpu_fast_bf16": cpu_has_fast_bf16(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
@@ -165,9 +213,17 @@ def write_grid_manifest(tables_dir: str | Path, table: str, run_dirs: list[str])
     return path
 
 
-def _cpu_name(hardware_record: dict[str, Any]) -> str:
-    """run.json's CPU model name, or only its architecture for runs recorded before the model name was."""
-    return hardware_record.get("cpu_model") or hardware_record.get("processor", "?")
+def cpu_description(hardware_record: dict[str, Any]) -> str:
+    """run.json's CPU, e.g. "AMD EPYC (family 25 model 17 stepping 1; AVX512, fast bf16)": the model name
+    (only the architecture for runs recorded before it was), then what runs recorded since 2026-12-04 add."""
+    name = hardware_record.get("cpu_model") or hardware_record.get("processor", "?")
+    details = []
+    if hardware_record.get("cpu_generation"):
+        details.append(hardware_record["cpu_generation"])
+    if "cpu_capability" in hardware_record:
+        bf16 = "fast bf16" if hardware_record.get("cpu_fast_bf16") else "no fast bf16"
+        details.append(f"{hardware_record['cpu_capability']}, {bf16}")
+    return f"{name} ({'; '.join(details)})" if details else name
 
 
 def summarize_runs(
@@ -197,7 +253,7 @@ def summarize_runs(
         "workflow config hash": workflow_config_hash,
         "runs' config hashes": f"{len({r.get('config_hash') for r in records})} distinct (one per run spec)",
         "package versions": versions,
-        "hardware": distinct([_cpu_name(r["hardware"]) for r in records if "hardware" in r])
+        "hardware": distinct([cpu_description(r["hardware"]) for r in records if "hardware" in r])
         + f" ({distinct([r['hardware'].get('cpu_count') for r in records if 'hardware' in r])} CPUs); "
         + distinct(gpus),
         "compute time": f"{wall / 3600:.2f} h wall time over {len(records)} runs ({wall:.0f} s)",

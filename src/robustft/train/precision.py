@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+from robustft.provenance import cpu_capability, cpu_has_fast_bf16
+
 if TYPE_CHECKING:
     from robustft.methods import Component
 
@@ -59,27 +61,6 @@ def training_device() -> str:
     if torch.backends.mps.is_available():
         return "mps"
     return "cpu"
-
-
-def cpu_capability() -> str:
-    """The instruction set PyTorch's CPU kernels use here (e.g. AVX2, AVX512), for messages."""
-    import torch
-
-    try:
-        return str(torch.backends.cpu.get_cpu_capability())
-    except (AttributeError, RuntimeError):  # older builds lack the probe
-        return "unknown instruction set"
-
-
-def cpu_has_fast_bf16() -> bool:
-    """Whether oneDNN has native bf16 kernels on this CPU (AVX512-BF16 or AMX); False where the build lacks
-    oneDNN or the probe, so an unknown CPU trains in fp32."""
-    import torch
-
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def cuda_has_bf16() -> bool:
