@@ -220,9 +220,14 @@ def encoder_shape(spec: RunSpec) -> EncoderShape:
     from robustft.models import load_sequence_classifier_with_info
 
     model, _ = load_sequence_classifier_with_info(spec.model, get_task(spec.task).num_labels, spec.cache_dir)
+    return model_encoder_shape(model, spec.model)
+
+
+def model_encoder_shape(model: Any, name: str) -> EncoderShape:
+    """EncoderShape of a loaded sequence classifier (`name` for the error)."""
     encoder = getattr(model.base_model, "encoder", None)
     if encoder is None:
-        raise RuntimeError(f"model {spec.model!r} has no base_model.encoder to count FLOPs on")
+        raise RuntimeError(f"model {name!r} has no base_model.encoder to count FLOPs on")
     return EncoderShape(
         layer_parameters=sum(p.numel() for p in encoder.parameters()),
         layers=int(model.config.num_hidden_layers),

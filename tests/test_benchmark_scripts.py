@@ -1,5 +1,5 @@
-"""The arithmetic and bookkeeping of benchmarks/throughput.py, precision_agreement.py, packing.py and
-dag_scale.py.
+"""The arithmetic and bookkeeping of benchmarks/throughput.py, step_breakdown.py, precision_agreement.py,
+packing.py and dag_scale.py.
 
 The scripts train models, which tests do not; what they compute from the runs (token counts, FLOPs,
 pairing, verdicts, the run plan, the runs both packing modes train) is checked here on small inputs whose
@@ -31,6 +31,7 @@ throughput = _load("throughput")
 agreement = _load("precision_agreement")
 packing = _load("packing")
 dag_scale = _load("dag_scale")
+step_breakdown = _load("step_breakdown")  # after throughput, whose helpers it imports by name
 
 
 def test_padded_tokens_count_each_batch_at_its_longest_example():
@@ -53,6 +54,23 @@ def test_training_flops_are_six_n_t_plus_the_attention_term():
     counts = throughput.TokenCounts(examples=2, real=8, padded=10, padded_squared=100)
     shape = throughput.EncoderShape(layer_parameters=1000, layers=2, hidden_size=4)
     assert throughput.training_flops(counts, shape) == 6 * 1000 * 10 + 12 * 2 * 4 * 100
+
+
+def test_a_bare_batch_costs_the_throughput_formula_for_one_unpadded_batch():
+    shape = throughput.EncoderShape(layer_parameters=1000, layers=2, hidden_size=4)
+    assert step_breakdown.batch_flops(2, 3, shape) == 6 * 1000 * (2 * 3) + 12 * 2 * 4 * (2 * 3**2)
+
+
+def test_without_dropout_zeroes_every_dropout_and_leaves_the_rest():
+    import torch
+
+    model = torch.nn.Sequential(
+        torch.nn.Linear(4, 4), torch.nn.Dropout(0.1), torch.nn.Sequential(torch.nn.Dropout(0.2))
+    )
+    weight = model[0].weight.clone()
+    step_breakdown.without_dropout(model)
+    assert [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)] == [0.0, 0.0]
+    assert torch.equal(model[0].weight, weight)
 
 
 def test_rounds_alternate_the_order_of_the_configurations():

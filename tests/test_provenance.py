@@ -102,8 +102,8 @@ def test_cpu_model_reads_the_model_name_on_linux() -> None:
     assert "cpu_model" in hardware() and hardware()["cpu_model"] == name
 
 
-def test_cpu_generation_tells_two_epycs_apart(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Two machines of one cloud kind both say "AMD EPYC"; only the numbers below differ (Zen 3, Zen 4).
+def test_cpu_generation_tells_two_epyc_generations_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two machines of one cloud kind both say "AMD EPYC"; only the numbers below differ.
     def cpuinfo(model: int) -> list[str]:
         return ["processor\t: 0", "cpu family\t: 25", f"model\t\t: {model}", "model name\t: AMD EPYC",
                 "stepping\t: 1", "processor\t: 1", "cpu family\t: 99"]  # fmt: skip
@@ -135,6 +135,6 @@ def test_cpu_description_adds_the_generation_and_bf16_kernels_when_recorded() ->
     slow = {**old, "cpu_generation": "family 25 model 1 stepping 1", "cpu_capability": "AVX2"}
     slow["cpu_fast_bf16"] = False
     assert provenance.cpu_description(old) == "AMD EPYC"
-    assert provenance.cpu_description(new) == "AMD EPYC (family 25 model 17 stepping 1; AVX512, fast bf16)"
-    assert provenance.cpu_description(slow) == "AMD EPYC (family 25 model 1 stepping 1; AVX2, no fast bf16)"
+    assert provenance.cpu_description(new) == "AMD EPYC [family 25 model 17 stepping 1, AVX512, fast bf16]"
+    assert provenance.cpu_description(slow) == "AMD EPYC [family 25 model 1 stepping 1, AVX2, no fast bf16]"
     assert provenance.cpu_description({"processor": "x86_64"}) == "x86_64"

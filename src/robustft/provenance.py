@@ -106,8 +106,9 @@ def cpu_model() -> str | None:
 
 def cpu_generation() -> str | None:
     """The CPU's family, model and stepping numbers (x86 Linux), e.g. "family 25 model 17 stepping 1".
-    Cloud VMs often name every generation just "AMD EPYC"; these numbers tell a Zen 3 (model 1) from a
-    Zen 4 (model 17), which differ 3x in MiniLM training speed. None where /proc/cpuinfo lacks them."""
+    Cloud VMs often name every generation just "AMD EPYC"; these numbers tell the generations apart (two
+    such machines here differed about 3x in the demo's step time, bf16 included, 2.3x in fp32). None where
+    /proc/cpuinfo lacks them."""
     lines = _cpuinfo()
     fields = [(key, _cpuinfo_field(lines, key)) for key in ("cpu family", "model", "stepping")]
     if any(value is None for _, value in fields):
@@ -214,7 +215,7 @@ def write_grid_manifest(tables_dir: str | Path, table: str, run_dirs: list[str])
 
 
 def cpu_description(hardware_record: dict[str, Any]) -> str:
-    """run.json's CPU, e.g. "AMD EPYC (family 25 model 17 stepping 1; AVX512, fast bf16)": the model name
+    """run.json's CPU, e.g. "AMD EPYC [family 25 model 17 stepping 1, AVX512, fast bf16]": the model name
     (only the architecture for runs recorded before it was), then what runs recorded since 2026-12-04 add."""
     name = hardware_record.get("cpu_model") or hardware_record.get("processor", "?")
     details = []
@@ -223,7 +224,8 @@ def cpu_description(hardware_record: dict[str, Any]) -> str:
     if "cpu_capability" in hardware_record:
         bf16 = "fast bf16" if hardware_record.get("cpu_fast_bf16") else "no fast bf16"
         details.append(f"{hardware_record['cpu_capability']}, {bf16}")
-    return f"{name} ({'; '.join(details)})" if details else name
+    # Brackets and commas: reports follow it with "(2 CPUs)" and join several machines with "; ".
+    return f"{name} [{', '.join(details)}]" if details else name
 
 
 def summarize_runs(

@@ -584,12 +584,11 @@ def test_the_sharegpt_chunk_setting_reaches_the_parser(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_an_explicit_half_precision_builds_its_sft_config_on_a_cpu(tmp_path: Path, precision: str) -> None:
-    import torch
-
+    from robustft.train.precision import training_device
     from robustft.train.sft import _sft_config
 
-    # SFTConfig refuses bf16/fp16 without a GPU unless use_cpu says the CPU is meant (it once did here).
+    # SFTConfig refuses bf16 without a GPU unless use_cpu says the CPU is meant (it once did here).
     args = _sft_config(SFTSettings(precision=precision, max_steps=1), tmp_path, seed=0)
     assert (args.bf16, args.fp16) == (precision == "bf16", precision == "fp16")
-    assert args.use_cpu is not torch.cuda.is_available()
+    assert args.use_cpu is (training_device() == "cpu")
     assert _sft_config(SFTSettings(max_steps=1), tmp_path, seed=0).use_cpu is False
