@@ -343,8 +343,6 @@ def main() -> None:
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="run directories and the result tables")
     args = parser.parse_args()
 
-    import torch
-
     from robustft import provenance
     from robustft.train.config import seed_error
     from robustft.workflow_config import ConfigError, load_config
@@ -380,6 +378,7 @@ def main() -> None:
         for precision in PRECISIONS
     }
     config_path = Path(args.config).resolve()
+    hardware = provenance.hardware()
     report = {
         "config": str(config_path.relative_to(REPO) if config_path.is_relative_to(REPO) else config_path),
         "method": args.method,
@@ -388,12 +387,9 @@ def main() -> None:
         "threads": threads,
         "commit": provenance.git_commit(REPO),
         "date": time.strftime("%Y-%m-%d"),
-        "hardware": provenance.hardware(),
+        "hardware": hardware,
         # Without oneDNN's bf16 kernels (AVX512-BF16 or AMX) bf16 runs are slower than fp32 ones.
-        "cpu": {
-            "capability": torch.backends.cpu.get_cpu_capability(),
-            "mkldnn_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
-        },
+        "cpu": {"capability": hardware["cpu_capability"], "mkldnn_bf16": hardware["cpu_fast_bf16"]},
         "wall_s_this_invocation": round(time.time() - started, 1),
         "train_settings": {
             job.task: {k: v for k, v in job.train.items() if k != "precision"} for job in jobs

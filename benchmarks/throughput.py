@@ -133,12 +133,9 @@ def cpu_bf16_support() -> dict[str, Any]:
     fallback kernel: a 2048^2 bf16 matmul then runs hundreds of times below the fp32 rate, and bf16
     autocast training is slower than fp32, not faster.
     """
-    import torch
+    from robustft.provenance import cpu_capability, cpu_has_fast_bf16
 
-    return {
-        "capability": torch.backends.cpu.get_cpu_capability(),
-        "mkldnn_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
-    }
+    return {"capability": cpu_capability(), "mkldnn_bf16": cpu_has_fast_bf16()}
 
 
 def matmul_gflops(n: int, dtype: Any, reps: int, warmup: int = 2, budget_s: float = 30.0) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -82,6 +83,7 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+@functools.cache  # read once a process: hardware() asks it for several fields
 def _cpuinfo() -> list[str]:
     try:
         return Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines()
